@@ -1,0 +1,3 @@
+"""CheXbench: the evaluation harness for chest X-ray foundation models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""Mapping the official file's image paths onto the user's own copies of the datasets.
+
+The official paths point into the authors' folders (``data/mimic-cxr/files/...``), so a user
+gives ``--image-root DIR`` and, when their layout differs, a YAML map from path prefix or
+``data_source`` to a local folder::
+
+    prefixes:                      # longest matching prefix wins; the rest of the path is kept
+      data/mimic-cxr/: /datasets/mimic-cxr-jpg/2.0.0/
+    sources:                       # data_source -> folder; the authors' "data/<name>/" is dropped
+      OpenI: /datasets/openi/
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from PIL import Image, UnidentifiedImageError
+
+from harness.taxonomy import resolve_dataset
+
+_AUTHORS_ROOT = re.compile(r"^(?:\./)?data/[^/]+/")
+
+
+class ImageMapError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ImageResolver:
+    image_root: Path | None = None
+    prefixes: tuple[tuple[str, Path], ...] = ()
+    sources: dict[str, Path] = field(default_factory=dict)  # dataset slug -> folder
+
+    @classmethod
+    def from_args(cls, image_root: str | Path | None, image_map: str | Path | None = None
+                  ) -> ImageResolver:
+        prefixes: list[tuple[str, Path]] = []
+        sources: dict[str, Path] = {}
+        if image_map:
+            map_path = Path(image_map)
+            try:
+                spec = yaml.safe_load(map_path.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ImageMapError(f"{map_path}: cannot read image map ({exc})") from exc
+            if not isinstance(spec, dict) or set(spec) - {"prefixes", "sources"}:
+                raise ImageMapError(f"{map_path}: expected keys 'prefixes' and/or 'sources'")
+            for prefix, folder in (spec.get("prefixes") or {}).items():
+                prefixes.append((str(prefix), Path(str(folder)).expanduser()))
+            for source, folder in (spec.get("sources") or {}).items():
+                dataset = resolve_dataset(str(source))
+                if dataset is None:
+                    raise ImageMapError(f"{map_path}: unknown data_source {source!r}")
+                sources[dataset.slug] = Path(str(folder)).expanduser()
+        prefixes.sort(key=lambda p: -len(p[0]))
+        return cls(Path(image_root).expanduser() if image_root else None, tuple(prefixes), sources)
+
+    def resolve(self, raw: str, dataset_slug: str | None = None) -> Path:
+        """The local file for one path as written in data.json (which may not exist)."""
+        for prefix, folder in self.prefixes:
+            if raw.startswith(prefix):
+                return folder / raw[len(prefix):]
+        if dataset_slug in self.sources:
+            return self.sources[dataset_slug] / _AUTHORS_ROOT.sub("", raw)
+        path = Path(raw)
+        if path.is_absolute():
+            return path
+        return (self.image_root / raw) if self.image_root else path
+
+
+def check_image(path: Path) -> str | None:
+    """None when the image opens, else a short reason (missing / unreadable)."""
+    if not path.is_file():
+        return "missing"
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        return f"unreadable ({exc.__class__.__name__})"
+    return None
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Decode to RGB. The loaded copy is short-lived: callers drop it after encoding."""
+    with Image.open(path) as im:
+        return im.convert("RGB")

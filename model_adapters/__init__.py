@@ -1,0 +1,1 @@
+"""Model adapters and the image log-likelihood engine that serves them to lm-eval."""
