@@ -1,0 +1,1 @@
+"""Uncertainty for every reported number: bootstrap CIs, paired tests, multiplicity control."""
