@@ -86,3 +86,21 @@ def open_image(path: str | Path) -> Image.Image:
     """Decode to RGB. The loaded copy is short-lived: callers drop it after encoding."""
     with Image.open(path) as im:
         return im.convert("RGB")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image named by its file, decoded only when a model needs its pixels.
+
+    Tasks hand these to the engine instead of decoded PIL images: a full CheXbench run would
+    otherwise hold thousands of decoded radiographs (and open file handles) in memory at once.
+    """
+
+    path: str
+
+    def open(self) -> Image.Image:
+        return open_image(self.path)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"file:{self.path}"

@@ -1,0 +1,38 @@
+"""The three multiple-choice decision rules, in one place.
+
+lm-eval's `acc` (summed log-prob) and `acc_norm` (summed log-prob per option character) are
+kept for comparability with other lm-eval results; `acc_chexbench` is the official CheXbench
+rule (mean log-prob per option token) and the headline number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+RULES = ("acc_chexbench", "acc", "acc_norm")
+HEADLINE = "acc_chexbench"
+
+
+def predictions(scores: Sequence[Any], choices: Sequence[str]) -> dict[str, int]:
+    """Predicted option index under each rule; -1 when a generation-mode answer did not parse.
+
+    `scores` are the engine's `OptionScore`s: (log-prob, is_greedy) with `.n_tokens`.
+    Ties go to the first option (numpy argmax), deterministically.
+    """
+    if any(getattr(s, "unparseable", False) for s in scores):
+        return {rule: -1 for rule in RULES}
+    lls = np.array([float(s[0]) for s in scores])
+    n_tokens = np.array([max(int(getattr(s, "n_tokens", 1)), 1) for s in scores], dtype=float)
+    n_chars = np.array([max(len(c), 1) for c in choices], dtype=float)
+    return {
+        "acc_chexbench": int(np.argmax(lls / n_tokens)),
+        "acc": int(np.argmax(lls)),
+        "acc_norm": int(np.argmax(lls / n_chars)),
+    }
+
+
+def correctness(scores: Sequence[Any], choices: Sequence[str], gold: int) -> dict[str, float]:
+    return {rule: float(pred == gold) for rule, pred in predictions(scores, choices).items()}

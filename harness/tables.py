@@ -1,0 +1,82 @@
+"""Printed tables shaped like the paper's (Table 2 for perception, Tables 3/4 for text)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.taxonomy import DATASET_BY_SLUG, PERCEPTION_SUBTASKS, TASK_BY_SLUG
+
+
+def fmt_metric(m: dict[str, Any] | None, scale: float = 100.0) -> str:
+    """"57.1 [52.0, 61.8]" (percent with its 95% CI), or why it is missing."""
+    if not m:
+        return "—"
+    if m.get("value") is None:
+        return f"n/a ({(m.get('unavailable') or '').split(';')[0]})"
+    text = f"{m['value'] * scale:.1f}"
+    if m.get("ci"):
+        lo, hi = m["ci"]
+        text += f" [{lo * scale:.1f}, {hi * scale:.1f}]"
+    return text
+
+
+def perception_table(results: dict[str, Any], title: str | None = None) -> Table:
+    model = results["model"]["name"]
+    table = Table(title=title or f"Image perception — {model} (accuracy %, 95% CI)")
+    for col in ("Task", "Dataset", "n", "acc_chexbench", "acc", "acc_norm"):
+        table.add_column(col, justify="left" if col in ("Task", "Dataset") else "right")
+    last_task = None
+    for sub in PERCEPTION_SUBTASKS:
+        res = results["subtasks"].get(sub.name)
+        if res is None:
+            continue
+        task_title = sub.task.title if sub.task.slug != last_task else ""
+        last_task = sub.task.slug
+        table.add_row(task_title, sub.dataset.title, str(res["n"]),
+                      *(fmt_metric(res["metrics"].get(r)) for r in ("acc_chexbench", "acc",
+                                                                     "acc_norm")))
+    for name, group in results.get("groups", {}).items():
+        slug = name.removeprefix("chexbench_")
+        label = TASK_BY_SLUG[slug].title if slug in TASK_BY_SLUG else "Perception (mean of tasks)"
+        table.add_row(f"[bold]{label}[/bold]", "mean", "",
+                      *(fmt_metric(group["metrics"].get(r)) for r in ("acc_chexbench", "acc",
+                                                                       "acc_norm")))
+    return table
+
+
+def text_table(results: dict[str, Any]) -> Table | None:
+    text = {n: r for n, r in results["subtasks"].items() if r["kind"] == "text"}
+    if not text:
+        return None
+    names = sorted({m for r in text.values() for m in r["metrics"]})
+    table = Table(title=f"Text tasks — {results['model']['name']} (score x100, 95% CI)")
+    table.add_column("Task")
+    table.add_column("Dataset")
+    table.add_column("n", justify="right")
+    for m in names:
+        table.add_column(m, justify="right")
+    for r in text.values():
+        ds = DATASET_BY_SLUG[r["dataset"]].title if r["dataset"] in DATASET_BY_SLUG else r["dataset"]
+        table.add_row(TASK_BY_SLUG[r["task"]].title, ds, str(r["n"]),
+                      *(fmt_metric(r["metrics"].get(m)) for m in names))
+    return table
+
+
+def print_results(results: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(width=None if Console().is_terminal else 140)
+    if results["model"].get("smoke"):
+        console.print("[yellow]Smoke model: random weights, its accuracy is chance by design.[/]")
+    if results.get("run_card", {}) and results["run_card"].get("synthetic"):
+        console.print("[yellow]Synthetic phantom data: these numbers say nothing about real "
+                      "radiographs.[/]")
+    if any(r["kind"] == "perception" for r in results["subtasks"].values()):
+        console.print(perception_table(results))
+    table = text_table(results)
+    if table is not None:
+        console.print(table)
+    excluded = {n: r["excluded_reasons"] for n, r in results["subtasks"].items() if r["excluded"]}
+    if excluded:
+        console.print(f"Excluded items: {excluded}")

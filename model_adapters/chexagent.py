@@ -1,0 +1,113 @@
+"""CheXagent-8b, and checkpoints written by this project's `chexagent` training package.
+
+Two loading paths:
+- a folder written by `chexagent.modeling.save_bundle` (the demo model, the smoke model,
+  anything our training package produced): plain transformers BLIP-2 classes, no remote code;
+- the released `StanfordAIMI/CheXagent-8b`, whose modeling code lives on the hub and therefore
+  needs `trust_remote_code=true`, which is only ever set by the user.
+
+Prompt: ` USER: <s>{prompt} ASSISTANT: <s>` with at most 2 images (CheXagent-8b model card and
+the official CheXbench evaluation code); the images' query embeddings come first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from model_adapters.base import ImageEncoding, ImageSlot, Segment, VisionLanguageAdapter
+from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
+
+HUB_ID = "StanfordAIMI/CheXagent-8b"
+SMOKE = "smoke"  # pretrained=smoke: the random tiny model built from the shipped config
+
+
+class CheXagentAdapter(VisionLanguageAdapter):
+    name = "chexagent"
+    display_name = "CheXagent"
+    max_images = 2
+
+    def __init__(self, pretrained: str = HUB_ID, dtype: str = "auto", device: str = "auto",
+                 trust_remote_code: bool = False, device_map: str | None = None,
+                 revision: str | None = None, seed: int = 0, **unused: Any):
+        if unused:
+            raise TypeError(f"chexagent: unknown model args {sorted(unused)}")
+        from chexagent.modeling import build_model, is_chexagent_checkpoint, load_bundle
+
+        self.device = resolve_device(device)
+        self.dtype = parse_dtype(dtype, self.device)
+        self.pretrained = str(pretrained)
+        self.revision = revision
+        self.smoke = self.pretrained == SMOKE
+        if self.smoke:
+            bundle = build_model("tiny", seed=int(seed))
+            bundle.model.to(self.device, self.dtype)
+        elif is_chexagent_checkpoint(self.pretrained):
+            bundle = load_bundle(self.pretrained, dtype=self.dtype, device=self.device)
+        else:
+            bundle = self._load_hub(trust_remote_code, device_map)
+        self.model = bundle.model
+        self.tokenizer = bundle.tokenizer
+        self.image_processor = bundle.image_processor
+        self.num_query_tokens = self.model.config.num_query_tokens
+
+    def _load_hub(self, trust_remote_code: bool, device_map: str | None):
+        """The released CheXagent-8b ships its own modeling code on the hub."""
+        if not trust_remote_code:
+            raise PermissionError(
+                f"chexagent: {self.pretrained!r} is not a checkpoint written by this project's "
+                "`chexagent` package, so it needs the model's own code from the Hugging Face hub "
+                "(StanfordAIMI/CheXagent-8b ships custom modeling files). Running downloaded code "
+                "is your decision: pass --trust-remote-code (or trust_remote_code=true in "
+                "--model-args) to allow it."
+            )
+        # Imported here: the remote-code path is the only one that needs these.
+        from model_adapters.chexagent_remote import load_remote_chexagent
+
+        try:
+            return load_remote_chexagent(self.pretrained, self.dtype, self.device, device_map,
+                                         self.revision)
+        except OSError as exc:
+            raise FileNotFoundError(weights_missing_message(
+                "chexagent", self.pretrained, HUB_ID,
+                "the whole repository (config, *.safetensors, tokenizer, processor and the "
+                "custom *.py files)")) from exc
+
+    # ----- the adapter interface -------------------------------------------------------------
+    def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
+        return [*(ImageSlot(i) for i in range(n_images)), f" USER: <s>{context} ASSISTANT: <s>"]
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    def encode_images(self, pixels: torch.Tensor) -> list[ImageEncoding]:
+        feats = self.model.get_image_features(pixels.to(self.device, self.dtype))
+        return [ImageEncoding(slot_embeds=f) for f in feats]
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids)
+
+    def lm_forward(self, inputs_embeds, attention_mask, position_ids, past_key_values=None,
+                   media=None):
+        out = self.model.language_model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+            position_ids=position_ids, past_key_values=past_key_values, use_cache=True,
+        )
+        return out.logits, out.past_key_values
+
+    def tokenize(self, text: str) -> list[int]:
+        # "<s>" inside the template is the literal BOS marker the model was trained with.
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def model_info(self) -> dict[str, Any]:
+        params = sum(p.numel() for p in self.model.parameters())
+        info: dict[str, Any] = {"model_id": self.pretrained, "revision": self.revision,
+                                "smoke": self.smoke, "parameters": params}
+        weights = Path(self.pretrained) / "model.safetensors"
+        if weights.is_file():
+            info["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+        return info

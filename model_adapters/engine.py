@@ -1,0 +1,532 @@
+"""The image log-likelihood engine: lm-eval's `LM` for vision-language models.
+
+lm-eval's own multimodal model cannot score image multiple choice by log-likelihood, and the
+official CheXbench evaluation scores each option with a full forward pass (vision encoder
+included). Here the option requests of one item share one prefix: each unique image is encoded
+once, the prompt prefix runs once with a KV cache, and all options are scored from that cache.
+Items are batched with left padding and explicit position ids so that results do not depend on
+the batch they land in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lm_eval.api.model import LM
+from PIL import Image
+from tqdm import tqdm
+
+from harness.images import ImageRef
+from harness.io import AppendLog, read_jsonl
+from model_adapters.base import ImageEncoding, ImageSlot, VisionLanguageAdapter
+
+MC_LETTERS = "ABCDEFGHIJ"
+_LETTER_RE = re.compile(r"\(([A-Z])\)")
+
+
+class OptionScore(tuple):
+    """lm-eval's (log-prob, is_greedy) pair, carrying what CheXbench scoring also needs.
+
+    `n_tokens` gives the official mean-token rule; `unparseable` marks a generation-mode answer
+    that named no option (counted wrong, never replaced by a random guess).
+    """
+
+    n_tokens: int
+    unparseable: bool
+    generated: str | None
+
+    def __new__(cls, logprob: float, is_greedy: bool, n_tokens: int,
+                unparseable: bool = False, generated: str | None = None) -> OptionScore:
+        obj = super().__new__(cls, (float(logprob), bool(is_greedy)))
+        obj.n_tokens = int(n_tokens)
+        obj.unparseable = bool(unparseable)
+        obj.generated = generated
+        return obj
+
+    def __getnewargs__(self) -> tuple:
+        return (self[0], self[1], self.n_tokens, self.unparseable, self.generated)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ll": self[0], "greedy": self[1], "n": self.n_tokens,
+                "unparseable": self.unparseable, "generated": self.generated}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> OptionScore:
+        return cls(d["ll"], d["greedy"], d["n"], d.get("unparseable", False), d.get("generated"))
+
+
+@dataclass
+class EngineStats:
+    """Counters that benchmarks and the conformance check report."""
+
+    items: int = 0
+    requests_scored: int = 0
+    requests_resumed: int = 0
+    vision_calls: int = 0
+    images_encoded: int = 0
+    prefix_forwards: int = 0
+    option_forwards: int = 0
+    boundary_fallbacks: int = 0
+    generated: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Item:
+    """The option requests that share a context and images."""
+
+    context: str
+    images: list[Any]
+    request_idx: list[int] = field(default_factory=list)
+    continuations: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+def image_fingerprint(image: Any) -> str:
+    if isinstance(image, ImageRef):
+        return image.fingerprint
+    if isinstance(image, Image.Image):
+        name = getattr(image, "filename", "")
+        if name:
+            return f"file:{name}"
+        h = hashlib.sha256(image.tobytes())
+        h.update(f"{image.mode}{image.size}".encode())
+        return f"pixels:{h.hexdigest()}"
+    if isinstance(image, str | Path):
+        return f"file:{image}"
+    raise TypeError(f"unsupported image object {type(image).__name__}")
+
+
+def load_rgb(image: Any) -> Image.Image:
+    if isinstance(image, ImageRef):
+        return image.open()
+    if isinstance(image, str | Path):
+        return ImageRef(str(image)).open()
+    return image.convert("RGB")
+
+
+def select_cache_rows(cache: Any, rows: torch.Tensor) -> Any:
+    """The prefix cache repeated/reordered to one row per option (in place for HF caches)."""
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(rows)
+        return cache
+    if isinstance(cache, tuple | list):
+        return type(cache)(select_cache_rows(layer, rows) for layer in cache)
+    if isinstance(cache, torch.Tensor):
+        return cache.index_select(0, rows)
+    raise TypeError(f"cannot select rows of a {type(cache).__name__} cache")
+
+
+class ResumeStore:
+    """Scores already computed for this run, journaled as they finish (survives kill -9)."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path else None
+        self.done: dict[str, Any] = {}
+        self._log: AppendLog | None = None
+        if self.path is not None:
+            if self.path.exists():
+                for row in read_jsonl(self.path):
+                    self.done[row["key"]] = row["value"]
+            self._log = AppendLog(self.path)
+
+    def get(self, key: str) -> Any | None:
+        return self.done.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.done[key] = value
+        if self._log is not None:
+            self._log.append({"key": key, "value": value})
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+
+# ---------------------------------------------------------------------------------------------
+class CheXbenchLM(LM):
+    """lm-eval model wrapping a `VisionLanguageAdapter` with shared-prefix option scoring."""
+
+    MULTIMODAL = True
+
+    def __init__(self, adapter: VisionLanguageAdapter, batch_size: int = 8,
+                 mc_mode: str = "loglikelihood", max_gen_toks: int = 256,
+                 resume_path: str | Path | None = None, fingerprint: str = "",
+                 show_progress: bool = True):
+        super().__init__()
+        if mc_mode not in ("loglikelihood", "generate"):
+            raise ValueError(f"mc_mode must be 'loglikelihood' or 'generate', got {mc_mode!r}")
+        self.adapter = adapter
+        self.batch_size = max(1, int(batch_size))
+        self.mc_mode = mc_mode
+        self.max_gen_toks = int(max_gen_toks)
+        self.store = ResumeStore(resume_path)
+        self.fingerprint = fingerprint
+        self.show_progress = show_progress
+        self.stats = EngineStats()
+
+    # ----- lm-eval plumbing ------------------------------------------------------------------
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
+        from model_adapters.registry import build_lm_from_args
+
+        return build_lm_from_args(cls.adapter_name, arg_string, additional_config or {})
+
+    @property
+    def tokenizer_name(self) -> str:
+        return getattr(self.adapter.tokenizer, "name_or_path", self.adapter.name)
+
+    def _key(self, kind: str, context: str, target: Any, images: Sequence[Any]) -> str:
+        payload = [self.fingerprint, self.mc_mode, kind, context, target,
+                   [image_fingerprint(i) for i in images]]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    @staticmethod
+    def _unpack(req: Any) -> tuple[Any, Any, list[Any]]:
+        args = req.args if hasattr(req, "args") else req
+        visual = list((args[2] or {}).get("visual") or []) if len(args) > 2 else []
+        return args[0], args[1], visual
+
+    # ----- tokenisation ----------------------------------------------------------------------
+    def _prefix_parts(self, context: str, n_images: int) -> tuple[list[list[int] | ImageSlot], str]:
+        """Token ids and image slots of the prompt, except the final text piece (returned raw)."""
+        segments = self.adapter.prompt_segments(context, n_images)
+        if not segments or not isinstance(segments[-1], str):
+            raise ValueError(f"{self.adapter.name}: prompt_segments must end with a text piece")
+        parts: list[list[int] | ImageSlot] = []
+        bos = getattr(self.adapter.tokenizer, "bos_token_id", None)
+        if self.adapter.add_bos and bos is not None:
+            parts.append([bos])
+        for seg in segments[:-1]:
+            parts.append(seg if isinstance(seg, ImageSlot) else self.adapter.tokenize(seg))
+        return parts, segments[-1]
+
+    def split_continuation(self, last_piece: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Token ids of the last prompt piece and of the continuation, exact at the boundary.
+
+        The continuation's tokens are the tail of tokenize(piece + continuation) whenever the
+        piece's own tokens are a prefix of it; only when a tokenizer merges across the boundary
+        do we fall back to tokenising the continuation on its own (counted in stats).
+        """
+        ctx = self.adapter.tokenize(last_piece) if last_piece else []
+        whole = self.adapter.tokenize(last_piece + continuation)
+        if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
+            return ctx, whole[len(ctx):]
+        self.stats.boundary_fallbacks += 1
+        return ctx, self.adapter.tokenize(continuation)
+
+    # ----- image encoding --------------------------------------------------------------------
+    def _encode_unique(self, items: Sequence[_Item]) -> dict[str, ImageEncoding]:
+        order: OrderedDict[str, Any] = OrderedDict()
+        for item in items:
+            for img in item.images:
+                order.setdefault(image_fingerprint(img), img)
+        if not order:
+            return {}
+        pixels = torch.stack([self.adapter.preprocess(load_rgb(img)) for img in order.values()])
+        with torch.inference_mode():
+            encs = self.adapter.encode_images(pixels)
+        self.stats.vision_calls += 1
+        self.stats.images_encoded += len(order)
+        return dict(zip(order.keys(), encs, strict=True))
+
+    def _embed_parts(self, parts: list[list[int] | ImageSlot], images: list[Any],
+                     encodings: dict[str, ImageEncoding]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        pieces = []
+        media = []
+        for part in parts:
+            if isinstance(part, ImageSlot):
+                enc = encodings[image_fingerprint(images[part.index])]
+                pieces.append(enc.slot_embeds.to(self.adapter.device, self.adapter.dtype))
+                if enc.media is not None:
+                    media.append(enc.media)
+            elif part:
+                ids = torch.tensor([part], device=self.adapter.device)
+                pieces.append(self.adapter.embed_tokens(ids)[0])
+        embeds = torch.cat(pieces, dim=0)
+        return embeds, (torch.stack(media) if media else None)
+
+    def _limit_images(self, images: list[Any]) -> list[Any]:
+        cap = self.adapter.max_images
+        return images[:cap] if cap is not None else images
+
+    # ----- prefix pass -----------------------------------------------------------------------
+    def _run_prefix(self, prefixes: list[torch.Tensor], media: list[torch.Tensor | None]):
+        """Left-padded batch forward of the prefixes; returns last logits, cache, mask, lengths."""
+        lengths = [p.shape[0] for p in prefixes]
+        width = max(lengths)
+        d = prefixes[0].shape[-1]
+        embeds = prefixes[0].new_zeros((len(prefixes), width, d))
+        mask = torch.zeros((len(prefixes), width), dtype=torch.long, device=embeds.device)
+        for i, p in enumerate(prefixes):
+            embeds[i, width - p.shape[0]:] = p
+            mask[i, width - p.shape[0]:] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        media_batch = torch.stack(media) if media and media[0] is not None else None
+        logits, cache = self.adapter.lm_forward(embeds, mask, positions, None, media_batch)
+        self.stats.prefix_forwards += 1
+        return logits[:, -1, :].float(), cache, mask, torch.tensor(lengths, device=embeds.device), media_batch
+
+    # ----- loglikelihood ---------------------------------------------------------------------
+    def _group(self, requests: list[Any]) -> list[_Item]:
+        groups: OrderedDict[tuple, _Item] = OrderedDict()
+        for i, req in enumerate(requests):
+            context, continuation, images = self._unpack(req)
+            images = self._limit_images(images)
+            key = (context, tuple(image_fingerprint(im) for im in images))
+            item = groups.get(key)
+            if item is None:
+                item = groups[key] = _Item(context, images)
+            item.request_idx.append(i)
+            item.continuations.append(continuation)
+        return list(groups.values())
+
+    @torch.inference_mode()
+    def score_items(self, items: Sequence[_Item]) -> list[list[OptionScore]]:
+        """Scores of every option of every item, with one prefix pass for the whole batch."""
+        encodings = self._encode_unique(items)
+        prefixes, media, option_ids = [], [], []
+        for item in items:
+            parts, last = self._prefix_parts(item.context, len(item.images))
+            splits = [self.split_continuation(last, c) for c in item.continuations]
+            ctx_last = splits[0][0]
+            if any(s[0] != ctx_last for s in splits):
+                raise AssertionError("options of one item must share the prompt prefix")
+            embeds, item_media = self._embed_parts(parts + [ctx_last], item.images, encodings)
+            prefixes.append(embeds)
+            media.append(item_media)
+            option_ids.append([s[1] for s in splits])
+        last_logits, cache, mask, lengths, media_batch = self._run_prefix(prefixes, media)
+        last_logp = torch.log_softmax(last_logits, dim=-1)
+
+        rows = torch.tensor([i for i, opts in enumerate(option_ids) for _ in opts],
+                            device=mask.device)
+        flat = [ids for opts in option_ids for ids in opts]
+        width = max(len(ids) for ids in flat)
+        pad = 0
+        tok = torch.full((len(flat), width), pad, dtype=torch.long, device=mask.device)
+        opt_mask = torch.zeros((len(flat), width), dtype=torch.long, device=mask.device)
+        for r, ids in enumerate(flat):
+            tok[r, : len(ids)] = torch.tensor(ids, device=mask.device)
+            opt_mask[r, : len(ids)] = 1
+        cache = select_cache_rows(cache, rows)
+        full_mask = torch.cat([mask.index_select(0, rows), opt_mask], dim=1)
+        positions = lengths.index_select(0, rows)[:, None] + torch.arange(width, device=mask.device)
+        row_media = media_batch.index_select(0, rows) if media_batch is not None else None
+        logits, _ = self.adapter.lm_forward(
+            self.adapter.embed_tokens(tok), full_mask, positions, cache, row_media
+        )
+        self.stats.option_forwards += 1
+        logp = torch.log_softmax(logits.float(), dim=-1)
+
+        out: list[list[OptionScore]] = []
+        r = 0
+        for i, opts in enumerate(option_ids):
+            scores = []
+            for ids in opts:
+                t = torch.tensor(ids, device=mask.device)
+                first = last_logp[i, t[0]]
+                rest = logp[r, : len(ids) - 1].gather(-1, t[1:, None]).squeeze(-1)
+                greedy_first = bool(last_logp[i].argmax() == t[0])
+                greedy_rest = bool((logp[r, : len(ids) - 1].argmax(-1) == t[1:]).all())
+                scores.append(OptionScore(float(first + rest.sum()), greedy_first and greedy_rest,
+                                          len(ids)))
+                r += 1
+            out.append(scores)
+        return out
+
+    def _score_requests(self, requests: list[Any], desc: str,
+                        scorer: Callable[[Sequence[_Item]], list[list[OptionScore]]]
+                        ) -> list[OptionScore]:
+        results: list[OptionScore | None] = [None] * len(requests)
+        keys = []
+        for i, req in enumerate(requests):
+            ctx, cont, images = self._unpack(req)
+            key = self._key("loglikelihood", ctx, cont, self._limit_images(images))
+            keys.append(key)
+            cached = self.store.get(key)
+            if cached is not None:
+                results[i] = OptionScore.from_json(cached)
+                self.stats.requests_resumed += 1
+        pending = [i for i, r in enumerate(results) if r is None]
+        items = self._group([requests[i] for i in pending])
+        for item in items:
+            item.request_idx = [pending[j] for j in item.request_idx]
+        bar = tqdm(total=len(items), desc=desc, disable=not self.show_progress, unit="item")
+        for start in range(0, len(items), self.batch_size):
+            batch = items[start: start + self.batch_size]
+            for item, scores in zip(batch, scorer(batch), strict=True):
+                for idx, score in zip(item.request_idx, scores, strict=True):
+                    results[idx] = score
+                    self.store.put(keys[idx], score.to_json())
+                    self.stats.requests_scored += 1
+                    if getattr(self, "cache_hook", None) is not None:
+                        self.cache_hook.add_partial("loglikelihood", requests[idx].args
+                                                    if hasattr(requests[idx], "args") else
+                                                    requests[idx], score)
+                self.stats.items += 1
+            bar.update(len(batch))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[OptionScore]:
+        if self.mc_mode == "generate":
+            return self._score_requests(requests, "Multiple choice (generate)", self._mc_generate)
+        return self._score_requests(requests, "Scoring options", self.score_items)
+
+    def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False):
+        raise NotImplementedError("CheXbench tasks do not use rolling log-likelihood")
+
+    # ----- the naive reference (official evaluation's per-option full forward) ------------
+    @torch.inference_mode()
+    def score_naive(self, context: str, continuation: str, images: Sequence[Any]) -> OptionScore:
+        """One full forward of image(s) + prompt + option, vision encoder included, no cache.
+
+        This is what the official evaluation does per option; the benchmark and the adapter
+        conformance check compare the engine against it.
+        """
+        images = self._limit_images(list(images))
+        item = _Item(context, images, [0], [continuation])
+        encodings = self._encode_unique([item])
+        parts, last = self._prefix_parts(context, len(images))
+        ctx_last, cont = self.split_continuation(last, continuation)
+        embeds, media = self._embed_parts(parts + [ctx_last, cont], images, encodings)
+        n = embeds.shape[0]
+        mask = torch.ones((1, n), dtype=torch.long, device=embeds.device)
+        positions = torch.arange(n, device=embeds.device)[None]
+        logits, _ = self.adapter.lm_forward(embeds[None], mask, positions, None,
+                                            media[None] if media is not None else None)
+        logp = torch.log_softmax(logits[0].float(), dim=-1)
+        t = torch.tensor(cont, device=embeds.device)
+        start = n - len(cont)
+        sel = logp[start - 1: n - 1]
+        ll = sel.gather(-1, t[:, None]).sum()
+        greedy = bool((sel.argmax(-1) == t).all())
+        return OptionScore(float(ll), greedy, len(cont))
+
+    # ----- generation ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _generate_batch(self, contexts: list[str], images: list[list[Any]], until: list[list[str]],
+                        max_new: int) -> list[str]:
+        items = [_Item(c, im) for c, im in zip(contexts, images, strict=True)]
+        encodings = self._encode_unique(items)
+        prefixes, media = [], []
+        for item in items:
+            parts, last = self._prefix_parts(item.context, len(item.images))
+            tail = self.adapter.tokenize(last) if last else []
+            embeds, item_media = self._embed_parts(parts + [tail], item.images, encodings)
+            prefixes.append(embeds)
+            media.append(item_media)
+        last_logits, cache, mask, lengths, media_batch = self._run_prefix(prefixes, media)
+        eos = set(self.adapter.eos_token_ids)
+        out_ids: list[list[int]] = [[] for _ in items]
+        done = [False] * len(items)
+        texts = [""] * len(items)
+        logits = last_logits
+        positions = lengths.clone()
+        for _ in range(max_new):
+            next_ids = logits.argmax(-1)
+            for i, t in enumerate(next_ids.tolist()):
+                if done[i]:
+                    continue
+                if t in eos:
+                    done[i] = True
+                    continue
+                out_ids[i].append(t)
+                texts[i] = self.adapter.decode(out_ids[i])
+                if any(s and s in texts[i] for s in until[i]):
+                    done[i] = True
+            if all(done):
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            step_logits, cache = self.adapter.lm_forward(
+                self.adapter.embed_tokens(next_ids[:, None]), mask, positions[:, None], cache,
+                media_batch,
+            )
+            positions = positions + 1
+            logits = step_logits[:, -1, :].float()
+        results = []
+        for text, stops in zip(texts, until, strict=True):
+            for s in stops:
+                if s and s in text:
+                    text = text[: text.index(s)]
+            results.append(text)
+        self.stats.generated += len(results)
+        return results
+
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        results: list[str | None] = [None] * len(requests)
+        pending = []
+        for i, req in enumerate(requests):
+            ctx, kwargs, images = self._unpack(req)
+            images = self._limit_images(images)
+            kwargs = dict(kwargs or {})
+            key = self._key("generate_until", ctx, {k: v for k, v in kwargs.items()
+                                                    if k in ("until", "max_gen_toks")}, images)
+            cached = self.store.get(key)
+            if cached is not None:
+                results[i] = cached
+                self.stats.requests_resumed += 1
+            else:
+                pending.append((i, ctx, kwargs, images, key))
+        bar = tqdm(total=len(pending), desc="Generating", disable=not self.show_progress,
+                   unit="item")
+        for start in range(0, len(pending), self.batch_size):
+            batch = pending[start: start + self.batch_size]
+            untils = [_as_list(kw.get("until")) for _, _, kw, _, _ in batch]
+            # The task's budget, capped by the engine's (so --max-gen-toks can shorten a run).
+            max_new = max(min(int(kw.get("max_gen_toks", self.max_gen_toks)), self.max_gen_toks)
+                          for _, _, kw, _, _ in batch)
+            texts = self._generate_batch([b[1] for b in batch], [b[3] for b in batch], untils,
+                                         max_new)
+            for (i, _, _, _, key), text in zip(batch, texts, strict=True):
+                results[i] = text
+                self.store.put(key, text)
+                self.stats.requests_scored += 1
+            bar.update(len(batch))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    # ----- generation-based multiple choice --------------------------------------------------
+    def mc_prompt(self, question: str, options: list[str]) -> str:
+        """The official CheXagent-2 lettered prompt (research notes: CheXbench eval code)."""
+        lettered = ", ".join(f"({MC_LETTERS[i]}) {o}" for i, o in enumerate(options))
+        letters = ", ".join(f"({MC_LETTERS[i]})" for i in range(len(options)))
+        return (f"{question}\nOptions: {lettered}\nDirectly answer the question by choosing one "
+                f"option: {letters}")
+
+    def _mc_generate(self, items: Sequence[_Item]) -> list[list[OptionScore]]:
+        prompts = [self.mc_prompt(it.context.strip(), [c.strip() for c in it.continuations])
+                   for it in items]
+        texts = self._generate_batch(prompts, [it.images for it in items],
+                                     [[] for _ in items], 16)
+        out = []
+        for item, text in zip(items, texts, strict=True):
+            match = _LETTER_RE.search(text)
+            choice = MC_LETTERS.index(match.group(1)) if match else -1
+            if choice >= len(item.continuations):
+                choice = -1
+            out.append([
+                OptionScore(0.0 if k == choice else float("-inf"), k == choice, 1,
+                            unparseable=choice < 0, generated=text)
+                for k in range(len(item.continuations))
+            ])
+        return out
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]

@@ -1,0 +1,137 @@
+"""Finding adapters by name: built-ins, installed plug-ins, and `--adapter-file`.
+
+A third party adds a model without touching the harness, either by declaring an entry point in
+the `chexbench.adapters` group of their own package (`mymodel = "mypkg.adapter:MyAdapter"`)
+or by pointing `--adapter-file my_adapter.py` at a file defining a `VisionLanguageAdapter`
+subclass. Every adapter is also registered as an lm-eval model of the same name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from model_adapters.base import VisionLanguageAdapter
+from model_adapters.loading import parse_model_args
+
+ENTRY_POINT_GROUP = "chexbench.adapters"
+ENGINE_ARGS = ("batch_size", "mc_mode", "max_gen_toks")
+
+BUILTIN: dict[str, str] = {
+    "chexagent": "model_adapters.chexagent:CheXagentAdapter",
+    "chexagent2": "model_adapters.chexagent2:CheXagent2Adapter",
+    "blip2": "model_adapters.blip2:Blip2Adapter",
+    "instructblip": "model_adapters.instructblip:InstructBlipAdapter",
+    "llava_med": "model_adapters.llava_med:LlavaMedAdapter",
+    "xraygpt": "model_adapters.xraygpt:XrayGPTAdapter",
+    "medflamingo": "model_adapters.medflamingo:MedFlamingoAdapter",
+    "radfm": "model_adapters.radfm:RadFMAdapter",
+}
+
+_LOADED: dict[str, type[VisionLanguageAdapter]] = {}
+
+
+class AdapterNotFound(LookupError):
+    pass
+
+
+def _import_target(target: str) -> type[VisionLanguageAdapter]:
+    module_name, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    if not (inspect.isclass(cls) and issubclass(cls, VisionLanguageAdapter)):
+        raise TypeError(f"{target} is not a VisionLanguageAdapter subclass")
+    return cls
+
+
+def load_adapter_file(path: str | Path) -> list[str]:
+    """Import a user's adapter file and register every adapter class it defines."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--adapter-file {path}: no such file")
+    mod_name = f"chexbench_user_adapter_{path.stem}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[mod_name] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    names = []
+    for obj in vars(module).values():
+        if (inspect.isclass(obj) and issubclass(obj, VisionLanguageAdapter)
+                and obj is not VisionLanguageAdapter and not inspect.isabstract(obj)
+                and obj.__module__ == mod_name):
+            _LOADED[obj.name] = obj
+            register_with_lm_eval(obj.name)
+            names.append(obj.name)
+    if not names:
+        raise TypeError(f"{path}: defines no VisionLanguageAdapter subclass with a `name`")
+    return names
+
+
+def _plugin_targets() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> dict[str, str]:
+    """name -> where it comes from (built-in target, plug-in target, or adapter file)."""
+    out = {**BUILTIN, **_plugin_targets()}
+    out.update({n: f"file:{inspect.getfile(c)}" for n, c in _LOADED.items()})
+    return out
+
+
+def get_adapter_class(name: str) -> type[VisionLanguageAdapter]:
+    if name in _LOADED:
+        return _LOADED[name]
+    target = _plugin_targets().get(name) or BUILTIN.get(name)
+    if target is None:
+        raise AdapterNotFound(
+            f"unknown model adapter {name!r}; available: {', '.join(sorted(available()))}. "
+            "Add one with --adapter-file FILE or an entry point in the "
+            f"{ENTRY_POINT_GROUP!r} group."
+        )
+    cls = _import_target(target)
+    _LOADED[name] = cls
+    return cls
+
+
+def build_lm(name: str, model_args: dict[str, Any], **engine_kwargs: Any):
+    """An lm-eval LM serving adapter `name` built with `model_args`."""
+    from model_adapters.engine import CheXbenchLM
+
+    model_args = dict(model_args)
+    for key in ENGINE_ARGS:
+        if key in model_args:
+            engine_kwargs.setdefault(key, model_args.pop(key))
+    adapter = get_adapter_class(name)(**model_args)
+    return CheXbenchLM(adapter, **engine_kwargs)
+
+
+def build_lm_from_args(name: str, arg_string: str, additional: dict[str, Any]):
+    """lm-eval's `create_from_arg_string` path (used by `chexbench lm-eval`)."""
+    args = parse_model_args(arg_string)
+    engine: dict[str, Any] = {}
+    if additional.get("batch_size") not in (None, "auto"):
+        engine["batch_size"] = int(str(additional["batch_size"]).split(":")[0])
+    if additional.get("device") and "device" not in args:
+        args["device"] = additional["device"]
+    return build_lm(name, args, **engine)
+
+
+def register_with_lm_eval(name: str) -> None:
+    """Expose adapter `name` as an lm-eval model (`--model name`)."""
+    from lm_eval.api.registry import MODEL_REGISTRY, register_model
+
+    from model_adapters.engine import CheXbenchLM
+
+    if name in MODEL_REGISTRY:
+        return
+    cls = type(f"CheXbenchLM_{name}", (CheXbenchLM,), {"adapter_name": name})
+    register_model(name)(cls)
+
+
+def register_all_with_lm_eval() -> None:
+    for name in available():
+        register_with_lm_eval(name)

@@ -1,0 +1,54 @@
+"""lm-eval hooks for the CheXbench tasks: loading docs, images, prompts and per-item scores.
+
+The data file is chosen at run time through the task metadata (`data`, `image_root`,
+`image_map`, `skip_missing`), never baked into a YAML. Prompts here are model-agnostic (the
+question, the indication, the findings); each model's template is applied by its adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.docs import build_docs
+from harness.images import ImageRef
+from harness.scoring import correctness
+
+GENERATION_PROMPT = 'Given the indication: "{indication}", write a structured findings section for the CXR.'
+GENERATION_PROMPT_NO_INDICATION = "Write a structured findings section for the CXR."
+SUMMARIZATION_PROMPT = "Summarize the following Findings: {findings}"
+
+
+def load_docs(subtask: str, data: str | None = None, image_root: str | None = None,
+              image_map: str | None = None, skip_missing: bool = False, **_: Any) -> dict:
+    import datasets
+
+    docs, _excluded = build_docs(subtask, data, image_root, image_map, skip_missing)
+    return {"test": datasets.Dataset.from_list(docs)}
+
+
+def doc_to_image(doc: dict) -> list[ImageRef]:
+    return [ImageRef(p) for p in doc["image_paths"]]
+
+
+def doc_to_text(doc: dict) -> str:
+    return doc["question"]
+
+
+def generation_text(doc: dict) -> str:
+    if doc.get("indication"):
+        return GENERATION_PROMPT.format(indication=doc["indication"])
+    return GENERATION_PROMPT_NO_INDICATION
+
+
+def summarization_text(doc: dict) -> str:
+    return SUMMARIZATION_PROMPT.format(findings=doc["findings"])
+
+
+def process_perception(doc: dict, results: list) -> dict[str, float]:
+    return correctness(results, doc["options"], doc["answer"])
+
+
+def process_text(doc: dict, results: list[str]) -> dict[str, float]:
+    from harness.text_rouge import rouge_l
+
+    return {"rougeL": rouge_l(doc["reference"], results[0])}
