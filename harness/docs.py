@@ -47,7 +47,8 @@ def build_docs(subtask: str, data: str | Path | None, image_root: str | None = N
             "--metadata '{\"data\": \"data.json\", \"image_root\": \"DIR\"}' to `chexbench lm-eval`."
         )
     dataset = cached_data(data)
-    resolver = ImageResolver.from_args(image_root, image_map)
+    # Without --image-root, paths are relative to the folder holding data.json.
+    resolver = ImageResolver.from_args(image_root or Path(data).parent, image_map)
     items = [i for name in subtasks_of(subtask) for i in dataset.items_for(SUBTASK_BY_NAME[name])]
     if not items:
         raise DataError(f"{data}: task {subtask} has no items in this data file")

@@ -177,9 +177,12 @@ def run_benchmark(spec: RunSpec) -> Path:
     return run_dir / "results.json"
 
 
-PHANTOM_MARKER = "PHANTOM"
-
-
 def _is_synthetic(data: str) -> bool:
-    """Phantom data sets carry a marker file beside data.json (see harness.phantom)."""
-    return (Path(data).parent / PHANTOM_MARKER).exists()
+    """Phantom data sets carry a manifest beside data.json saying so (see harness.phantom)."""
+    manifest = Path(data).parent / "phantom.json"
+    if not manifest.is_file():
+        return False
+    try:
+        return bool(json.loads(manifest.read_text()).get("synthetic"))
+    except (json.JSONDecodeError, AttributeError):
+        return False

@@ -182,6 +182,12 @@ class CheXbenchLM(LM):
 
         return build_lm_from_args(cls.adapter_name, arg_string, additional_config or {})
 
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None):
+        from model_adapters.registry import build_lm_from_args
+
+        return build_lm_from_args(cls.adapter_name, arg_dict, additional_config or {})
+
     @property
     def tokenizer_name(self) -> str:
         return getattr(self.adapter.tokenizer, "name_or_path", self.adapter.name)

@@ -109,14 +109,14 @@ def build_lm(name: str, model_args: dict[str, Any], **engine_kwargs: Any):
     return CheXbenchLM(adapter, **engine_kwargs)
 
 
-def build_lm_from_args(name: str, arg_string: str, additional: dict[str, Any]):
-    """lm-eval's `create_from_arg_string` path (used by `chexbench lm-eval`)."""
-    args = parse_model_args(arg_string)
+def build_lm_from_args(name: str, model_args: str | dict[str, Any], additional: dict[str, Any]):
+    """lm-eval's `create_from_arg_string`/`_obj` paths (used by `chexbench lm-eval`)."""
+    args = parse_model_args(model_args) if isinstance(model_args, str) else dict(model_args)
     engine: dict[str, Any] = {}
     if additional.get("batch_size") not in (None, "auto"):
         engine["batch_size"] = int(str(additional["batch_size"]).split(":")[0])
-    if additional.get("device") and "device" not in args:
-        args["device"] = additional["device"]
+    # lm-eval's --device defaults to "cuda" even on CPU-only machines, so the adapter's own
+    # device=auto decides unless the user names a device in --model_args.
     return build_lm(name, args, **engine)
 
 

@@ -1,0 +1,157 @@
+"""`chexbench data validate`: is this data.json complete and are its images where we look?
+
+Run before a long evaluation: a missing image found after hours of scoring wastes the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from harness.data import CheXbenchData, PerceptionItem, TextItem, load_data
+from harness.images import ImageResolver, check_image
+from harness.taxonomy import SUBTASKS, subtask_for
+
+MAX_LISTED_PROBLEMS = 30
+
+
+@dataclass
+class SubtaskCheck:
+    task: str
+    dataset: str
+    n: int = 0
+    paper_n: int | None = None
+    paper_options: str | None = None
+    option_counts: Counter = field(default_factory=Counter)
+    images: int = 0
+    missing: int = 0
+    unreadable: int = 0
+
+
+@dataclass
+class ImageProblem:
+    task: str
+    index: int
+    raw_path: str
+    resolved: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.task} item {self.index}: {self.raw_path} -> {self.resolved} ({self.reason})"
+
+
+@dataclass
+class ValidationReport:
+    rows: list[SubtaskCheck]
+    problems: list[ImageProblem]
+    absent_subtasks: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate(data: CheXbenchData, resolver: ImageResolver, progress: bool = False
+             ) -> ValidationReport:
+    """Count items per subtask and check every referenced image once."""
+    rows: dict[tuple[str, str], SubtaskCheck] = {}
+    checked: dict[Path, str | None] = {}
+    problems: list[ImageProblem] = []
+    items: list[PerceptionItem | TextItem] = [*data.perception, *data.text]
+    for item in tqdm(items, desc="checking images", unit="item", disable=not progress):
+        key = (item.task, item.dataset)
+        if key not in rows:
+            sub = subtask_for(item.task, item.dataset)
+            rows[key] = SubtaskCheck(item.task, item.dataset,
+                                     paper_n=sub.paper_n if sub else None,
+                                     paper_options=sub.paper_options if sub else None)
+        row = rows[key]
+        row.n += 1
+        if isinstance(item, PerceptionItem):
+            row.option_counts[len(item.options)] += 1
+        for raw in item.image_paths:
+            resolved = resolver.resolve(raw, item.dataset)
+            if resolved not in checked:
+                checked[resolved] = check_image(resolved)
+            reason = checked[resolved]
+            row.images += 1
+            if reason is None:
+                continue
+            if reason == "missing":
+                row.missing += 1
+            else:
+                row.unreadable += 1
+            problems.append(ImageProblem(item.task, item.index, raw, resolved, reason))
+    present = {(r.task, r.dataset) for r in rows.values()}
+    absent = [s.name for s in SUBTASKS
+              if s.paper_n is not None and (s.task.slug, s.dataset.slug) not in present]
+    order = {(s.task.slug, s.dataset.slug): i for i, s in enumerate(SUBTASKS)}
+    ordered = sorted(rows.values(), key=lambda r: order.get((r.task, r.dataset), len(order)))
+    return ValidationReport(ordered, problems, absent)
+
+
+def _table(report: ValidationReport, title: str) -> Table:
+    table = Table(title=title)
+    for col in ("task", "dataset", "n", "Table 9 n", "options", "Table 9 options", "images",
+                "missing", "unreadable"):
+        table.add_column(col, justify="left" if col in ("task", "dataset") else "right")
+    for r in report.rows:
+        options = " ".join(f"{k}:{v}" for k, v in sorted(r.option_counts.items())) or "-"
+        table.add_row(
+            r.task, r.dataset, str(r.n), "-" if r.paper_n is None else str(r.paper_n), options,
+            r.paper_options or "-", str(r.images),
+            f"[red]{r.missing}[/red]" if r.missing else "0",
+            f"[red]{r.unreadable}[/red]" if r.unreadable else "0",
+        )
+    return table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="inspect CheXbench data files",
+                       description="Inspect CheXbench data files.")
+    data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    v = data_sub.add_parser(
+        "validate", help="check a data.json and its images",
+        description="Parse a CheXbench data.json, count items per task and dataset against "
+                    "Table 9, and check that every image resolves and decodes. Exit 0 when "
+                    "everything is usable, 1 when images are missing or unreadable, 2 on "
+                    "malformed data.",
+    )
+    v.add_argument("--data", required=True, help="the data.json (official or phantom)")
+    v.add_argument("--image-root", default=None,
+                   help="folder the relative image paths start from (default: the folder "
+                        "that holds the data file)")
+    v.add_argument("--image-map", default=None,
+                   help="YAML with 'prefixes' and/or 'sources' mapping to local folders")
+    v.set_defaults(func=run_validate)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    data = load_data(args.data)  # DataError -> "error: ..." and exit 2 (harness.cli)
+    image_root = args.image_root or str(Path(args.data).resolve().parent)
+    resolver = ImageResolver.from_args(image_root, args.image_map)
+    report = validate(data, resolver, progress=True)
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: do not squeeze the table into 80 columns
+        console = Console(width=160)
+    console.print(_table(report, f"{args.data} (sha256 {data.sha256[:12]})"))
+    console.print(f"image root: {image_root}")
+    if data.ignored_keys:
+        console.print(f"ignored task keys (not among the paper's 8 tasks): {data.ignored_keys}")
+    if report.absent_subtasks:
+        console.print(f"[yellow]note:[/yellow] no items for {', '.join(report.absent_subtasks)}")
+    if report.ok:
+        console.print("[green]OK[/green]: every item parsed and every image opened.")
+        return 0
+    console.print(f"[red]{len(report.problems)} image problem(s)[/red]:", highlight=False)
+    for problem in report.problems[:MAX_LISTED_PROBLEMS]:
+        console.print(f"  {problem}", highlight=False, soft_wrap=True)
+    if len(report.problems) > MAX_LISTED_PROBLEMS:
+        console.print(f"  ... and {len(report.problems) - MAX_LISTED_PROBLEMS} more")
+    return 1

@@ -1,0 +1,40 @@
+"""`chexbench lm-eval ...`: lm-eval's own CLI with CheXbench models and tasks registered.
+
+lm-eval has no plug-in discovery for models, so this registers every adapter (built-in,
+installed plug-ins) as an lm-eval model and adds our task folder to --include_path, then
+hands over. Example:
+
+    chexbench lm-eval run --model chexagent --model_args pretrained=smoke \
+        --tasks chexbench_view_classification_mimic_cxr \
+        --metadata '{"data": "phantom/data.json", "image_root": "phantom"}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("lm-eval", help="lm-eval's own CLI with CheXbench models and tasks registered",
+                   add_help=False)
+
+
+def run_passthrough(argv: list[str]) -> int:
+    from lm_eval.__main__ import cli_evaluate
+
+    from harness.run_card import TASKS_DIR
+    from model_adapters.registry import register_all_with_lm_eval
+
+    register_all_with_lm_eval()
+    if not any(a.startswith("--include_path") for a in argv) and argv[:1] != ["ls"]:
+        argv = [*argv, "--include_path", str(TASKS_DIR)]
+    old = sys.argv
+    sys.argv = ["lm-eval", *argv]
+    try:
+        cli_evaluate()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        sys.argv = old
+    return 0
