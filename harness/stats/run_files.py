@@ -1,0 +1,121 @@
+"""Reading finished runs back (results JSON + per-sample JSONL) for after-the-fact analyses.
+
+`compare` and `fairness` never re-run a model: they work from the saved per-sample rows, so
+the numbers they add are reproducible from the files alone. Their own outputs carry a run card
+saying which inputs, seed and bootstrap settings produced them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.errors import UserError
+from harness.io import read_jsonl
+from harness.results_schema import RunCard, validate_results
+
+_PACKAGES = ("numpy", "scipy", "statsmodels", "pandas", "matplotlib")
+
+
+@dataclass
+class RunFiles:
+    path: Path  # the results JSON, or the samples JSONL when given directly
+    results: dict[str, Any] | None
+    samples_path: Path
+    rows: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        if self.results:
+            return str(self.results.get("model", {}).get("name") or self.results.get("run_id"))
+        return self.samples_path.name.removesuffix(".jsonl").removesuffix(".samples")
+
+    @property
+    def source(self) -> str | None:
+        return self.results.get("source") if self.results else None
+
+
+def load_run(path: str | Path) -> RunFiles:
+    """A results JSON (its `samples_file` is read from beside it) or a bare samples JSONL."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: run file not found (give a results JSON written by "
+                        "`chexbench run` or its .samples.jsonl)")
+    if path.suffix == ".jsonl":
+        return RunFiles(path, None, path, _read_rows(path))
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+    errors = validate_results(results) if isinstance(results, dict) else ["not an object"]
+    if errors:
+        raise UserError(f"{path}: not a valid results file: {'; '.join(errors[:3])}")
+    if not results.get("samples_file"):
+        raise UserError(f"{path}: has no samples_file, so per-item analyses are impossible; "
+                        "re-run `chexbench run` (it writes <run>.samples.jsonl)")
+    samples = path.parent / results["samples_file"]
+    if not samples.is_file():
+        raise UserError(f"{path}: its samples file {samples} is missing; keep the .samples.jsonl "
+                        "beside the results JSON")
+    return RunFiles(path, results, samples, _read_rows(samples))
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        rows = read_jsonl(path)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    for lineno, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {lineno} is not a JSON object")
+    return rows
+
+
+def analysis_run_card(seed: int, bootstrap: dict[str, Any], inputs: list[Path],
+                      extra: dict[str, Any] | None = None) -> RunCard:
+    """Provenance for a derived analysis: inputs (with sha256), seed and bootstrap settings."""
+    return RunCard(
+        harness_version=__version__, harness_commit=_git_commit(), packages=_package_versions(),
+        command=["chexbench", *sys.argv[1:]] if sys.argv else None,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"), seed=seed,
+        bootstrap=bootstrap,
+        extra={"inputs": [{"path": str(p), "sha256": _sha256(p)} for p in inputs],
+               **(extra or {})},
+    )
+
+
+def stable_id(prefix: str, payload: dict[str, Any]) -> str:
+    """Same inputs and settings give the same run_id."""
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{prefix}-{digest[:12]}"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _package_versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
