@@ -1,0 +1,5 @@
+"""Med-Flamingo: OpenFlamingo written natively on current torch + transformers."""
+
+from model_adapters.medflamingo.adapter import MedFlamingoAdapter
+
+__all__ = ["MedFlamingoAdapter"]
