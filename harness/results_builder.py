@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,11 @@ from harness.stats.bootstrap import derive_seed, group_metric_value, metric_valu
 from harness.taxonomy import PERCEPTION_SUBTASKS, SUBTASK_BY_NAME, TASK_TYPES
 
 
-def perception_row(task: str, example: dict[str, Any]) -> dict[str, Any]:
+def perception_row(task: str, example: dict[str, Any],
+                   score_for: Callable[[tuple], Any]) -> dict[str, Any]:
+    """One sample row; `score_for` maps a request's args to the engine's full OptionScore."""
     doc = example["doc"]
-    scores = example["filtered_resps"]
+    scores = [score_for(args) for args in example["arguments"]]
     preds = predictions(scores, doc["options"])
     row = {
         "task": task, "item_id": doc["item_id"], "doc_id": example["doc_id"],

@@ -121,8 +121,8 @@ def run_benchmark(spec: RunSpec) -> Path:
         bootstrap_iters=0, random_seed=spec.seed, numpy_random_seed=spec.seed,
         torch_random_seed=spec.seed, fewshot_random_seed=spec.seed,
     )
-    lm.store.close()
     if out is None:  # non-zero ranks in a multi-process run
+        lm.store.close()
         return run_dir
 
     rows: list[dict[str, Any]] = []
@@ -136,7 +136,7 @@ def run_benchmark(spec: RunSpec) -> Path:
             subtasks[task] = text_subtask(task, task_rows, excluded[task], spec.bootstrap_B,
                                           spec.seed, spec.text_metrics)
         else:
-            task_rows = [perception_row(task, e) for e in examples]
+            task_rows = [perception_row(task, e, lm.score_for) for e in examples]
             perception_rows[task] = task_rows
             subtasks[task] = perception_subtask(task, task_rows, lm_metrics, excluded[task],
                                                 spec.bootstrap_B, spec.seed)
@@ -171,6 +171,7 @@ def run_benchmark(spec: RunSpec) -> Path:
     errors = validate_results(payload)
     if errors:
         raise AssertionError(f"results do not match the schema: {errors[:3]}")
+    lm.store.close()
     atomic_write_jsonl(run_dir / "samples.jsonl", rows)
     atomic_write_json(run_dir / "results.json", payload)
     atomic_write_json(run_dir / "spec.json", asdict(spec))

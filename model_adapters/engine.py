@@ -158,11 +158,12 @@ class CheXbenchLM(LM):
     """lm-eval model wrapping a `VisionLanguageAdapter` with shared-prefix option scoring."""
 
     MULTIMODAL = True
+    image_text_aware = True  # encodings are keyed by image + `adapter.image_text(context)`
 
     def __init__(self, adapter: VisionLanguageAdapter, batch_size: int = 8,
                  mc_mode: str = "loglikelihood", max_gen_toks: int = 256,
                  resume_path: str | Path | None = None, fingerprint: str = "",
-                 show_progress: bool = True):
+                 show_progress: bool = True, encoding_cache_size: int = 256):
         super().__init__()
         if mc_mode not in ("loglikelihood", "generate"):
             raise ValueError(f"mc_mode must be 'loglikelihood' or 'generate', got {mc_mode!r}")
@@ -174,6 +175,9 @@ class CheXbenchLM(LM):
         self.fingerprint = fingerprint
         self.show_progress = show_progress
         self.stats = EngineStats()
+        self.encoding_cache_size = int(encoding_cache_size)
+        self._encodings: OrderedDict[str, ImageEncoding] = OrderedDict()
+        self._image_text = getattr(adapter, "image_text", None)
 
     # ----- lm-eval plumbing ------------------------------------------------------------------
     @classmethod
@@ -232,27 +236,56 @@ class CheXbenchLM(LM):
         return ctx, self.adapter.tokenize(continuation)
 
     # ----- image encoding --------------------------------------------------------------------
-    def _encode_unique(self, items: Sequence[_Item]) -> dict[str, ImageEncoding]:
-        order: OrderedDict[str, Any] = OrderedDict()
+    def _encoding_key(self, image: Any, context: str) -> str:
+        """Which encodings are interchangeable: the image, plus the text for models whose
+        vision side reads the question (InstructBLIP's Q-Former, via `image_text`)."""
+        key = image_fingerprint(image)
+        if self._image_text is not None:
+            key += "\x00" + self._image_text(context)
+        return key
+
+    def _encode_unique(self, items: Sequence[_Item], use_cache: bool = True
+                       ) -> dict[str, ImageEncoding]:
+        """Encodings of the batch's images: each unique one encoded once, in one vision call,
+        and kept in a bounded cache so images shared across tasks are not encoded again."""
+        needed: OrderedDict[str, tuple[Any, str]] = OrderedDict()
+        fresh: dict[str, ImageEncoding] = {}
         for item in items:
             for img in item.images:
-                order.setdefault(image_fingerprint(img), img)
-        if not order:
-            return {}
-        pixels = torch.stack([self.adapter.preprocess(load_rgb(img)) for img in order.values()])
-        with torch.inference_mode():
-            encs = self.adapter.encode_images(pixels)
-        self.stats.vision_calls += 1
-        self.stats.images_encoded += len(order)
-        return dict(zip(order.keys(), encs, strict=True))
+                key = self._encoding_key(img, item.context)
+                if key not in self._encodings or not use_cache:
+                    needed.setdefault(key, (img, item.context))
+        if needed:
+            pixels = torch.stack([self.adapter.preprocess(load_rgb(img))
+                                  for img, _ in needed.values()])
+            kwargs = {}
+            if self._image_text is not None:
+                kwargs["texts"] = [self._image_text(ctx) for _, ctx in needed.values()]
+            with torch.inference_mode():
+                encs = self.adapter.encode_images(pixels, **kwargs)
+            self.stats.vision_calls += 1
+            self.stats.images_encoded += len(needed)
+            fresh = dict(zip(needed, encs, strict=True))
+            if not use_cache:
+                return fresh
+            self._encodings.update(fresh)
+        out = {}
+        for item in items:
+            for img in item.images:
+                key = self._encoding_key(img, item.context)
+                self._encodings.move_to_end(key)
+                out[key] = self._encodings[key]
+        while len(self._encodings) > max(self.encoding_cache_size, len(out)):
+            self._encodings.popitem(last=False)
+        return out
 
-    def _embed_parts(self, parts: list[list[int] | ImageSlot], images: list[Any],
+    def _embed_parts(self, parts: list[list[int] | ImageSlot], item: _Item,
                      encodings: dict[str, ImageEncoding]) -> tuple[torch.Tensor, torch.Tensor | None]:
         pieces = []
         media = []
         for part in parts:
             if isinstance(part, ImageSlot):
-                enc = encodings[image_fingerprint(images[part.index])]
+                enc = encodings[self._encoding_key(item.images[part.index], item.context)]
                 pieces.append(enc.slot_embeds.to(self.adapter.device, self.adapter.dtype))
                 if enc.media is not None:
                     media.append(enc.media)
@@ -308,7 +341,7 @@ class CheXbenchLM(LM):
             ctx_last = splits[0][0]
             if any(s[0] != ctx_last for s in splits):
                 raise AssertionError("options of one item must share the prompt prefix")
-            embeds, item_media = self._embed_parts(parts + [ctx_last], item.images, encodings)
+            embeds, item_media = self._embed_parts(parts + [ctx_last], item, encodings)
             prefixes.append(embeds)
             media.append(item_media)
             option_ids.append([s[1] for s in splits])
@@ -369,8 +402,7 @@ class CheXbenchLM(LM):
         for item in items:
             item.request_idx = [pending[j] for j in item.request_idx]
         bar = tqdm(total=len(items), desc=desc, disable=not self.show_progress, unit="item")
-        for start in range(0, len(items), self.batch_size):
-            batch = items[start: start + self.batch_size]
+        for batch in _batches(items, self.batch_size, lambda it: len(it.images)):
             for item, scores in zip(batch, scorer(batch), strict=True):
                 for idx, score in zip(item.request_idx, scores, strict=True):
                     results[idx] = score
@@ -384,6 +416,12 @@ class CheXbenchLM(LM):
             bar.update(len(batch))
         bar.close()
         return results  # type: ignore[return-value]
+
+    def score_for(self, args: tuple) -> OptionScore:
+        """The stored score of one request's args (lm-eval's sample log keeps plain tuples)."""
+        ctx, cont, images = self._unpack(args)
+        return OptionScore.from_json(
+            self.store.done[self._key("loglikelihood", ctx, cont, self._limit_images(images))])
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[OptionScore]:
         if self.mc_mode == "generate":
@@ -403,10 +441,10 @@ class CheXbenchLM(LM):
         """
         images = self._limit_images(list(images))
         item = _Item(context, images, [0], [continuation])
-        encodings = self._encode_unique([item])
+        encodings = self._encode_unique([item], use_cache=False)
         parts, last = self._prefix_parts(context, len(images))
         ctx_last, cont = self.split_continuation(last, continuation)
-        embeds, media = self._embed_parts(parts + [ctx_last, cont], images, encodings)
+        embeds, media = self._embed_parts(parts + [ctx_last, cont], item, encodings)
         n = embeds.shape[0]
         mask = torch.ones((1, n), dtype=torch.long, device=embeds.device)
         positions = torch.arange(n, device=embeds.device)[None]
@@ -430,7 +468,7 @@ class CheXbenchLM(LM):
         for item in items:
             parts, last = self._prefix_parts(item.context, len(item.images))
             tail = self.adapter.tokenize(last) if last else []
-            embeds, item_media = self._embed_parts(parts + [tail], item.images, encodings)
+            embeds, item_media = self._embed_parts(parts + [tail], item, encodings)
             prefixes.append(embeds)
             media.append(item_media)
         last_logits, cache, mask, lengths, media_batch = self._run_prefix(prefixes, media)
@@ -487,8 +525,7 @@ class CheXbenchLM(LM):
                 pending.append((i, ctx, kwargs, images, key))
         bar = tqdm(total=len(pending), desc="Generating", disable=not self.show_progress,
                    unit="item")
-        for start in range(0, len(pending), self.batch_size):
-            batch = pending[start: start + self.batch_size]
+        for batch in _batches(pending, self.batch_size, lambda p: len(p[3])):
             untils = [_as_list(kw.get("until")) for _, _, kw, _, _ in batch]
             # The task's budget, capped by the engine's (so --max-gen-toks can shorten a run).
             max_new = max(min(int(kw.get("max_gen_toks", self.max_gen_toks)), self.max_gen_toks)
@@ -509,7 +546,7 @@ class CheXbenchLM(LM):
         lettered = ", ".join(f"({MC_LETTERS[i]}) {o}" for i, o in enumerate(options))
         letters = ", ".join(f"({MC_LETTERS[i]})" for i in range(len(options)))
         return (f"{question}\nOptions: {lettered}\nDirectly answer the question by choosing one "
-                f"option: {letters}")
+                f"option: {letters}.")
 
     def _mc_generate(self, items: Sequence[_Item]) -> list[list[OptionScore]]:
         prompts = [self.mc_prompt(it.context.strip(), [c.strip() for c in it.continuations])
@@ -528,6 +565,14 @@ class CheXbenchLM(LM):
                 for k in range(len(item.continuations))
             ])
         return out
+
+
+def _batches(items: list, size: int, n_images: Callable[[Any], int]) -> list[list]:
+    """Batches of at most `size`, never mixing image counts (media tensors must stack)."""
+    buckets: OrderedDict[int, list] = OrderedDict()
+    for item in items:
+        buckets.setdefault(n_images(item), []).append(item)
+    return [group[i: i + size] for group in buckets.values() for i in range(0, len(group), size)]
 
 
 def _as_list(value: Any) -> list[str]:

@@ -82,9 +82,12 @@ def test_engine_matches_independent_full_forward(smoke_adapter, batch_size):
 def test_one_vision_call_per_batch_and_each_image_once(smoke_adapter):
     lm = CheXbenchLM(smoke_adapter, batch_size=8, show_progress=False)
     lm.loglikelihood(_requests())
-    assert lm.stats.vision_calls == 1
+    # Batches never mix image counts (1-image and 2-image items): two batches, two calls.
+    assert lm.stats.vision_calls == 2
     assert lm.stats.images_encoded == len(IMGS)  # IMGS[0] and IMGS[2] appear in two items
-    assert lm.stats.prefix_forwards == 1 and lm.stats.option_forwards == 1
+    assert lm.stats.prefix_forwards == 2 and lm.stats.option_forwards == 2
+    lm.loglikelihood(_requests(ITEMS[:1]))  # an image seen before is not encoded again
+    assert lm.stats.images_encoded == len(IMGS)
     assert lm.stats.boundary_fallbacks == 0
 
 
