@@ -1,0 +1,190 @@
+"""BLIP-2 (`Salesforce/blip2-opt-2.7b`) on transformers' native `Blip2ForConditionalGeneration`.
+
+Also home of the loading chores shared by the other transformers-native baselines
+(InstructBLIP, XrayGPT, LLaVA-Med, CheXagent-2): from_pretrained keyword arguments for dtype,
+device, `device_map="auto"` and 8-bit, and the "what to download, where to put it" error.
+
+Official evaluation (Stanford-AIMI/CheXagent, evaluation_chexbench/models/blip2.py): 8-bit
+fp16 weights, one image, prompt `{question} {option}` after the image's query embeddings, the
+tokenizer's BOS between them (the model prepends the queries to the tokenised prompt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+
+from harness.errors import UserError
+from model_adapters.base import ImageEncoding, ImageSlot, Segment, VisionLanguageAdapter
+from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
+
+
+# ----- loading chores shared by the transformers-native adapters -----------------------------
+def from_pretrained_kwargs(adapter: str, dtype: torch.dtype, device: torch.device,
+                           load_in_8bit: bool, device_map: str | dict | None,
+                           revision: str | None) -> dict[str, Any]:
+    """Keyword arguments for `from_pretrained` honouring dtype, device map and 8-bit.
+
+    8-bit is how the official evaluation loaded BLIP-2 and InstructBLIP; it needs bitsandbytes
+    on a CUDA device, so asking for it anywhere else is an error rather than a silent fp32 run.
+    """
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if revision:
+        kwargs["revision"] = revision
+    if device_map:
+        kwargs["device_map"] = device_map
+    if load_in_8bit:
+        if device.type != "cuda":
+            raise UserError(
+                f"{adapter}: load_in_8bit=true needs a CUDA GPU (bitsandbytes int8 kernels); "
+                f"the device here is {device.type!r}. Drop load_in_8bit (and use "
+                "dtype=float32 on CPU) or run on a GPU."
+            )
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise UserError(f"{adapter}: load_in_8bit=true needs the `bitsandbytes` package "
+                            "(`pip install bitsandbytes`)") from None
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        kwargs.setdefault("device_map", {"": device.index or 0})
+    return kwargs
+
+
+def load_or_explain(loader: Any, pretrained: str, adapter: str, hub_id: str, what: str,
+                    **kwargs: Any) -> Any:
+    """`loader.from_pretrained(pretrained)`, turning "not there" into a download instruction."""
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return loader.from_pretrained(pretrained, **kwargs)
+    except (OSError, HFValidationError) as exc:  # absent folder / not a valid hub id
+        raise FileNotFoundError(
+            f"{weights_missing_message(adapter, pretrained, hub_id, what)} ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+
+
+def place_model(model: torch.nn.Module, device: torch.device, device_map: Any,
+                load_in_8bit: bool) -> torch.device:
+    """Move the model unless accelerate placed it; returns where its inputs must go."""
+    if not device_map and not load_in_8bit:
+        model.to(device)
+    model.eval()
+    return model.get_input_embeddings().weight.device
+
+
+def weights_fingerprint(pretrained: str) -> str | None:
+    """sha256 over the local weight files (name + bytes), so the run card pins the weights."""
+    folder = Path(pretrained)
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def check_unused(adapter: str, unused: dict[str, Any]) -> None:
+    if unused:
+        raise TypeError(f"{adapter}: unknown model args {sorted(unused)}")
+
+
+# ----- the adapter -----------------------------------------------------------------------------
+class Blip2Adapter(VisionLanguageAdapter):
+    """Image query embeddings, then BOS, then the prompt: transformers' BLIP-2 input order."""
+
+    name = "blip2"
+    display_name = "BLIP-2"
+    max_images = 1  # the official code asserts a single image ("BLIP2 only support one image")
+    add_bos = False  # BOS goes after the image queries, as its own segment
+    hub_id: ClassVar[str] = "Salesforce/blip2-opt-2.7b"
+    what_to_download: ClassVar[str] = (
+        "config.json, the *.safetensors shards, the tokenizer files and preprocessor_config.json")
+
+    def __init__(self, pretrained: str | None = None, dtype: str = "auto", device: str = "auto",
+                 load_in_8bit: bool = False, device_map: str | None = None,
+                 revision: str | None = None, trust_remote_code: bool = False, **unused: Any):
+        check_unused(self.name, unused)
+        if trust_remote_code:
+            raise UserError(f"{self.name}: transformers ships this architecture; "
+                            "trust_remote_code is never needed or used")
+        self.pretrained = str(pretrained or self.hub_id)
+        self.revision = revision
+        self.load_in_8bit = bool(load_in_8bit)
+        requested = resolve_device(device)
+        self.dtype = parse_dtype(dtype, requested)
+        kwargs = from_pretrained_kwargs(self.name, self.dtype, requested, self.load_in_8bit,
+                                        device_map, revision)
+        self.model, self.tokenizer, self.image_processor = self._load(kwargs)
+        self.device = place_model(self.model, requested, device_map, self.load_in_8bit)
+        self._vision_device = next(self.model.vision_model.parameters()).device
+        self._check_bos()
+
+    # ----- loading -----------------------------------------------------------------------------
+    def _load(self, kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+        from transformers import AutoImageProcessor, AutoTokenizer, Blip2ForConditionalGeneration
+
+        model = load_or_explain(Blip2ForConditionalGeneration, self.pretrained, self.name,
+                                self.hub_id, self.what_to_download, **kwargs)
+        tok_kwargs = {"revision": self.revision} if self.revision else {}
+        tokenizer = load_or_explain(AutoTokenizer, self.pretrained, self.name, self.hub_id,
+                                    self.what_to_download, **tok_kwargs)
+        processor = load_or_explain(AutoImageProcessor, self.pretrained, self.name, self.hub_id,
+                                    self.what_to_download, **tok_kwargs)
+        return model, tokenizer, processor
+
+    def _check_bos(self) -> None:
+        bos = self.tokenizer.bos_token
+        if bos is None or self.tokenize(bos) != [self.tokenizer.bos_token_id]:
+            raise ValueError(f"{self.name}: tokenizer of {self.pretrained!r} does not map its BOS "
+                             f"token {bos!r} to a single id; cannot build the official prompt")
+
+    # ----- the adapter interface ---------------------------------------------------------------
+    def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
+        # Official template (evaluation_chexbench/models/blip2.py): f"{question} {option}",
+        # tokenised with BOS, after the image's query embeddings.
+        images: list[Segment] = [ImageSlot(i) for i in range(n_images)]
+        return [*images, self.tokenizer.bos_token, context]
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    def vision_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Vision tower output (post-layernorm), the Q-Former's cross-attention input."""
+        pixels = pixels.to(self._vision_device, self.dtype)
+        return self.model.vision_model(pixel_values=pixels, return_dict=True).last_hidden_state
+
+    def encode_images(self, pixels: torch.Tensor) -> list[ImageEncoding]:
+        feats = self.vision_features(pixels)
+        mask = torch.ones(feats.shape[:-1], dtype=torch.long, device=feats.device)
+        queries = self.model.query_tokens.expand(feats.shape[0], -1, -1)
+        out = self.model.qformer(query_embeds=queries, encoder_hidden_states=feats,
+                                 encoder_attention_mask=mask, return_dict=True).last_hidden_state
+        return [ImageEncoding(slot_embeds=p) for p in self.model.language_projection(out)]
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids.to(self.device))
+
+    def lm_forward(self, inputs_embeds, attention_mask, position_ids, past_key_values=None,
+                   media=None):
+        out = self.model.language_model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+            position_ids=position_ids, past_key_values=past_key_values, use_cache=True,
+        )
+        return out.logits, out.past_key_values
+
+    def model_info(self) -> dict[str, Any]:
+        return {"model_id": self.pretrained, "revision": self.revision, "smoke": False,
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "weights_sha256": weights_fingerprint(self.pretrained),
+                "load_in_8bit": self.load_in_8bit, "dtype": str(self.dtype).replace("torch.", "")}

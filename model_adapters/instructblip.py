@@ -1,0 +1,77 @@
+"""InstructBLIP (`Salesforce/instructblip-vicuna-7b`) on `InstructBlipForConditionalGeneration`.
+
+Unlike BLIP-2, InstructBLIP's Q-Former reads the instruction text beside its query tokens, so
+an image's encoding depends on the text it is asked about: `image_text(context)` says which
+text, and `encode_images(pixels, texts)` takes one text per image. The engine must key its
+image cache on (image, text) for this adapter.
+
+Official evaluation (Stanford-AIMI/CheXagent, evaluation_chexbench/models/instructblip.py):
+8-bit weights, one image, LLM prompt `{question} {option}` (BOS first, after the queries).
+Difference, documented in docs/adapters/instructblip.md: the official code handed the
+processor the whole `{question} {option}` string, so its Q-Former also read the option being
+scored; here the Q-Former reads the question (the instruction, as InstructBLIP was trained),
+which keeps the image encoding shared by all options of an item.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from model_adapters.base import ImageEncoding
+from model_adapters.blip2 import Blip2Adapter, load_or_explain
+
+
+class InstructBlipAdapter(Blip2Adapter):
+    name = "instructblip"
+    display_name = "InstructBLIP"
+    hub_id = "Salesforce/instructblip-vicuna-7b"
+    what_to_download = ("config.json, the *.safetensors shards, the tokenizer files, the "
+                        "qformer_tokenizer/ folder and preprocessor_config.json")
+
+    def _load(self, kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+        from transformers import (
+            AutoImageProcessor,
+            AutoTokenizer,
+            InstructBlipForConditionalGeneration,
+        )
+
+        model = load_or_explain(InstructBlipForConditionalGeneration, self.pretrained, self.name,
+                                self.hub_id, self.what_to_download, **kwargs)
+        extra = {"revision": self.revision} if self.revision else {}
+        tokenizer = load_or_explain(AutoTokenizer, self.pretrained, self.name, self.hub_id,
+                                    self.what_to_download, **extra)
+        self.qformer_tokenizer = load_or_explain(
+            AutoTokenizer, self.pretrained, self.name, self.hub_id, self.what_to_download,
+            subfolder="qformer_tokenizer", **extra)
+        processor = load_or_explain(AutoImageProcessor, self.pretrained, self.name, self.hub_id,
+                                    self.what_to_download, **extra)
+        return model, tokenizer, processor
+
+    def image_text(self, context: str) -> str:
+        """The instruction the Q-Former reads with each image of an item: its question."""
+        return context
+
+    def encode_images(self, pixels: torch.Tensor,
+                      texts: list[str] | None = None) -> list[ImageEncoding]:
+        if texts is None:
+            raise TypeError(
+                "instructblip: the Q-Former reads the instruction text, so encode_images needs "
+                "texts=[one per image] (the engine passes adapter.image_text(context))"
+            )
+        if len(texts) != pixels.shape[0]:
+            raise ValueError(f"instructblip: {pixels.shape[0]} images but {len(texts)} texts")
+        feats = self.vision_features(pixels)
+        img_mask = torch.ones(feats.shape[:-1], dtype=torch.long, device=feats.device)
+        enc = self.qformer_tokenizer(texts, padding=True, return_tensors="pt").to(feats.device)
+        queries = self.model.query_tokens.expand(feats.shape[0], -1, -1)
+        n_query = queries.shape[1]
+        query_mask = torch.ones(queries.shape[:-1], dtype=torch.long, device=feats.device)
+        out = self.model.qformer(
+            input_ids=enc["input_ids"], attention_mask=torch.cat([query_mask,
+                                                                  enc["attention_mask"]], 1),
+            query_embeds=queries, encoder_hidden_states=feats, encoder_attention_mask=img_mask,
+            return_dict=True,
+        ).last_hidden_state[:, :n_query]
+        return [ImageEncoding(slot_embeds=p) for p in self.model.language_projection(out)]
