@@ -1,0 +1,367 @@
+"""`chexbench judge` end to end: inputs -> plan -> (dry run | calls) -> results, chart, ledger.
+
+Nothing is written until every planned judgment exists; until then the cache holds all
+finished work and rerunning the same command resumes where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from harness import __version__
+from harness.data import file_sha256
+from harness.errors import UserError
+from harness.io import atomic_write_json, atomic_write_jsonl
+from harness.judge.cache import Judgment, JudgmentCache, default_cache_dir, now_iso
+from harness.judge.chart import write_chart
+from harness.judge.client import JudgeClient, JudgeFatalError, RetryPolicy
+from harness.judge.cost import estimate, ledger_totals, resolve_prices
+from harness.judge.pairs import (
+    REFERENCE_NAME,
+    RunSamples,
+    against_reference,
+    join_runs,
+    load_run_samples,
+)
+from harness.judge.prompt import load_template, parse_verdict
+from harness.judge.runner import JudgeSettings, PlannedPair, plan_requests, run_requests
+from harness.results_schema import ModelInfo, Results, RunCard, validate_results
+
+log = logging.getLogger("chexbench.judge")
+# harness.stats.bootstrap's defaults, repeated so that starting a run does not import the
+# statistics stack (a test keeps them equal).
+DEFAULT_B = 1000
+DEFAULT_SEED = 1234
+DEFAULT_OPENAI_HOST = "api.openai.com"
+
+
+@dataclass
+class JudgeConfig:
+    runs: list[Path]
+    task: str
+    against_reference: bool = False
+    names: list[str] | None = None
+    judge_model: str = "gpt-4-0613"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    seed: int = 0
+    max_tokens: int = 1024
+    concurrency: int = 16
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    cache_dir: Path | None = None
+    template: Path | None = None
+    output: Path | None = None
+    max_items: int | None = None
+    sample_seed: int = 0
+    bootstrap_b: int = DEFAULT_B
+    bootstrap_seed: int = DEFAULT_SEED
+    price_in: float | None = None
+    price_out: float | None = None
+    est_output_tokens: int = 300
+    dry_run: bool = False
+    progress: bool = True
+    command: list[str] | None = None
+
+
+def _load_runs(cfg: JudgeConfig) -> list[RunSamples]:
+    if cfg.names and len(cfg.names) != len(cfg.runs):
+        raise UserError(f"--names gives {len(cfg.names)} names for {len(cfg.runs)} runs")
+    runs = [load_run_samples(p, cfg.task, cfg.names[i] if cfg.names else None)
+            for i, p in enumerate(cfg.runs)]
+    seen: dict[str, Path] = {}
+    for r in runs:
+        if r.name in seen or r.name == REFERENCE_NAME:
+            raise UserError(f"two inputs are both named {r.name!r} ({seen.get(r.name)} and "
+                            f"{r.path}); give distinct --names")
+        seen[r.name] = r.path
+    return runs
+
+
+def _subsample(items_by_pair: list[PlannedPair], cfg: JudgeConfig) -> None:
+    """Keep the same random `max_items` item ids in every pair (seeded, recorded)."""
+    if cfg.max_items is None:
+        return
+    common = sorted(set.intersection(*[{i.item_id for i in p.items} for p in items_by_pair]))
+    if cfg.max_items < len(common):
+        rng = np.random.default_rng(cfg.sample_seed)
+        keep = set(rng.choice(np.array(common, dtype=object), cfg.max_items, replace=False))
+    else:
+        keep = set(common)
+    for p in items_by_pair:
+        p.items = [i for i in p.items if i.item_id in keep]
+
+
+def plan_pairs(cfg: JudgeConfig) -> tuple[list[RunSamples], list[PlannedPair]]:
+    """The first run against each other run (Figure 3), or every run against the references."""
+    runs = _load_runs(cfg)
+    pairs: list[PlannedPair] = []
+    if cfg.against_reference:
+        for r in runs:
+            pairs.append(PlannedPair(r.name, REFERENCE_NAME, against_reference(r),
+                                     dropped=dict(r.excluded)))
+    else:
+        if len(runs) < 2:
+            raise UserError("--runs needs at least two samples files "
+                            "(or use --run FILE --against-reference)")
+        a = runs[0]
+        for b in runs[1:]:
+            items, only = join_runs(a, b)
+            dropped = {**{f"{a.name}:{k}": v for k, v in a.excluded.items()},
+                       **{f"{b.name}:{k}": v for k, v in b.excluded.items()}, **only}
+            pairs.append(PlannedPair(a.name, b.name, items, dropped=dropped))
+    _subsample(pairs, cfg)
+    return runs, pairs
+
+
+def _base_url_host(base_url: str | None) -> str:
+    if not base_url:
+        return DEFAULT_OPENAI_HOST
+    parts = urlsplit(base_url)
+    # Only host and port: a URL may carry credentials in its user-info or query.
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+def redact_argv(argv: list[str] | None) -> list[str] | None:
+    """The command line as recorded: a URL's user-info and query (where endpoints put
+    credentials) are masked, since the key itself never reaches argv but a URL may."""
+    if argv is None:
+        return None
+    out = []
+    for token in argv:
+        parts = urlsplit(token) if "://" in token else None
+        if parts and (parts.username or parts.password or parts.query):
+            netloc = parts.netloc.rsplit("@", 1)[-1]
+            token = parts._replace(netloc=("***@" if "@" in parts.netloc else "") + netloc,
+                                   query="***" if parts.query else "").geturl()
+        out.append(token)
+    return out
+
+
+def _run_id(cfg: JudgeConfig, template_sha: str, runs: list[RunSamples]) -> str:
+    payload = {"judge_model": cfg.judge_model, "template": template_sha, "seed": cfg.seed,
+               "max_tokens": cfg.max_tokens, "task": cfg.task,
+               "against_reference": cfg.against_reference,
+               "inputs": [(r.name, file_sha256(r.path)) for r in runs],
+               "max_items": cfg.max_items, "sample_seed": cfg.sample_seed}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return f"judge-{digest[:12]}"
+
+
+def _harness_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _packages() -> dict[str, str]:
+    versions = {}
+    for name in ("openai", "httpx", "numpy", "matplotlib"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _print_dry_run(cfg: JudgeConfig, todo_prompts: list[str], cached: int, planned: int) -> None:
+    prices = resolve_prices(cfg.judge_model, cfg.price_in, cfg.price_out)
+    est = estimate(todo_prompts, cached, cfg.judge_model, cfg.est_output_tokens, prices)
+    print(f"judge model: {cfg.judge_model} at {_base_url_host(cfg.base_url)}")
+    print(f"planned judgments: {planned} (items x 2 orders, identical prompts asked once)")
+    print(f"cached: {cached}")
+    print(f"calls to make: {est.calls}")
+    print(f"estimated tokens: {est.prompt_tokens} in ({est.method}), "
+          f"{est.completion_tokens} out ({cfg.est_output_tokens}/call assumed)")
+    if est.cost_usd is None:
+        print(f"estimated cost: unknown (no list price for {cfg.judge_model!r}; "
+              "pass --price-in/--price-out in USD per 1M tokens)")
+    else:
+        print(f"estimated cost: ${est.cost_usd:.4f} at ${prices.input_per_1m}/"
+              f"${prices.output_per_1m} per 1M tokens in/out")
+
+
+def run_judge(cfg: JudgeConfig) -> int:
+    started = time.perf_counter()
+    template = load_template(cfg.template)
+    runs, pairs = plan_pairs(cfg)
+    settings = JudgeSettings(cfg.judge_model, cfg.seed, cfg.max_tokens)
+    requests = plan_requests(pairs, template, settings)
+    cache_dir = Path(cfg.cache_dir or os.environ.get("CHEXBENCH_JUDGE_CACHE")
+                     or default_cache_dir())
+    planned = sum(2 * len(p.items) for p in pairs)
+
+    # Look before touching anything: a dry run or a missing key must leave no trace.
+    peek = JudgmentCache(cache_dir, read_only=True)
+    cached = peek.get_many(list(requests))
+    peek.close()
+    todo = [r for k, r in requests.items() if k not in cached]
+    if cfg.dry_run:
+        _print_dry_run(cfg, [r.prompt for r in todo], len(cached), planned)
+        return 0
+    api_key = os.environ.get(cfg.api_key_env)
+    if todo and not api_key:
+        raise UserError(
+            f"the judge API key is read only from the environment: set {cfg.api_key_env} "
+            "(or name another variable with --api-key-env)")
+
+    invocation = f"{now_iso()}#{os.getpid()}"
+    client = None
+    failed: dict[str, str] = {}
+    new: dict[str, Judgment] = {}
+    if todo:
+        cache = JudgmentCache(cache_dir)
+        print(f"judging: {len(todo)} calls to make, {len(cached)} cached "
+              f"(cache: {cache.path})", file=sys.stderr)
+        client = JudgeClient(cfg.judge_model, api_key, cfg.base_url, cfg.seed,
+                             cfg.max_tokens, cfg.policy)
+
+        async def _go():
+            try:
+                return await run_requests(todo, client, cache, template, cfg.concurrency,
+                                          invocation, cfg.progress)
+            finally:
+                await client.close()
+
+        try:
+            outcome = asyncio.run(_go())
+        except JudgeFatalError as exc:
+            raise UserError(f"{exc} (finished judgments are kept in {cache.path})") from exc
+        finally:
+            cache.close()
+        new, failed = outcome.new, outcome.failed
+    # Verdicts are re-read from the stored answers, so a parser fix applies to cached ones.
+    judgments = {k: replace(j, verdict=parse_verdict(j.response))
+                 for k, j in {**cached, **new}.items()}
+
+    retries = dict(client.retries) if client else {}
+    if retries:
+        print("retries: " + ", ".join(f"{k} x{v}" for k, v in sorted(retries.items())),
+              file=sys.stderr)
+    if failed:
+        first = next(iter(failed.values()))
+        print(f"error: {len(failed)} of {len(requests)} judgments failed after retries "
+              f"(e.g. {first}); the {len(judgments)} finished ones are saved in {cache_dir}: "
+              "rerun the same command to resume", file=sys.stderr)
+        return 1
+
+    return _write_outputs(cfg, template, runs, pairs, judgments, new, retries,
+                          invocation, time.perf_counter() - started)
+
+
+def _write_outputs(cfg, template, runs, pairs, judgments, new, retries, invocation,
+                   wall_s) -> int:
+    # Imported here: the statistics stack is slow to import and only needed at the end.
+    from harness.judge.outcome import pair_outcomes, pair_summary
+
+    run_id = _run_id(cfg, template.sha256, runs)
+    out_json = Path(cfg.output) if cfg.output else Path("results") / "judge" / f"{run_id}.json"
+    stem = out_json.name.removesuffix(".json")
+    samples_path = out_json.with_name(f"{stem}.samples.jsonl")
+    ledger_path = out_json.with_name(f"{stem}.ledger.jsonl")
+    chart_path = out_json.with_name(f"{stem}.png")
+
+    summaries, sample_rows = [], []
+    for pair in pairs:
+        outcomes = pair_outcomes(pair, judgments)
+        summaries.append(pair_summary(pair, outcomes, cfg.task, cfg.bootstrap_b,
+                                      cfg.bootstrap_seed))
+        by_id = {o.item_id: o for o in outcomes}
+        for item, k_ab, k_ba in zip(pair.items, pair.keys_ab, pair.keys_ba, strict=True):
+            o = by_id[item.item_id]
+            sample_rows.append({
+                "task": cfg.task, "item_id": item.item_id, "cluster_id": item.cluster_id,
+                "model_a": pair.model_a, "model_b": pair.model_b,
+                "verdict_ab": o.verdict_ab, "verdict_ba": o.verdict_ba,
+                "outcome": o.outcome, "position_flip": o.flipped,
+                "response_ab": judgments[k_ab].response, "response_ba": judgments[k_ba].response,
+            })
+
+    prices = resolve_prices(cfg.judge_model, cfg.price_in, cfg.price_out)
+    used_keys = list(dict.fromkeys(k for p in pairs for k in (*p.keys_ab, *p.keys_ba)))
+    used = [judgments[k] for k in used_keys]
+    ledger_rows = [{
+        "key": j.key, "prompt_sha256": j.prompt_sha256, "judge_model": j.judge_model,
+        "prompt_tokens": j.prompt_tokens, "completion_tokens": j.completion_tokens,
+        "cost_usd": round(prices.cost(j.prompt_tokens, j.completion_tokens), 8)
+        if prices else None,
+        "attempts": j.attempts, "latency_s": j.latency_s, "created_at": j.created_at,
+        "invocation": j.invocation, "this_invocation": j.invocation == invocation,
+    } for j in used]
+
+    clusters_everywhere = all(i.cluster_id for p in pairs for i in p.items)
+    judge_block: dict[str, Any] = {
+        "judge_model": cfg.judge_model,
+        "base_url_host": _base_url_host(cfg.base_url),
+        "template_sha256": template.sha256,
+        "template_source": template.source,
+        "seed": cfg.seed, "temperature": 0, "max_tokens": cfg.max_tokens,
+        "task": cfg.task,
+        "against_reference": cfg.against_reference,
+        "inputs": [{"name": r.name, "file": str(r.path), "sha256": file_sha256(r.path),
+                    "excluded": r.excluded} for r in runs],
+        "sampling": {"max_items": cfg.max_items, "seed": cfg.sample_seed},
+        "aggregation": "both orders agree -> that verdict; orders disagree -> tie "
+                       "(position flip); an unparseable order -> item left out and counted",
+        "pairs": summaries,
+        "concurrency": cfg.concurrency,
+        "retry_policy": cfg.policy.as_dict(),
+        "retries": retries,
+        "cost": {
+            "token_source": "usage reported by the server, per call",
+            "prices_per_1m": ({"input": prices.input_per_1m, "output": prices.output_per_1m}
+                              if prices else None),
+            "all_judgments": ledger_totals(used, prices),
+            "this_invocation": ledger_totals([j for j in used if j.key in new], prices),
+            "cached_judgments": sum(1 for j in used if j.key not in new),
+        },
+        "ledger_file": ledger_path.name,
+        "chart_file": chart_path.name,
+    }
+    results = Results(
+        run_id=run_id, kind="judge", source="reproduced",
+        model=ModelInfo(name=pairs[0].model_a),
+        run_card=RunCard(
+            harness_version=__version__, harness_commit=_harness_commit(),
+            packages=_packages(), command=redact_argv(cfg.command), created_at=now_iso(),
+            wall_time_s=round(wall_s, 3), seed=cfg.seed,
+            bootstrap={"B": cfg.bootstrap_b, "seed": cfg.bootstrap_seed,
+                       "unit": "cluster" if clusters_everywhere else "item"},
+            extra={"judge_model": cfg.judge_model, "template_sha256": template.sha256},
+        ),
+        samples_file=samples_path.name,
+        judge=judge_block,
+    )
+    payload = results.model_dump(mode="json")
+    errors = validate_results(payload)
+    if errors:
+        raise RuntimeError("judge results do not match the results schema: " + "; ".join(errors))
+    atomic_write_jsonl(samples_path, sample_rows)
+    atomic_write_jsonl(ledger_path, ledger_rows)
+    write_chart(summaries, cfg.judge_model, chart_path)
+    atomic_write_json(out_json, payload)
+    for s in summaries:
+        print(f"{s['model_a']} vs {s['model_b']} (n={s['n']}): "
+              f"win {s['win']['value']:.3f}  tie {s['tie']['value']:.3f}  "
+              f"loss {s['loss']['value']:.3f}  position flips "
+              f"{s['position_flip_rate']['value']:.3f}  unparseable items "
+              f"{s['unparseable']['items']}" if s["n"] else
+              f"{s['model_a']} vs {s['model_b']}: no parseable judgments")
+    print(f"wrote {out_json} (+ {samples_path.name}, {ledger_path.name}, {chart_path.name})")
+    return 0
