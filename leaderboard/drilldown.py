@@ -1,0 +1,65 @@
+"""Per-item views of a local run's samples JSONL (what the model saw, scored and chose)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.images import ImageResolver
+from harness.io import read_jsonl
+
+IMAGE_ROOT_ENV = "CHEXBENCH_IMAGE_ROOT"
+
+
+def load_samples(path: Path, subtask: str | None = None) -> list[dict[str, Any]]:
+    rows = read_jsonl(path)
+    return [r for r in rows if subtask is None or r.get("task") == subtask]
+
+
+def option_scores(row: dict[str, Any]) -> pd.DataFrame:
+    """One line per option: summed log-prob, token count and the mean (the headline rule)."""
+    options = row.get("options") or []
+    logprobs = row.get("logprobs") or [math.nan] * len(options)
+    counts = row.get("token_counts") or [None] * len(options)
+    out = []
+    for i, option in enumerate(options):
+        lp = logprobs[i] if i < len(logprobs) else math.nan
+        n = counts[i] if i < len(counts) else None
+        out.append({
+            "option": f"({chr(65 + i)}) {option}", "sum log-prob": lp, "tokens": n,
+            "mean log-prob": (lp / n) if n and lp is not None else math.nan,
+            "answer": "✓" if i == row.get("answer") else "",
+            "chosen": "◀" if i == row.get("prediction") else "",
+        })
+    return pd.DataFrame(out)
+
+
+def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "item": r.get("item_id", r.get("doc_id")),
+        "question": r.get("question", r.get("prompt", "")),
+        "answer": option_text(r, r.get("answer")),
+        "prediction": option_text(r, r.get("prediction")),
+        "correct": r.get("correct"),
+    } for r in rows])
+
+
+def option_text(row: dict[str, Any], index: Any) -> str:
+    options = row.get("options")
+    if isinstance(index, int) and isinstance(options, list) and 0 <= index < len(options):
+        return str(options[index])
+    return "" if index is None else str(index)
+
+
+def resolve_image(raw: str, results_dir: Path, dataset: str | None = None) -> Path | None:
+    """The first existing file for a path as written in the samples: through the harness's
+    image mapping (CHEXBENCH_IMAGE_ROOT), beside the results file, or as given."""
+    resolver = ImageResolver.from_args(os.environ.get(IMAGE_ROOT_ENV))
+    for candidate in (resolver.resolve(raw, dataset), results_dir / raw, Path(raw)):
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,1 @@
+"""One module per group of tabs; each `render(...)` draws into the current Streamlit container."""
