@@ -15,7 +15,7 @@ def fmt_metric(m: dict[str, Any] | None, scale: float = 100.0) -> str:
     if not m:
         return "—"
     if m.get("value") is None:
-        return f"n/a ({(m.get('unavailable') or '').split(';')[0]})"
+        return "n/a"
     text = f"{m['value'] * scale:.1f}"
     if m.get("ci"):
         lo, hi = m["ci"]
@@ -48,20 +48,22 @@ def perception_table(results: dict[str, Any], title: str | None = None) -> Table
 
 
 def text_table(results: dict[str, Any]) -> Table | None:
+    """Metrics as rows and the text tasks as columns (Tables 3 and 4 side by side)."""
     text = {n: r for n, r in results["subtasks"].items() if r["kind"] == "text"}
     if not text:
         return None
     names = sorted({m for r in text.values() for m in r["metrics"]})
     table = Table(title=f"Text tasks — {results['model']['name']} (score x100, 95% CI)")
-    table.add_column("Task")
-    table.add_column("Dataset")
-    table.add_column("n", justify="right")
-    for m in names:
-        table.add_column(m, justify="right")
+    table.add_column("Metric")
     for r in text.values():
         ds = DATASET_BY_SLUG[r["dataset"]].title if r["dataset"] in DATASET_BY_SLUG else r["dataset"]
-        table.add_row(TASK_BY_SLUG[r["task"]].title, ds, str(r["n"]),
-                      *(fmt_metric(r["metrics"].get(m)) for m in names))
+        table.add_column(f"{TASK_BY_SLUG[r['task']].title}\n{ds}, n={r['n']}", justify="right")
+    for m in names:
+        cells = []
+        for r in text.values():
+            cell = fmt_metric(r["metrics"].get(m))
+            cells.append(f"[bold]{cell}[/bold]" if m == r.get("headline") else cell)
+        table.add_row(m, *cells)
     return table
 
 
@@ -77,6 +79,10 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
     table = text_table(results)
     if table is not None:
         console.print(table)
+        reasons = {m["unavailable"] for r in results["subtasks"].values()
+                   for m in r["metrics"].values() if m.get("value") is None and m.get("unavailable")}
+        for reason in sorted(reasons):
+            console.print(f"[dim]n/a: {reason}[/]")
     excluded = {n: r["excluded_reasons"] for n, r in results["subtasks"].items() if r["excluded"]}
     if excluded:
         console.print(f"Excluded items: {excluded}")
