@@ -11,7 +11,7 @@ from harness.runner import ALL_TASKS
 
 def test_demo_runs_all_tasks_and_writes_valid_results(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path), "--n-per-pair", "2", "--max-gen-toks", "8",
-                 "--smoke"]) == 0
+                 "--smoke", "--n-fairness", "30"]) == 0
     out = capsys.readouterr().out
     assert "Image perception" in out and "Text tasks" in out and "smoke" in out.lower()
     (results_path,) = tmp_path.glob("runs/*/results.json")
@@ -31,3 +31,7 @@ def test_demo_runs_all_tasks_and_writes_valid_results(tmp_path, capsys):
     assert 0.0 <= perception["ci"][0] <= perception["value"] <= perception["ci"][1] <= 1.0
     rows = (results_path.parent / "samples.jsonl").read_text().splitlines()
     assert len(rows) == sum(s["n"] for s in results["subtasks"].values())
+    fairness = json.loads((tmp_path / "fairness" / "fairness.json").read_text())
+    assert validate_results(fairness) == [] and fairness["kind"] == "fairness"
+    assert set(fairness["fairness"]["attributes"]) == {"sex", "race", "age"}
+    assert (tmp_path / "fairness" / "fairness.png").stat().st_size > 1000
