@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import platform
 import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from harness import __version__
 from harness.results_schema import RunCard
 
 TRACKED_PACKAGES = ("torch", "transformers", "lm-eval", "tokenizers", "accelerate", "numpy",
-                    "pillow", "rouge-score", "bert-score", "radgraph", "f1chexbert", "openai")
+                    "scipy", "statsmodels", "pandas", "matplotlib", "pillow", "rouge-score",
+                    "bert-score", "radgraph", "f1chexbert", "scikit-learn", "nltk", "openai",
+                    "httpx")
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks" / "chexbench"
 
 
@@ -64,4 +67,17 @@ def make_run_card(*, seed: int, device: str | None, dtype: str | None, data_file
         wall_time_s=wall_time_s, device=device, dtype=dtype, seed=seed, data_file=data_file,
         data_sha256=data_sha256, task_config_sha256=task_config_hashes(tasks),
         synthetic=synthetic, extra=extra, **known,
+    )
+
+
+def analysis_run_card(seed: int, bootstrap: dict[str, Any], inputs: list[Path],
+                      extra: dict[str, Any] | None = None) -> RunCard:
+    """Provenance for an analysis of saved files: inputs (with sha256), seed, bootstrap."""
+    return RunCard(
+        harness_version=__version__, harness_commit=git_commit(), packages=package_versions(),
+        command=["chexbench", *sys.argv[1:]] if sys.argv else None,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), seed=seed,
+        bootstrap=bootstrap,
+        extra={"inputs": [{"path": str(p), "sha256": hashlib.sha256(Path(p).read_bytes())
+                           .hexdigest()} for p in inputs], **(extra or {})},
     )

@@ -10,12 +10,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 from harness import __version__
@@ -23,12 +21,10 @@ from harness.data import TextItem, file_sha256, load_data
 from harness.errors import UserError
 from harness.io import atomic_write_json, atomic_write_jsonl
 from harness.results_schema import ModelInfo, Results, RunCard, SubtaskResult, validate_results
+from harness.run_card import git_commit, package_versions
 from harness.taxonomy import TEXT_TASK_NAMES, resolve_dataset, subtask_for
 from harness.text_metrics import HEADLINE, TextMetricsConfig, score_texts
 from harness.text_metrics.config import ALL_FAMILIES, BERTSCORE_PRESETS
-
-PACKAGES = ("torch", "transformers", "rouge-score", "bert-score", "radgraph", "f1chexbert",
-            "scikit-learn", "nltk")
 
 
 @dataclass
@@ -134,25 +130,6 @@ def read_rows(path: Path, task: str, items: dict[int, TextItem] | None,
     return rows
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     started = time.time()
     task = args.task
@@ -206,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
                         model_args={"predictions_file": args.predictions.name,
                                     "predictions_sha256": pred_sha}),
         run_card=RunCard(
-            harness_version=__version__, harness_commit=_git_commit(), packages=_versions(),
+            harness_version=__version__, harness_commit=git_commit(), packages=package_versions(),
             command=["chexbench", *sys.argv[1:]] if sys.argv[0].endswith("chexbench") else None,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             wall_time_s=round(time.time() - started, 3), device=args.device, seed=args.seed,

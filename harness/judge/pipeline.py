@@ -11,11 +11,9 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +38,7 @@ from harness.judge.pairs import (
 from harness.judge.prompt import load_template, parse_verdict
 from harness.judge.runner import JudgeSettings, PlannedPair, plan_requests, run_requests
 from harness.results_schema import ModelInfo, Results, RunCard, validate_results
+from harness.run_card import git_commit, package_versions
 
 log = logging.getLogger("chexbench.judge")
 # harness.stats.bootstrap's defaults, repeated so that starting a run does not import the
@@ -159,25 +158,6 @@ def _run_id(cfg: JudgeConfig, template_sha: str, runs: list[RunSamples]) -> str:
                "max_items": cfg.max_items, "sample_seed": cfg.sample_seed}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return f"judge-{digest[:12]}"
-
-
-def _harness_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=10, check=True)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _packages() -> dict[str, str]:
-    versions = {}
-    for name in ("openai", "httpx", "numpy", "matplotlib"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def _print_dry_run(cfg: JudgeConfig, todo_prompts: list[str], cached: int, planned: int) -> None:
@@ -338,8 +318,8 @@ def _write_outputs(cfg, template, runs, pairs, judgments, new, retries, invocati
         run_id=run_id, kind="judge", source="reproduced",
         model=ModelInfo(name=pairs[0].model_a),
         run_card=RunCard(
-            harness_version=__version__, harness_commit=_harness_commit(),
-            packages=_packages(), command=redact_argv(cfg.command), created_at=now_iso(),
+            harness_version=__version__, harness_commit=git_commit(),
+            packages=package_versions(), command=redact_argv(cfg.command), created_at=now_iso(),
             wall_time_s=round(wall_s, 3), seed=cfg.seed,
             bootstrap={"B": cfg.bootstrap_b, "seed": cfg.bootstrap_seed,
                        "unit": "cluster" if clusters_everywhere else "item"},

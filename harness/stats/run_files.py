@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
 from harness.errors import UserError
 from harness.io import read_jsonl
-from harness.results_schema import RunCard, validate_results
+from harness.results_schema import validate_results
+from harness.run_card import analysis_run_card  # noqa: F401  (re-exported for callers)
 
 _PACKAGES = ("numpy", "scipy", "statsmodels", "pandas", "matplotlib")
 
@@ -79,43 +75,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def analysis_run_card(seed: int, bootstrap: dict[str, Any], inputs: list[Path],
-                      extra: dict[str, Any] | None = None) -> RunCard:
-    """Provenance for a derived analysis: inputs (with sha256), seed and bootstrap settings."""
-    return RunCard(
-        harness_version=__version__, harness_commit=_git_commit(), packages=_package_versions(),
-        command=["chexbench", *sys.argv[1:]] if sys.argv else None,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"), seed=seed,
-        bootstrap=bootstrap,
-        extra={"inputs": [{"path": str(p), "sha256": _sha256(p)} for p in inputs],
-               **(extra or {})},
-    )
-
-
 def stable_id(prefix: str, payload: dict[str, Any]) -> str:
     """Same inputs and settings give the same run_id."""
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return f"{prefix}-{digest[:12]}"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _package_versions() -> dict[str, str]:
-    out = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def _git_commit() -> str | None:
-    try:
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                              capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
