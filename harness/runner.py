@@ -97,10 +97,13 @@ def run_benchmark(spec: RunSpec) -> Path:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    from harness.multiprocess import DataParallel
     from model_adapters.registry import build_lm
 
     tasks = expand_tasks(spec.tasks)
     excluded = preflight(spec, tasks)
+    dp = DataParallel.from_env()  # rank 0 of 1 unless started by a launcher (--num-processes)
+    dp.check_shards(spec, tasks)
     data_sha = file_sha256(Path(spec.data))
     run_id = run_id_for(spec, tasks, data_sha)
     run_dir = Path(spec.output) / run_id
@@ -109,9 +112,12 @@ def run_benchmark(spec: RunSpec) -> Path:
     started = time.time()
     for name in ("lm_eval", "lm-eval"):  # its per-task notices drown our progress bars
         logging.getLogger(name).setLevel(logging.ERROR)
-    lm = build_lm(spec.model, spec.model_args, batch_size=spec.batch_size, mc_mode=spec.mc_mode,
-                  max_gen_toks=spec.max_gen_toks, resume_path=run_dir / "journal.jsonl",
-                  fingerprint=run_id, show_progress=spec.show_progress)
+    lm = build_lm(spec.model, dp.model_args(spec.model, spec.model_args),
+                  batch_size=spec.batch_size, mc_mode=spec.mc_mode,
+                  max_gen_toks=spec.max_gen_toks, resume_path=dp.journal_path(run_dir),
+                  fingerprint=run_id, show_progress=spec.show_progress,
+                  rank=dp.rank, world_size=dp.world_size)
+    dp.preload(lm.store, run_dir)
     resumed = len(lm.store.done)
     metadata = {"data": str(spec.data), "image_root": spec.image_root,
                 "image_map": spec.image_map, "skip_missing": spec.skip_missing}
@@ -122,6 +128,7 @@ def run_benchmark(spec: RunSpec) -> Path:
         bootstrap_iters=0, random_seed=spec.seed, numpy_random_seed=spec.seed,
         torch_random_seed=spec.seed, fewshot_random_seed=spec.seed,
     )
+    dp.collect(lm)  # rank 0 needs the scores the other ranks computed, for the sample rows
     if out is None:  # non-zero ranks in a multi-process run
         lm.store.close()
         return run_dir
@@ -161,6 +168,7 @@ def run_benchmark(spec: RunSpec) -> Path:
         bootstrap={"B": spec.bootstrap_B, "seed": spec.seed, "unit": "cluster (patient/image)"},
         mc_mode=spec.mc_mode, batch_size=spec.batch_size, engine=lm.stats.as_dict(),
         requests_resumed=resumed, limit=spec.limit, skip_missing=spec.skip_missing,
+        num_processes=dp.world_size,
     )
     results = Results(
         run_id=run_id, source="demo" if synthetic and spec.source == "reproduced" else spec.source,

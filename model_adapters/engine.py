@@ -123,7 +123,7 @@ def select_cache_rows(cache: Any, rows: torch.Tensor) -> Any:
     if isinstance(cache, tuple | list):
         return type(cache)(select_cache_rows(layer, rows) for layer in cache)
     if isinstance(cache, torch.Tensor):
-        return cache.index_select(0, rows)
+        return cache.index_select(0, rows.to(cache.device))
     raise TypeError(f"cannot select rows of a {type(cache).__name__} cache")
 
 
@@ -163,11 +163,14 @@ class CheXbenchLM(LM):
     def __init__(self, adapter: VisionLanguageAdapter, batch_size: int = 8,
                  mc_mode: str = "loglikelihood", max_gen_toks: int = 256,
                  resume_path: str | Path | None = None, fingerprint: str = "",
-                 show_progress: bool = True, encoding_cache_size: int = 256):
+                 show_progress: bool = True, encoding_cache_size: int = 256,
+                 rank: int = 0, world_size: int = 1):
         super().__init__()
         if mc_mode not in ("loglikelihood", "generate"):
             raise ValueError(f"mc_mode must be 'loglikelihood' or 'generate', got {mc_mode!r}")
         self.adapter = adapter
+        # lm-eval shards docs over ranks when world_size > 1 (harness.multiprocess launches them).
+        self._rank, self._world_size, self._device = int(rank), int(world_size), adapter.device
         self.batch_size = max(1, int(batch_size))
         self.mc_mode = mc_mode
         self.max_gen_toks = int(max_gen_toks)
@@ -191,6 +194,30 @@ class CheXbenchLM(LM):
         from model_adapters.registry import build_lm_from_args
 
         return build_lm_from_args(cls.adapter_name, arg_dict, additional_config or {})
+
+    # ----- data parallel: lm-eval's gathers across ranks go through these --------------------
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world_size <= 1:
+            return tensor
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(parts, tensor)
+        return torch.stack(parts) if tensor.dim() == 0 else torch.cat(parts)
+
+    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
+        if self.world_size <= 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] | None = [None] * self.world_size if self.rank == dst else None
+        dist.gather_object(obj, out, dst=dst)
+        return out
+
+    def barrier(self) -> None:
+        """Deliberately no wait: ranks share nothing while scoring (one journal each), the
+        gathers that follow synchronise them anyway, and lm-eval calls this once per request
+        type a rank has, so a real barrier deadlocks when ranks differ in request types."""
 
     @property
     def tokenizer_name(self) -> str:
@@ -314,7 +341,9 @@ class CheXbenchLM(LM):
         media_batch = torch.stack(media) if media and media[0] is not None else None
         logits, cache = self.adapter.lm_forward(embeds, mask, positions, None, media_batch)
         self.stats.prefix_forwards += 1
-        return logits[:, -1, :].float(), cache, mask, torch.tensor(lengths, device=embeds.device), media_batch
+        # A sharded model's logits come off its last device; the engine works on the first one.
+        return (logits[:, -1, :].float().to(embeds.device), cache, mask,
+                torch.tensor(lengths, device=embeds.device), media_batch)
 
     # ----- loglikelihood ---------------------------------------------------------------------
     def _group(self, requests: list[Any]) -> list[_Item]:
@@ -348,8 +377,9 @@ class CheXbenchLM(LM):
         last_logits, cache, mask, lengths, media_batch = self._run_prefix(prefixes, media)
         last_logp = torch.log_softmax(last_logits, dim=-1)
 
-        rows = torch.tensor([i for i, opts in enumerate(option_ids) for _ in opts],
-                            device=mask.device)
+        # Row indices stay on the CPU for the cache: its layers may sit on several devices.
+        rows_cpu = torch.tensor([i for i, opts in enumerate(option_ids) for _ in opts])
+        rows = rows_cpu.to(mask.device)
         flat = [ids for opts in option_ids for ids in opts]
         width = max(len(ids) for ids in flat)
         pad = 0
@@ -358,15 +388,16 @@ class CheXbenchLM(LM):
         for r, ids in enumerate(flat):
             tok[r, : len(ids)] = torch.tensor(ids, device=mask.device)
             opt_mask[r, : len(ids)] = 1
-        cache = select_cache_rows(cache, rows)
+        cache = select_cache_rows(cache, rows_cpu)
         full_mask = torch.cat([mask.index_select(0, rows), opt_mask], dim=1)
         positions = lengths.index_select(0, rows)[:, None] + torch.arange(width, device=mask.device)
-        row_media = media_batch.index_select(0, rows) if media_batch is not None else None
+        row_media = (media_batch.index_select(0, rows.to(media_batch.device))
+                     if media_batch is not None else None)
         logits, _ = self.adapter.lm_forward(
             self.adapter.embed_tokens(tok), full_mask, positions, cache, row_media
         )
         self.stats.option_forwards += 1
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        logp = torch.log_softmax(logits.float().to(mask.device), dim=-1)
 
         out: list[list[OptionScore]] = []
         r = 0
@@ -450,7 +481,7 @@ class CheXbenchLM(LM):
         positions = torch.arange(n, device=embeds.device)[None]
         logits, _ = self.adapter.lm_forward(embeds[None], mask, positions, None,
                                             media[None] if media is not None else None)
-        logp = torch.log_softmax(logits[0].float(), dim=-1)
+        logp = torch.log_softmax(logits[0].float().to(embeds.device), dim=-1)
         t = torch.tensor(cont, device=embeds.device)
         start = n - len(cont)
         sel = logp[start - 1: n - 1]
@@ -498,7 +529,7 @@ class CheXbenchLM(LM):
                 media_batch,
             )
             positions = positions + 1
-            logits = step_logits[:, -1, :].float()
+            logits = step_logits[:, -1, :].float().to(mask.device)
         results = []
         for text, stops in zip(texts, until, strict=True):
             for s in stops:
