@@ -44,8 +44,12 @@ class CheXagentAdapter(VisionLanguageAdapter):
         self.revision = revision
         self.smoke = self.pretrained == SMOKE
         if self.smoke:
+            if device_map:
+                raise ValueError("chexagent: the smoke model is tiny; device_map does not apply")
             bundle = build_model("tiny", seed=int(seed))
             bundle.model.to(self.device, self.dtype)
+        elif is_chexagent_checkpoint(self.pretrained) and device_map:
+            bundle = self._load_own_sharded(device_map)
         elif is_chexagent_checkpoint(self.pretrained):
             bundle = load_bundle(self.pretrained, dtype=self.dtype, device=self.device)
         else:
@@ -54,6 +58,24 @@ class CheXagentAdapter(VisionLanguageAdapter):
         self.tokenizer = bundle.tokenizer
         self.image_processor = bundle.image_processor
         self.num_query_tokens = self.model.config.num_query_tokens
+        if device_map:
+            # Inputs start where the token embeddings live; the engine follows from there.
+            self.device = self.model.get_input_embeddings().weight.device
+
+    def _load_own_sharded(self, device_map: str):
+        """A large checkpoint of ours, sharded over this machine's GPUs by accelerate."""
+        from transformers import (
+            Blip2ForConditionalGeneration,
+            BlipImageProcessor,
+            PreTrainedTokenizerFast,
+        )
+
+        from chexagent.modeling import ARCHS, CheXagentBundle
+
+        model = Blip2ForConditionalGeneration.from_pretrained(
+            self.pretrained, torch_dtype=self.dtype, device_map=device_map).eval()
+        return CheXagentBundle(model, PreTrainedTokenizerFast.from_pretrained(self.pretrained),
+                               BlipImageProcessor.from_pretrained(self.pretrained), ARCHS["paper"])
 
     def _load_hub(self, trust_remote_code: bool, device_map: str | None):
         """The released CheXagent-8b ships its own modeling code on the hub."""
