@@ -78,9 +78,12 @@ def output_layer(adapter: Any) -> torch.nn.Module:
     if callable(hook):
         return hook()
     model = getattr(adapter, "model", None)
-    if model is not None and hasattr(model, "get_output_embeddings"):
-        layer = model.get_output_embeddings()
-        if layer is not None:
+    # Natively written wrappers (Med-Flamingo, RadFM) hold a transformers decoder inside a
+    # plain nn.Module, so look through submodules (pre-order: the outermost head wins).
+    for module in model.modules() if isinstance(model, torch.nn.Module) else ():
+        get = getattr(module, "get_output_embeddings", None)
+        layer = get() if callable(get) else None
+        if isinstance(layer, torch.nn.Module):
             return layer
     raise TypeError(f"{adapter.name}: cannot find the output layer; define `output_layer()`")
 
@@ -103,61 +106,89 @@ def planted(adapter: Any, token_id: int) -> Iterator[None]:
 
 def run_checks(adapter: Any, items: list | None = None, tolerance: float = 1e-4
                ) -> ConformanceReport:
+    """Every check on the same items; a check whose code raises is reported as failed with the
+    exception (a broken adapter gets a report naming what broke, not a traceback)."""
     items = items or phantom_items()
     report = ConformanceReport(adapter.name)
-    add = report.checks.append
     reqs = _requests(items)
 
     def engine(batch_size: int) -> CheXbenchLM:
         return CheXbenchLM(adapter, batch_size=batch_size, show_progress=False)
 
+    def check(name: str, fn: Any) -> None:
+        try:
+            passed, figure, detail = fn()
+        except Exception as exc:  # noqa: BLE001 - the adapter under test may raise anything
+            passed, figure, detail = False, "raised", f"{type(exc).__name__}: {exc}"
+        report.checks.append(CheckResult(name, passed, figure, detail))
+
     start = time.perf_counter()
-    first = engine(8).loglikelihood(reqs)
+    try:
+        first = engine(8).loglikelihood(reqs)
+    except Exception as exc:  # noqa: BLE001
+        report.checks.append(CheckResult("engine scores the items", False, "raised",
+                                         f"{type(exc).__name__}: {exc}"))
+        return report
     seconds = time.perf_counter() - start
-    second = engine(8).loglikelihood(reqs)
-    d = _max_diff(first, second)
-    add(CheckResult("determinism (two runs)", d == 0.0, f"max |diff| = {d:.2e}"))
-
-    one = engine(1).loglikelihood(reqs)
-    d = _max_diff(first, one)
-    add(CheckResult("batch-size invariance (1 vs 8)", d <= tolerance, f"max |diff| = {d:.2e}"))
-
     lm = engine(1)
-    naive = [lm.score_naive(r.args[0], r.args[1], r.args[2]["visual"]) for r in reqs]
-    d = _max_diff(first, naive)
-    add(CheckResult("engine = naive full forward", d <= tolerance, f"max |diff| = {d:.2e}"))
 
-    blank = Image.new("RGB", (96, 96), (0, 0, 0))
-    d = _max_diff(first, engine(8).loglikelihood(_requests(items, blank)))
-    add(CheckResult("image sensitivity (real vs blank)", d > tolerance,
-                    f"max |diff| = {d:.2e}", "" if d > tolerance else "the image never "
-                    "reaches the model"))
+    def determinism():
+        d = _max_diff(first, engine(8).loglikelihood(reqs))
+        return d == 0.0, f"max |diff| = {d:.2e}", ""
 
-    bad = []
-    for q, opts, ims in items:
-        parts, last = lm._prefix_parts(q, len(ims))
-        for o in opts:
-            ctx, cont = lm.split_continuation(last, " " + o)
-            text = adapter.tokenizer.decode(cont, skip_special_tokens=False)
-            if text.strip() != o.strip() or adapter.tokenize(last + " " + o) != ctx + cont:
-                bad.append(f"{o!r} scored as {text!r}")
-    n_opts = sum(len(opts) for _, opts, _ in items)
-    add(CheckResult("scored tokens = option tokens", not bad,
-                    f"{n_opts - len(bad)}/{n_opts} options exact", "; ".join(bad[:3])))
+    def batch_invariance():
+        d = _max_diff(first, engine(1).loglikelihood(reqs))
+        return d <= tolerance, f"max |diff| = {d:.2e}", ""
 
-    q, opts, ims = items[0]
-    target = opts[-1]
-    _, last = lm._prefix_parts(q, len(ims))
-    _, cont = lm.split_continuation(last, " " + target)
-    with planted(adapter, cont[0]):
-        rigged = engine(8).loglikelihood(_requests([(q, opts, ims)]))
-    lls = [s[0] for s in rigged]
-    won = max(range(len(lls)), key=lls.__getitem__) == len(opts) - 1
-    sane = all(ll <= 1e-6 for ll in lls)
-    add(CheckResult("sign convention (planted answer wins)", won and sane,
-                    f"planted option log-prob {lls[-1]:.2f}, best other "
-                    f"{max(lls[:-1]):.2f}", "" if sane else "scores above 0: not log-probs"))
+    def naive_equality():
+        naive = [lm.score_naive(r.args[0], r.args[1], r.args[2]["visual"]) for r in reqs]
+        d = _max_diff(first, naive)
+        return d <= tolerance, f"max |diff| = {d:.2e}", ""
 
-    add(CheckResult("throughput", True, f"{len(items) / seconds:.2f} items/s "
-                    f"({len(items)} items, batch 8)"))
+    def image_sensitivity():
+        blank = Image.new("RGB", (96, 96), (0, 0, 0))
+        d = _max_diff(first, engine(8).loglikelihood(_requests(items, blank)))
+        return (d > tolerance, f"max |diff| = {d:.2e}",
+                "" if d > tolerance else "the image never reaches the model")
+
+    def token_alignment():
+        bad = []
+        for q, opts, ims in items:
+            _, last = lm._prefix_parts(q, len(ims))
+            for o in opts:
+                ctx, cont = lm.split_continuation(last, " " + o)
+                text = adapter.tokenizer.decode(cont, skip_special_tokens=False)
+                if text.strip() != o.strip() or adapter.tokenize(last + " " + o) != ctx + cont:
+                    bad.append(f"{o!r} scored as {text!r}")
+        n_opts = sum(len(opts) for _, opts, _ in items)
+        return not bad, f"{n_opts - len(bad)}/{n_opts} options exact", "; ".join(bad[:3])
+
+    def sign_convention():
+        q, opts, ims = items[0]
+        _, last = lm._prefix_parts(q, len(ims))
+        _, cont = lm.split_continuation(last, " " + opts[-1])
+        with planted(adapter, cont[0]):
+            rigged = engine(8).loglikelihood(_requests([(q, opts, ims)]))
+        lls = [s[0] for s in rigged]
+        won = max(range(len(lls)), key=lls.__getitem__) == len(opts) - 1
+        sane = all(ll <= 1e-6 for ll in lls)
+        if not sane:
+            detail = "scores above 0: not log-probs"
+        elif won:
+            detail = ""
+        elif lls[-1] == max(lls[:-1]):
+            detail = "the rigged option tied: options are not scored on their own tokens"
+        else:
+            detail = "the rigged option lost: scores rank the wrong way (a loss, negated logits?)"
+        return (won and sane, f"planted option log-prob {lls[-1]:.2f}, best other "
+                f"{max(lls[:-1]):.2f}", detail)
+
+    check("determinism (two runs)", determinism)
+    check("batch-size invariance (1 vs 8)", batch_invariance)
+    check("engine = naive full forward", naive_equality)
+    check("image sensitivity (real vs blank)", image_sensitivity)
+    check("scored tokens = option tokens", token_alignment)
+    check("sign convention (planted answer wins)", sign_convention)
+    report.checks.append(CheckResult("throughput", True, f"{len(items) / seconds:.2f} items/s "
+                                     f"({len(items)} items, batch 8)"))
     return report

@@ -12,10 +12,12 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from harness.errors import UserError
 from model_adapters.base import VisionLanguageAdapter
 from model_adapters.loading import parse_model_args
 
@@ -33,11 +35,25 @@ BUILTIN: dict[str, str] = {
     "radfm": "model_adapters.radfm:RadFMAdapter",
 }
 
+# name -> class, for every adapter imported so far (a cache; where it came from is below)
 _LOADED: dict[str, type[VisionLanguageAdapter]] = {}
+# name -> the --adapter-file that defined it
+_FROM_FILES: dict[str, Path] = {}
 
 
-class AdapterNotFound(LookupError):
+class AdapterNotFound(UserError, LookupError):
     pass
+
+
+@dataclass(frozen=True)
+class AdapterSource:
+    """Where an adapter name resolves to, as `chexbench adapters` lists it."""
+
+    name: str
+    kind: str  # "built-in" | "entry point" | "file"
+    target: str  # module:Class, or the adapter file's path
+    distribution: str = ""  # the installed package declaring an entry point
+    note: str = ""
 
 
 def _import_target(target: str) -> type[VisionLanguageAdapter]:
@@ -58,41 +74,68 @@ def load_adapter_file(path: str | Path) -> list[str]:
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[mod_name] = module
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    names = []
-    for obj in vars(module).values():
-        if (inspect.isclass(obj) and issubclass(obj, VisionLanguageAdapter)
-                and obj is not VisionLanguageAdapter and not inspect.isabstract(obj)
-                and obj.__module__ == mod_name):
-            _LOADED[obj.name] = obj
-            register_with_lm_eval(obj.name)
-            names.append(obj.name)
-    if not names:
-        raise TypeError(f"{path}: defines no VisionLanguageAdapter subclass with a `name`")
-    return names
+    classes = [obj for obj in vars(module).values()
+               if inspect.isclass(obj) and issubclass(obj, VisionLanguageAdapter)
+               and not inspect.isabstract(obj) and obj.__module__ == mod_name]
+    if not classes:
+        raise UserError(f"--adapter-file {path}: defines no (non-abstract) "
+                        "VisionLanguageAdapter subclass")
+    for cls in classes:
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise UserError(f"--adapter-file {path}: class {cls.__name__} has no `name`")
+        if name in BUILTIN:
+            # A results file saying "chexagent" must mean the built-in adapter.
+            raise UserError(f"--adapter-file {path}: class {cls.__name__} is named {name!r}, "
+                            "which is a built-in adapter; choose another name")
+        _LOADED[name] = cls
+        _FROM_FILES[name] = path.resolve()
+        register_with_lm_eval(name)
+    return [cls.name for cls in classes]
 
 
-def _plugin_targets() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _plugin_entry_points() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def list_adapters() -> list[AdapterSource]:
+    """Every adapter name this process can build, and where each comes from.
+
+    Precedence when names collide: built-in, then --adapter-file, then entry point (an
+    installed package cannot silently replace a built-in the leaderboard reports under)."""
+    out = {n: AdapterSource(n, "built-in", t) for n, t in BUILTIN.items()}
+    for n, path in _FROM_FILES.items():
+        out.setdefault(n, AdapterSource(n, "file", str(path)))
+    for n, ep in _plugin_entry_points().items():
+        dist = getattr(getattr(ep, "dist", None), "name", "") or ""
+        if n in out:
+            out[f"{n} ({dist or ep.value})"] = AdapterSource(
+                n, "entry point", ep.value, dist, f"ignored: {n!r} is already {out[n].kind}")
+        else:
+            out[n] = AdapterSource(n, "entry point", ep.value, dist)
+    return list(out.values())
 
 
 def available() -> dict[str, str]:
-    """name -> where it comes from (built-in target, plug-in target, or adapter file)."""
-    out = {**BUILTIN, **_plugin_targets()}
-    out.update({n: f"file:{inspect.getfile(c)}" for n, c in _LOADED.items()})
-    return out
+    """name -> where it comes from (built-in target, plug-in target, or `file:PATH`)."""
+    return {s.name: s.target if s.kind != "file" else f"file:{s.target}"
+            for s in list_adapters() if not s.note}
 
 
 def get_adapter_class(name: str) -> type[VisionLanguageAdapter]:
     if name in _LOADED:
         return _LOADED[name]
-    target = _plugin_targets().get(name) or BUILTIN.get(name)
-    if target is None:
+    source = next((s for s in list_adapters() if s.name == name and not s.note), None)
+    if source is None:
         raise AdapterNotFound(
             f"unknown model adapter {name!r}; available: {', '.join(sorted(available()))}. "
             "Add one with --adapter-file FILE or an entry point in the "
-            f"{ENTRY_POINT_GROUP!r} group."
+            f"{ENTRY_POINT_GROUP!r} group (see docs/adapters/README.md)."
         )
-    cls = _import_target(target)
+    cls = _import_target(source.target)
     _LOADED[name] = cls
     return cls
 

@@ -1,0 +1,47 @@
+"""`chexbench adapters`: which model names `--model` accepts here, and where each comes from.
+
+A plug-in that is installed but not listed (a typo in its entry-point group, the package in
+another environment) is the usual reason a third-party model "does not exist"; this listing is
+where to look. Nothing is imported to build it, so one broken plug-in cannot hide the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("adapters", help="list available model adapters and their origin",
+                       description="Lists built-in adapters, adapters declared by installed "
+                       "packages in the 'chexbench.adapters' entry-point group, and those "
+                       "defined in --adapter-file files.")
+    p.add_argument("--adapter-file", action="append", default=[],
+                   help="also list the adapters this file defines (repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from model_adapters.registry import list_adapters, load_adapter_file
+
+    for path in args.adapter_file:
+        load_adapter_file(path)
+    sources = list_adapters()
+    if args.json:
+        print(json.dumps([asdict(s) for s in sources], indent=2))
+        return 0
+    table = Table(title="CheXbench model adapters")
+    for column in ("name", "source", "target", "note"):
+        table.add_column(column)
+    for s in sources:
+        origin = f"entry point ({s.distribution})" if s.kind == "entry point" else s.kind
+        table.add_row(s.name, origin, s.target, s.note)
+    console = Console(width=None if Console().is_terminal else 160)
+    console.print(table)
+    return 0
