@@ -43,8 +43,9 @@ def build_adapter(arch: str) -> CheXagentAdapter:
     if arch == "small":
         from dataclasses import replace
 
-        from chexagent.modeling import ARCHS, build_config, build_image_processor
         from transformers import Blip2ForConditionalGeneration
+
+        from chexagent.modeling import ARCHS, build_config, build_image_processor
 
         shape = replace(ARCHS["tiny"], name="small", **SMALL)
         torch.manual_seed(0)
