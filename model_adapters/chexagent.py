@@ -92,7 +92,7 @@ class CheXagentAdapter(VisionLanguageAdapter):
 
         try:
             return load_remote_chexagent(self.pretrained, self.dtype, self.device, device_map,
-                                         self.revision)
+                                         self.revision, trust_remote_code)
         except OSError as exc:
             raise FileNotFoundError(weights_missing_message(
                 "chexagent", self.pretrained, HUB_ID,

@@ -64,10 +64,10 @@ class CheXagent2Adapter(VisionLanguageAdapter):
                                         device_map, revision)
         what = "the whole repository (config, weights, tokenizer files and the custom *.py files)"
         self.tokenizer = load_or_explain(AutoTokenizer, self.pretrained, self.name, HUB_ID, what,
-                                         trust_remote_code=True,
+                                         trust_remote_code=trust_remote_code,
                                          **({"revision": revision} if revision else {}))
         self.model = load_or_explain(AutoModelForCausalLM, self.pretrained, self.name, HUB_ID,
-                                     what, trust_remote_code=True, **kwargs)
+                                     what, trust_remote_code=trust_remote_code, **kwargs)
         self.device = place_model(self.model, requested, device_map, self.load_in_8bit)
         try:
             self.visual = operator.attrgetter(vision_module)(self.model)

@@ -33,15 +33,18 @@ class _RemoteAsBlip2(torch.nn.Module):
 
 
 def load_remote_chexagent(pretrained: str, dtype: torch.dtype, device: torch.device,
-                          device_map: str | None, revision: str | None):
+                          device_map: str | None, revision: str | None,
+                          trust_remote_code: bool):
     from transformers import AutoModelForCausalLM, AutoProcessor
 
     from chexagent.modeling import ARCHS, CheXagentBundle
 
-    processor = AutoProcessor.from_pretrained(pretrained, trust_remote_code=True,
+    if not trust_remote_code:  # the adapter asks first; this keeps the rule local too
+        raise PermissionError("CheXagent-8b's hub code runs only with --trust-remote-code")
+    processor = AutoProcessor.from_pretrained(pretrained, trust_remote_code=trust_remote_code,
                                               revision=revision)
     remote = AutoModelForCausalLM.from_pretrained(
-        pretrained, torch_dtype=dtype, trust_remote_code=True, revision=revision,
+        pretrained, torch_dtype=dtype, trust_remote_code=trust_remote_code, revision=revision,
         device_map=device_map,
     )
     if device_map is None:

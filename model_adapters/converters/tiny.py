@@ -317,9 +317,11 @@ def write_tiny_chexagent2_standin(out: str | Path, seed: int = 0) -> Path:
            "auto_map": {"AutoConfig": "modeling_tiny_chexagent2.TinyCheXagent2Config",
                         "AutoModelForCausalLM": "modeling_tiny_chexagent2.TinyCheXagent2ForCausalLM"}}
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
-    config = AutoConfig.from_pretrained(out, trust_remote_code=True)
+    # The modeling file is the one this function just wrote into `out`, not downloaded code.
+    ours = bool(out.joinpath("modeling_tiny_chexagent2.py").is_file())
+    config = AutoConfig.from_pretrained(out, trust_remote_code=ours)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, trust_remote_code=True).eval()
+    model = AutoModelForCausalLM.from_config(config, trust_remote_code=ours).eval()
     _randomise(model, seed)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
