@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +183,8 @@ class CheXbenchLM(LM):
         self.encoding_cache_size = int(encoding_cache_size)
         self._encodings: OrderedDict[str, ImageEncoding] = OrderedDict()
         self._image_text = getattr(adapter, "image_text", None)
+        self._decoder = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+                                           thread_name_prefix="chexbench-decode")
 
     # ----- lm-eval plumbing ------------------------------------------------------------------
     @classmethod
@@ -283,8 +287,10 @@ class CheXbenchLM(LM):
                 if key not in self._encodings or not use_cache:
                     needed.setdefault(key, (img, item.context))
         if needed:
-            pixels = torch.stack([self.adapter.preprocess(load_rgb(img))
-                                  for img, _ in needed.values()])
+            # Decoding full-size radiographs dominates on a GPU; PIL releases the GIL, so a
+            # thread pool overlaps it (map keeps the order: results are unchanged).
+            pixels = torch.stack(list(self._decoder.map(
+                lambda pair: self.adapter.preprocess(load_rgb(pair[0])), needed.values())))
             kwargs = {}
             if self._image_text is not None:
                 kwargs["texts"] = [self._image_text(ctx) for _, ctx in needed.values()]
