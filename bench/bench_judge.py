@@ -65,21 +65,26 @@ def main() -> int:
             judge_main([*argv[:1], str(w), str(b), *argv[3:], "--cache", str(tmp / "warm"),
                         "--output", str(tmp / "warm" / "w.json")])
             warm_s = time.perf_counter() - t_w
-            warm_calls = _stats(base_url)["total_requests"]
+            warm = _stats(base_url)
+            warm_calls = warm["total_requests"]
 
             cpu0, t0 = time.process_time(), time.perf_counter()
             rc = judge_main([*argv, "--output", str(tmp / "out" / "first.json")])
             wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             first = _stats(base_url)
-            first["total_requests"] -= warm_calls
-            t1 = time.perf_counter()
+            for k in ("total_requests", "connections", "service_s", "server_cpu_s"):
+                first[k] -= warm[k]
+            cpu1, t1 = time.process_time(), time.perf_counter()
             rc2 = judge_main([*argv, "--output", str(tmp / "out" / "cached.json")])
-            cached = time.perf_counter() - t1
+            cached, cached_cpu = time.perf_counter() - t1, time.process_time() - cpu1
+            transport = json.loads((tmp / "out" / "first.json").read_text())["judge"][
+                "http_transport"]
             cached_calls = (_stats(base_url)["total_requests"] - warm_calls
                             - first["total_requests"])
     finally:
         server.stdin.close()
         server.wait(timeout=30)
+        server.stdout.close()
     if rc or rc2:
         print(f"judge failed (rc {rc}, {rc2})", file=sys.stderr)
         return 1
@@ -90,11 +95,16 @@ def main() -> int:
           f"(max in flight seen by the server: {first['max_in_flight']})")
     print(f"judge wall time:  {wall:.2f} s   ideal {ideal:.2f} s   ratio {wall / ideal:.2f}x "
           f"(target <= 1.5x) -> {'OK' if wall / ideal <= 1.5 else 'SLOWER THAN TARGET'}")
-    print(f"  client CPU time {cpu:.2f} s ({1000 * cpu / max(first['total_requests'], 1):.1f} "
-          f"ms/call); 1-min load average {load:.1f} on {os.cpu_count()} CPUs")
+    n = max(first["total_requests"], 1)
+    print(f"  client CPU time {cpu:.2f} s ({1000 * cpu / n:.1f} ms/call); of which the calls "
+          f"~{1000 * (cpu - cached_cpu) / n:.1f} ms/call (minus the cached rerun's CPU); "
+          f"1-min load average {load:.1f} on {os.cpu_count()} CPUs")
     calls_phase = wall - cached  # the cached rerun does everything but the calls
     print(f"  of which calls ~{calls_phase:.2f} s (wall minus the cached rerun): ratio "
-          f"{calls_phase / ideal:.2f}x")
+          f"{calls_phase / ideal:.2f}x; openai client transport: {transport}")
+    print(f"  server: {first['service_s'] / n * 1000:.1f} ms per answer (latency included), "
+          f"CPU {first['server_cpu_s']:.2f} s, {first['connections']} connections opened "
+          "(keep-alive: at most one per slot)")
     print(f"cached rerun:     {cached:.2f} s   calls made: {cached_calls}   "
           f"ratio to first run {cached / wall:.2f}x")
     print(f"warm-up (imports + 16 calls, not timed above): {warm_s:.2f} s")

@@ -81,6 +81,8 @@ class JudgeServer:
         self.auth_ok = 0
         self.auth_bad = 0
         self.request_log: list[str] = []  # prompt sha per request, arrival order
+        self.service_s = 0.0  # summed time from reading a request to sending its answer
+        self.connections = 0  # connections that carried requests: keep-alive reuses them
         self._httpd: ThreadingHTTPServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -89,11 +91,19 @@ class JudgeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # TCP_NODELAY, as production HTTP servers set it: with Nagle on, the body (a second
+            # small write after the headers) waits for the client's delayed ACK, adding ~40 ms
+            # to every answer, so the "fixed latency" would not be fixed.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # quiet
                 pass
 
             def do_POST(self):
+                if not getattr(self, "counted", False):  # first request on this connection
+                    self.counted = True
+                    with server.lock:
+                        server.connections += 1
                 server._handle(self)
 
             def do_GET(self):  # counters, for a client in another process (the benchmark)
@@ -123,10 +133,15 @@ class JudgeServer:
         with self.lock:
             return {"total_requests": self.total_requests, "max_in_flight": self.max_in_flight,
                     "statuses": dict(self.statuses), "usage_prompt": self.usage_prompt,
-                    "usage_completion": self.usage_completion}
+                    "usage_completion": self.usage_completion,
+                    "service_s": round(self.service_s, 4),
+                    "connections": self.connections,
+                    # This process's CPU: tells a benchmark whether the server kept up.
+                    "server_cpu_s": round(time.process_time(), 4)}
 
     # -- request handling ------------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        t0 = time.perf_counter()
         body = json.loads(h.rfile.read(int(h.headers.get("Content-Length", 0))))
         prompt = body["messages"][-1]["content"]
         sha = hashlib.sha256(prompt.encode("utf-8")).hexdigest()
@@ -174,6 +189,7 @@ class JudgeServer:
         finally:
             with self.lock:
                 self.in_flight -= 1
+                self.service_s += time.perf_counter() - t0
 
     def _scripted_failure(self, ref: str, attempt: int) -> str | None:
         for kind in ("FAIL429", "FAIL500", "SLOW", "GARBAGE"):

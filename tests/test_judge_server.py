@@ -92,6 +92,7 @@ def test_scripted_verdicts_failures_retries_ledger_key_and_cached_rerun(
         assert pair["unparseable"] == {"items": 1, "responses": 2}
         assert judge["template_sha256"] == result["run_card"]["extra"]["template_sha256"]
         assert judge["base_url_host"].startswith("127.0.0.1:")
+        assert judge["http_transport"] in {"aiohttp", "httpx"}
 
         # The ledger adds up: per-call rows = totals = what the server reported in `usage`.
         ledger = [json.loads(x) for x in
@@ -134,6 +135,9 @@ def test_concurrency_never_exceeds_the_limit(tmp_path, monkeypatch):
         assert main(_argv(server, tmp_path, [a, b], "c.json", "--concurrency", "3")) == 0
         assert server.total_requests == 32
         assert server.max_in_flight == 3  # reached, never exceeded
+        # Keep-alive: each of the 3 slots reuses its connection instead of reconnecting
+        # per call (a reconnect per call would cost a handshake and client CPU every time).
+        assert server.connections <= 3
 
 
 def test_exhausted_retries_keep_finished_work_and_resume(tmp_path, monkeypatch, capsys):
@@ -183,3 +187,21 @@ def test_a_rejected_key_stops_at_once_without_retrying_or_leaking(tmp_path, monk
     err = capsys.readouterr().err
     assert "HTTP 401" in err and KEY not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_without_the_aiohttp_extra_the_default_httpx_transport_judges(tmp_path, monkeypatch):
+    import openai
+
+    def missing_extra(**_kwargs):  # what openai does when `openai[aiohttp]` is not installed
+        raise RuntimeError("To use the aiohttp client you must have installed the package "
+                           "with the `aiohttp` extra")
+
+    monkeypatch.setattr(openai, "DefaultAioHttpClient", missing_extra)
+    monkeypatch.setenv(KEY_ENV, KEY)
+    a, b = _inputs(tmp_path, 3, {1: " FAIL429:1"})
+    with JudgeServer(expected_key=KEY) as server:
+        assert main(_argv(server, tmp_path, [a, b], "h.json", "--concurrency", "2")) == 0
+        assert server.auth_bad == 0 and server.connections <= 2
+    judge = json.loads((tmp_path / "out" / "h.json").read_text())["judge"]
+    assert judge["http_transport"] == "httpx"
+    assert judge["retries"] == {"429": 2} and judge["pairs"][0]["n"] == 3

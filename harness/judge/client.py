@@ -93,6 +93,20 @@ def _read_completion(data: object) -> tuple[str, int, int]:
         raise ValueError(f"not a chat completion: {str(data)[:200]!r}") from exc
 
 
+def _http_client(timeout_s: float) -> tuple[str, openai.DefaultAsyncHttpxClient | None]:
+    """(transport name, HTTP client for AsyncOpenAI): the openai library's own aiohttp
+    transport (`openai[aiohttp]`, its README's "With aiohttp") where installed, else its
+    default httpx one. Same requests, errors and proxy handling; the aiohttp transport costs
+    about 1.6 instead of 2.6 ms of event-loop CPU per call, which decides the throughput at
+    concurrency 16 (bench/bench_judge.py). The connection pool keeps up to 100 keep-alive
+    connections (openai's DEFAULT_CONNECTION_LIMITS), so each concurrent slot reuses one."""
+    try:
+        return "aiohttp", openai.DefaultAioHttpClient(timeout=timeout_s)
+    except RuntimeError:  # the aiohttp extra is not installed
+        log.info("openai[aiohttp] not installed: using the default httpx transport")
+        return "httpx", None
+
+
 class JudgeClient:
     def __init__(self, model: str, api_key: str, base_url: str | None, seed: int,
                  max_tokens: int, policy: RetryPolicy):
@@ -101,8 +115,9 @@ class JudgeClient:
         self.max_tokens = max_tokens
         self.policy = policy
         self.retries: Counter[str] = Counter()
+        self.transport, http_client = _http_client(policy.timeout_s)
         self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0,
-                                   timeout=policy.timeout_s)
+                                   timeout=policy.timeout_s, http_client=http_client)
 
     async def complete(self, prompt: str, label: str = "") -> CallResult:
         attempt = 0

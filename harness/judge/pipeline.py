@@ -231,6 +231,7 @@ def run_judge(cfg: JudgeConfig) -> int:
                  for k, j in {**cached, **new}.items()}
 
     retries = dict(client.retries) if client else {}
+    transport = client.transport if client else None  # None: nothing was asked this time
     if retries:
         print("retries: " + ", ".join(f"{k} x{v}" for k, v in sorted(retries.items())),
               file=sys.stderr)
@@ -241,12 +242,12 @@ def run_judge(cfg: JudgeConfig) -> int:
               "rerun the same command to resume", file=sys.stderr)
         return 1
 
-    return _write_outputs(cfg, template, runs, pairs, judgments, new, retries,
+    return _write_outputs(cfg, template, runs, pairs, judgments, new, retries, transport,
                           invocation, time.perf_counter() - started)
 
 
-def _write_outputs(cfg, template, runs, pairs, judgments, new, retries, invocation,
-                   wall_s) -> int:
+def _write_outputs(cfg, template, runs, pairs, judgments, new, retries, transport,
+                   invocation, wall_s) -> int:
     # Imported here: the statistics stack is slow to import and only needed at the end.
     from harness.judge.outcome import pair_outcomes, pair_summary
 
@@ -303,6 +304,7 @@ def _write_outputs(cfg, template, runs, pairs, judgments, new, retries, invocati
         "concurrency": cfg.concurrency,
         "retry_policy": cfg.policy.as_dict(),
         "retries": retries,
+        "http_transport": transport,
         "cost": {
             "token_source": "usage reported by the server, per call",
             "prices_per_1m": ({"input": prices.input_per_1m, "output": prices.output_per_1m}
