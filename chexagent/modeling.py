@@ -84,17 +84,28 @@ class CheXagentBundle:
     arch: CheXagentArch
 
 
-def build_config(arch: CheXagentArch, tokenizer: PreTrainedTokenizerFast) -> Blip2Config:
+def build_config(arch: CheXagentArch, tokenizer: PreTrainedTokenizerFast,
+                 qformer_text_input: bool = False,
+                 vision_init_range: float | None = None) -> Blip2Config:
+    """`qformer_text_input` adds the Q-Former's text feed-forward path, which stage 1's
+    contrastive and captioning objectives run text through (BLIP-2's design); inference never
+    uses it, and checkpoints with or without it load the same way.
+
+    `vision_init_range`: BLIP-2's ViT default (1e-10) assumes pretrained weights get loaded; a
+    ViT trained from scratch (the demo recipe) needs an ordinary init such as 0.02."""
     vocab = arch.vocab_size or len(tokenizer)
     vision = Blip2VisionConfig(
         hidden_size=arch.vision_hidden, intermediate_size=arch.vision_intermediate,
         num_hidden_layers=arch.vision_layers, num_attention_heads=arch.vision_heads,
         image_size=arch.image_size, patch_size=arch.patch_size,
     )
+    if vision_init_range is not None:
+        vision.initializer_range = vision_init_range
     qformer = Blip2QFormerConfig(
         hidden_size=arch.qformer_hidden, num_hidden_layers=arch.qformer_layers,
         num_attention_heads=arch.qformer_heads, intermediate_size=arch.qformer_intermediate,
         encoder_hidden_size=arch.vision_hidden, vocab_size=30522,
+        use_qformer_text_input=qformer_text_input,
     )
     text = MistralConfig(
         vocab_size=vocab, hidden_size=arch.text_hidden, intermediate_size=arch.text_intermediate,
@@ -120,13 +131,19 @@ def build_image_processor(arch: CheXagentArch) -> BlipImageProcessor:
     )
 
 
-def build_model(arch_name: str = "tiny", seed: int = 0) -> CheXagentBundle:
-    """A randomly initialised model, bit-identical for a given seed (the smoke model)."""
+def build_model(arch_name: str = "tiny", seed: int = 0, qformer_text_input: bool = False,
+                vision_init_range: float | None = None) -> CheXagentBundle:
+    """A randomly initialised model, bit-identical for a given seed (the smoke model).
+
+    Training from scratch passes `qformer_text_input=True` (stage 1's Q-Former text path) and
+    `vision_init_range=0.02` (a ViT that is not loaded from pretrained weights).
+    """
     if arch_name not in ARCHS:
         raise ValueError(f"unknown CheXagent config {arch_name!r}; known: {sorted(ARCHS)}")
     arch = ARCHS[arch_name]
     tokenizer = load_tokenizer()
-    config = build_config(arch, tokenizer)
+    config = build_config(arch, tokenizer, qformer_text_input=qformer_text_input,
+                          vision_init_range=vision_init_range)
     torch.manual_seed(seed)
     model = Blip2ForConditionalGeneration(config)
     model.eval()

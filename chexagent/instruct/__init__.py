@@ -1,0 +1,1 @@
+"""CheXinstruct: (images, question, answer) instances built from public datasets' metadata."""
