@@ -95,5 +95,6 @@ def run(args: argparse.Namespace) -> int:
                          str(phantom / "demographics.csv"), "--output", str(out / "fairness")])
         if code:
             return code
-    print(f"Browse everything with: chexbench leaderboard --results {out}")
+    print("Browse it beside the paper's rows: chexbench leaderboard --results results "
+          "(tick 'Show synthetic demo rows' in the sidebar)")
     return 0
