@@ -4,7 +4,7 @@
         [--benchmark data.json --image-root DIR] [--ratio "(Task)Dataset=R"]
     chexagent train --stage {0,1,2,3} --config tiny|paper|demo|FILE.yaml --data STORE \
         --out DIR [--init CHECKPOINT] [--backend torch|deepspeed] [--resume]
-    chexagent demo-train [--work DIR] [--out chexagent/assets/demo-model]
+    chexagent demo-train [--work DIR] [--out chexagent/assets/demo-model] [--config demo-warmup]
     chexagent eval --model DIR --data data.json
 
 Multi-GPU / multi-node: `deepspeed --module chexagent.cli train ... --backend deepspeed` or
@@ -63,7 +63,7 @@ def _cmd_demo_train(args: argparse.Namespace) -> int:
     from chexagent.demo import demo_train
 
     summary = demo_train(args.work, args.out, seed=args.seed, n_per_pair=args.n_per_pair,
-                         fresh=args.fresh)
+                         config=args.config, fresh=args.fresh)
     print(json.dumps({k: summary[k] for k in ("timings_s", "test_accuracy", "model_dir")},
                      indent=2))
     return 0
@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default=None, help="default: chexagent/assets/demo-model")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--n-per-pair", type=int, default=40)
+    d.add_argument("--config", default="demo-warmup",
+                   help="training config; demo-warmup (the shipped model) adds the supervised "
+                        "vision warm-up before stage 1, demo is the plain four-stage recipe")
     d.add_argument("--threads", type=int, default=1,
                    help="CPU threads for torch. Default 1: on a shared 2-core machine two "
                         "threads ran a stage-1 step 20x slower than one (docs/training.md)")

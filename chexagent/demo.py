@@ -22,6 +22,7 @@ from chexagent.instruct.store import InstanceStore
 from chexagent.modeling import build_model, load_bundle, save_bundle
 from chexagent.training.config import load_config
 from chexagent.training.trainer import StageTrainer, read_log
+from chexagent.training.vision_warmup import warm_up_vision
 from harness.io import atomic_write_json
 
 DONE = ".done"
@@ -102,6 +103,13 @@ def demo_train(work_dir: str | Path, out_model: str | Path = DEMO_MODEL_DIR, see
         t = time.perf_counter()
         stage_dir = work / f"stage{stage}"
         if stage_dir.name not in done:
+            if stage == 1 and cfg.vision_warmup is not None:
+                warm_log = warm_up_vision(bundle, all_instances, cfg.vision_warmup, seed=seed,
+                                          show_progress=progress)
+                atomic_write_json(work / "vision_warmup.json", {
+                    "config": cfg.vision_warmup.model_dump(), "first": warm_log[0]["loss"],
+                    "last": warm_log[-1]["loss"], "steps": len(warm_log),
+                    "seconds": time.perf_counter() - t})
             data = mixture if stage == 3 else all_instances
             trainer = StageTrainer(stage, cfg.stages[stage], bundle, data, stage_dir,
                                    seed=seed, show_progress=progress)

@@ -47,3 +47,27 @@ def test_demo_model_reads_the_view_and_smoke_model_does_not(fresh_test):
     smoke = evaluate_data(build_model("tiny", seed=0), fresh_test)
     smoke_view, _ = _pooled(smoke, "view_classification")
     assert smoke_view < view_chance + 0.25, smoke
+
+
+def test_vision_warmup_learns_caption_phrases(tmp_path):
+    """The demo's stand-in for a pretrained ViT: multi-label targets come from the caption
+    phrases, and a few steps lower the loss while changing only the vision encoder."""
+    from chexagent.instruct.processors.phantom import process
+    from chexagent.training.config import VisionWarmupConfig
+    from chexagent.training.vision_warmup import label_targets, warm_up_vision
+
+    phantom.generate_phantom(tmp_path, n_per_pair=4, seed=5, image_size=64, split="train",
+                             n_text=0, n_fairness=0)
+    instances = list(process(tmp_path, seed=0))
+    paths, vocab, targets = label_targets(instances, min_count=2)
+    assert "pa view" in vocab and targets.shape == (len(paths), len(vocab))
+    assert targets.sum(1).min() >= 1  # every image has at least its view
+    bundle = build_model("tiny", seed=0, vision_init_range=0.02)
+    lm_before = {k: v.clone() for k, v in bundle.model.language_model.state_dict().items()}
+    vit_before = bundle.model.vision_model.embeddings.patch_embedding.weight.clone()
+    log = warm_up_vision(bundle, instances, VisionWarmupConfig(lr=1e-3, batch=16, max_steps=30,
+                                                               min_count=2), show_progress=False)
+    assert sum(r["loss"] for r in log[-5:]) < sum(r["loss"] for r in log[:5])
+    assert not torch.equal(vit_before, bundle.model.vision_model.embeddings.patch_embedding.weight)
+    for k, v in bundle.model.language_model.state_dict().items():
+        assert torch.equal(v, lm_before[k]), k

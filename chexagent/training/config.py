@@ -50,11 +50,21 @@ class StageConfig(BaseModel):
         return self.global_batch // per_step
 
 
+class VisionWarmupConfig(BaseModel):
+    """Demo-only supervised ViT warm-up before stage 1 (see training/vision_warmup.py)."""
+
+    lr: float = 3e-4
+    batch: int = Field(gt=0, default=32)
+    max_steps: int = Field(gt=0, default=600)
+    min_count: int = Field(gt=0, default=20)  # a caption phrase must label this many images
+
+
 class TrainConfig(BaseModel):
     name: str = ""
     arch: str
     seed: int = 0
     stages: dict[int, StageConfig]
+    vision_warmup: VisionWarmupConfig | None = None  # None: stage 1 starts from the init
 
 
 def load_config(name_or_path: str) -> TrainConfig:
