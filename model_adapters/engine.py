@@ -373,9 +373,7 @@ class CheXbenchLM(LM):
         for item in items:
             parts, last = self._prefix_parts(item.context, len(item.images))
             splits = [self.split_continuation(last, c) for c in item.continuations]
-            ctx_last = splits[0][0]
-            if any(s[0] != ctx_last for s in splits):
-                raise AssertionError("options of one item must share the prompt prefix")
+            ctx_last = splits[0][0]  # the same for every option: it depends on `last` only
             embeds, item_media = self._embed_parts(parts + [ctx_last], item, encodings)
             prefixes.append(embeds)
             media.append(item_media)

@@ -30,7 +30,7 @@ from harness.reader_study.scrub import scrub
 from harness.reader_study.selection import assign_sides
 from harness.results_schema import ModelInfo, Results, RunCard, validate_results
 from harness.taxonomy import TEXT_TASK_NAMES
-from harness.text_rouge import rouge_l
+from harness.text_metrics.rouge import rouge_l
 
 MODEL_NAME = "AcmeCXR-7B"
 TASK = "findings_generation"
@@ -58,7 +58,7 @@ def _write_run(folder: Path, data_path: Path, *, name: str = MODEL_NAME,
                      "dataset": item.dataset, "cluster_id": item.cluster_id,
                      "image_paths": item.image_paths, "prompt": "irrelevant",
                      "prediction": pred, "reference": item.reference,
-                     "metrics": {"rougeL": rouge_l(item.reference, pred)}})
+                     "metrics": {"rougeL": rouge_l([pred], [item.reference])[0]}})
     card = RunCard(harness_version="0.1.0", harness_commit=None, packages={},
                    created_at="2025-01-01T00:00:00+00:00", seed=0, data_file=str(data_path),
                    synthetic=True)

@@ -49,6 +49,8 @@ def process_perception(doc: dict, results: list) -> dict[str, float]:
 
 
 def process_text(doc: dict, results: list[str]) -> dict[str, float]:
-    from harness.text_rouge import rouge_l
+    """ROUGE-L after the official clean-up, the same numbers `harness.text_metrics` reports."""
+    from harness.text_metrics.cleaning import clean_report
+    from harness.text_metrics.rouge import rouge_l
 
-    return {"rougeL": rouge_l(doc["reference"], results[0])}
+    return {"rougeL": rouge_l([clean_report(results[0])], [clean_report(doc["reference"])])[0]}
