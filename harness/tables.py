@@ -10,6 +10,13 @@ from rich.table import Table
 from harness.taxonomy import DATASET_BY_SLUG, PERCEPTION_SUBTASKS, TASK_BY_SLUG
 
 
+def wide_console() -> Console:
+    """A console for tables: the terminal's width, or 160 columns in logs and pipes (rich would
+    otherwise squeeze tables into 80)."""
+    probe = Console()
+    return probe if probe.is_terminal else Console(width=160)
+
+
 def fmt_metric(m: dict[str, Any] | None, scale: float = 100.0) -> str:
     """"57.1 [52.0, 61.8]" (percent with its 95% CI), or why it is missing."""
     if not m:
@@ -68,7 +75,7 @@ def text_table(results: dict[str, Any]) -> Table | None:
 
 
 def print_results(results: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console(width=None if Console().is_terminal else 140)
+    console = console or wide_console()
     if results["model"].get("smoke"):
         console.print("[yellow]Smoke model: random weights, its accuracy is chance by design.[/]")
     if results.get("run_card", {}) and results["run_card"].get("synthetic"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
 from rich.table import Table
 
 
@@ -42,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     for s in sources:
         origin = f"entry point ({s.distribution})" if s.kind == "entry point" else s.kind
         table.add_row(s.name, origin, s.target, s.note)
-    console = Console(width=None if Console().is_terminal else 160)
+    from harness.tables import wide_console
+
+    console = wide_console()
     console.print(table)
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
 
 from harness.commands.run import model_args_from
@@ -40,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     for c in report.checks:
         table.add_row(c.name, "[green]PASS[/]" if c.passed else "[red]FAIL[/]", c.figure,
                       c.detail)
-    console = Console(width=None if Console().is_terminal else 140)
+    from harness.tables import wide_console
+
+    console = wide_console()
     console.print(table)
     console.print("[green]all checks passed[/]" if report.passed else "[red]adapter FAILED[/]")
     return 0 if report.passed else 1

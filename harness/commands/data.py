@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
@@ -137,9 +136,9 @@ def run_validate(args: argparse.Namespace) -> int:
     image_root = args.image_root or str(Path(args.data).resolve().parent)
     resolver = ImageResolver.from_args(image_root, args.image_map)
     report = validate(data, resolver, progress=True)
-    console = Console()
-    if not console.is_terminal:  # logs and pipes: do not squeeze the table into 80 columns
-        console = Console(width=160)
+    from harness.tables import wide_console
+
+    console = wide_console()
     console.print(_table(report, f"{args.data} (sha256 {data.sha256[:12]})"))
     console.print(f"image root: {image_root}")
     if data.ignored_keys:

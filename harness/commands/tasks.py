@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
 
 
@@ -34,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
         if data:
             row.append(str(sum(1 for i in data.text if i.task == slug)))
         table.add_row(*row)
-    console = Console(width=None if Console().is_terminal else 140)
+    from harness.tables import wide_console
+
+    console = wide_console()
     console.print(table)
     groups = ", ".join(["chexbench", "chexbench_perception"]
                        + [f"chexbench_{t.slug}" for t in TASK_TYPES if t.kind == "perception"])
