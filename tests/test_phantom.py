@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -49,6 +50,21 @@ def test_same_arguments_give_byte_identical_files_and_seeds_differ(phantom, tmp_
     b = np.asarray(Image.open(other.out_dir / json.loads(
         other.data_json.read_text())["View Classification"][0]["image_path"]))
     assert not np.array_equal(a, b)
+
+
+def test_another_process_with_other_string_hashing_writes_the_same_bytes(phantom, tmp_path):
+    """Python salts str hashes per process, so anything that iterates a set of labels would
+    draw different studies in a new process (seen: `make demo` data changing between runs)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from harness.phantom import generate_phantom; "
+            f"generate_phantom(sys.argv[1], seed=0, **{SMALL!r})")
+    for salt in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": salt}
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / salt)], check=True, env=env)
+        again = _files(tmp_path / salt)
+        assert [k for k, v in _files(phantom.out_dir).items() if again.get(k) != v] == []
 
 
 def test_all_pairs_and_text_tasks_load_with_balanced_answers(phantom):

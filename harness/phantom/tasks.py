@@ -54,8 +54,10 @@ def frontal_view(rng: np.random.Generator) -> str:
 
 
 def extra_labels(rng: np.random.Generator, exclude: set[str], k_max: int = 1) -> set[str]:
-    """A few unrelated co-findings, so a question cannot be answered by 'anything abnormal'."""
-    pool = [d for d in sample_labels(rng) if d not in exclude]
+    """A few unrelated co-findings, so a question cannot be answered by 'anything abnormal'.
+    Taken in canonical order: a set's order changes with each process's string hashing."""
+    drawn = sample_labels(rng)
+    pool = [d for d in DISEASES if d in drawn and d not in exclude]
     return set(pool[:k_max])
 
 
