@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from harness.phantom.attributes import DEMO_DISPARITY
+
 DEMO_MODEL_DIR = Path(__file__).resolve().parents[2] / "chexagent" / "assets" / "demo-model"
 
 
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="phantom seed")
     p.add_argument("--max-gen-toks", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--disparity", default="race=Black:0.8",
+    p.add_argument("--disparity", default=DEMO_DISPARITY,
                    help="subgroup whose phantom images are made harder, ATTR=GROUP:STRENGTH, "
                    "or 'none'")
     p.add_argument("--n-fairness", type=int, default=120, help="phantom cardiomegaly items")

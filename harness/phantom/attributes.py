@@ -44,6 +44,10 @@ def age_group(age: int) -> str:
     return "0-65" if age < 65 else "65+"
 
 
+# `chexbench demo`'s injected fairness gap: Black patients' films are made harder.
+DEMO_DISPARITY = "race=Black:0.8"
+
+
 @dataclass(frozen=True)
 class Disparity:
     """One subgroup's images are made harder to read (the injected fairness gap).

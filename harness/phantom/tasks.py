@@ -17,6 +17,7 @@ from harness.phantom.attributes import DISEASES, NO_FINDING, Findings, sample_la
 from harness.phantom.studies import Study, StudyFactory
 
 YES, NO = "Yes", "No"  # one capitalisation everywhere (the fairness protocol's "Yes"/"No")
+REASONING_QUESTION = "Which finding is in this chest X-ray?"
 VIEW_OPTION = {"AP": "AP", "PA": "PA", "LATERAL": "Lateral", "LL": "LL"}
 # Findings that look alike in a phantom: never a negative for each other.
 CONFUSABLE = {"pneumonia": {"consolidation"}, "consolidation": {"pneumonia"}}
@@ -166,22 +167,17 @@ class TaskBuilder:
     def slake(self, n: int) -> list[Sample]:
         rng = self.rng("vqa/slake")
         yes_no = balanced_positions(rng, 2)
-        targets = ("cardiomegaly", "pleural effusion", "pneumothorax", "lung lesion")
-        names = {"cardiomegaly": "cardiomegaly", "pleural effusion": "pleural effusion",
-                 "pneumothorax": "pneumothorax", "lung lesion": "a nodule"}
         out: list[Sample] = []
         i = 0
         while len(out) < n:
-            target = targets[i % len(targets)]
+            target = tuple(SLAKE_TARGETS)[i % len(SLAKE_TARGETS)]
             i += 1
             yes = next(yes_no) == 0
             labels = extra_labels(rng, {target}) | ({target} if yes else set())
             study = self.factory.new("slake", labels, (frontal_view(rng),), rng)
-            out.append(sample(study, f"Does this image show {names[target]}?", [YES, NO],
-                              0 if yes else 1))
-            healthy = not any(d in LUNG_FINDINGS for d in study.findings.labels())
-            if len(out) < n:
-                out.append(sample(study, "Is the lung healthy?", [YES, NO], 0 if healthy else 1))
+            for q, options, answer in slake_questions(study.findings, target):
+                if len(out) < n:
+                    out.append(sample(study, q, options, answer))
         return out
 
     # --- Image-text reasoning (hard negatives differing in one word) -----------------------
@@ -197,8 +193,21 @@ class TaskBuilder:
                                      **kind.overrides(value))
             truth, wrong = kind.phrase(value), kind.phrase(b if value == a else a)
             options, answer = place(rng, truth, [wrong], next(pos))
-            out.append(sample(study, "Which finding is in this chest X-ray?", options, answer))
+            out.append(sample(study, REASONING_QUESTION, options, answer))
         return out
+
+
+SLAKE_TARGETS = {"cardiomegaly": "cardiomegaly", "pleural effusion": "pleural effusion",
+                 "pneumothorax": "pneumothorax", "lung lesion": "a nodule"}  # label -> wording
+
+
+def slake_questions(f: Findings, target: str) -> list[tuple[str, list[str], int]]:
+    """SLAKE's closed questions about one study: is `target` shown, and is the lung healthy."""
+    present = set(f.labels())
+    healthy = not present & set(LUNG_FINDINGS)
+    return [(f"Does this image show {SLAKE_TARGETS[target]}?", [YES, NO],
+             0 if target in present else 1),
+            ("Is the lung healthy?", [YES, NO], 0 if healthy else 1)]
 
 
 def rad_restruct_questions(f: Findings, rng: np.random.Generator, position: Callable[[], int]
