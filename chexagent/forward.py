@@ -15,14 +15,26 @@ from transformers import Blip2ForConditionalGeneration
 from chexagent.prompting import IGNORE_INDEX
 
 
-@torch.no_grad()
-def query_features(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Q-Former outputs (before the bridger) for frozen-vision stages to cache per image."""
+def encode_images(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ViT patch tokens, Q-Former query outputs before the bridger), with gradients: the
+    training objectives that read either (stage 1, the demo's vision warm-up) call this."""
     image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
+    return image_embeds, read_patches(model, image_embeds)
+
+
+def read_patches(model: Blip2ForConditionalGeneration, image_embeds: torch.Tensor) -> torch.Tensor:
+    """The Q-Former's learned queries cross-attending to the ViT's patch tokens."""
     mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
     queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
     return model.qformer(query_embeds=queries, encoder_hidden_states=image_embeds,
                          encoder_attention_mask=mask).last_hidden_state
+
+
+@torch.no_grad()
+def query_features(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Q-Former outputs (before the bridger) for frozen-vision stages to cache per image."""
+    return encode_images(model, pixel_values)[1]
 
 
 def splice_image_embeddings(model: Blip2ForConditionalGeneration, input_ids: torch.Tensor,

@@ -66,7 +66,7 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
 def test_stage_loss_decreases(stage, instances, tmp_path):
-    bundle = build_model("tiny", seed=0, qformer_text_input=True, vision_init_range=0.02)
+    bundle = build_model("tiny", seed=0, qformer_text_input=True)
     trainer = StageTrainer(stage, stage_cfg(stage), bundle, instances, tmp_path, seed=0,
                            show_progress=False)
     result = trainer.train()
@@ -79,7 +79,7 @@ def test_stage_loss_decreases(stage, instances, tmp_path):
 
 
 def test_stage2_leaves_vision_and_lm_bit_identical(instances, tmp_path):
-    bundle = build_model("tiny", seed=0, qformer_text_input=True, vision_init_range=0.02)
+    bundle = build_model("tiny", seed=0, qformer_text_input=True)
     model = bundle.model
     frozen = {"vision": model.vision_model, "qformer": model.qformer,
               "lm": model.language_model}
@@ -97,7 +97,7 @@ def test_stage2_leaves_vision_and_lm_bit_identical(instances, tmp_path):
 
 
 def test_stage1_trains_lora_on_vision_only(instances, tmp_path):
-    bundle = build_model("tiny", seed=0, qformer_text_input=True, vision_init_range=0.02)
+    bundle = build_model("tiny", seed=0, qformer_text_input=True)
     trainer = StageTrainer(1, stage_cfg(1, steps=2), bundle, instances, tmp_path,
                            show_progress=False)
     model = bundle.model

@@ -17,6 +17,7 @@ from torch import nn
 from transformers import Blip2ForConditionalGeneration
 from transformers.models.blip_2.modeling_blip_2 import Blip2TextEmbeddings
 
+from chexagent.forward import encode_images
 from chexagent.training.config import StageConfig
 
 LORA_TARGETS = ["qkv", "projection", "fc1", "fc2"]  # BLIP-2 ViT attention + MLP linears
@@ -104,12 +105,10 @@ def itc_ic_loss(model: Blip2ForConditionalGeneration, heads: Stage1Heads,
     identical captions in a batch count as positives (frequent in label-derived captions).
     IC: the Q-Former's text positions decode the caption causally, seeing all queries.
     """
-    image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
+    image_embeds, query_out = encode_images(model, pixel_values)
     image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
     bsz, n_query = image_embeds.shape[0], model.query_tokens.shape[1]
     queries = model.query_tokens.expand(bsz, -1, -1)
-    query_out = model.qformer(query_embeds=queries, encoder_hidden_states=image_embeds,
-                              encoder_attention_mask=image_mask).last_hidden_state
     image_feat = F.normalize(heads.vision_proj(query_out), dim=-1)  # B x Q x D
     text_out = model.qformer(query_embeds=heads.embeddings(input_ids=text_ids), query_length=0,
                              attention_mask=text_mask).last_hidden_state
