@@ -26,7 +26,14 @@ from chexagent.forward import lm_logits, next_token_loss
 from chexagent.instruct.schema import Instance
 from chexagent.modeling import CheXagentBundle, save_bundle
 from chexagent.prompting import build_inputs
-from chexagent.training.config import ADAM_BETAS, ADAM_EPS, GRAD_CLIP, WEIGHT_DECAY, StageConfig
+from chexagent.training.config import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    GRAD_CLIP,
+    WEIGHT_DECAY,
+    StageConfig,
+    VisionWarmupConfig,
+)
 from chexagent.training.data import (
     BatchSchedule,
     ImageLoader,
@@ -76,7 +83,8 @@ class StageObjective(nn.Module):
         return next_token_loss(logits, batch["labels"])
 
 
-def cosine_schedule(cfg: StageConfig) -> Callable[[int], float]:
+def cosine_schedule(cfg: StageConfig | VisionWarmupConfig) -> Callable[[int], float]:
+    """Table 8's schedule: linear warm-up to lr_peak, then cosine down to lr_min."""
     floor = cfg.lr_min / cfg.lr_peak
 
     def factor(step: int) -> float:
@@ -171,6 +179,9 @@ class StageTrainer:
             self._init_deepspeed(params)
         elif backend != "torch":
             raise ValueError(f"backend must be torch or deepspeed, got {backend!r}")
+        elif self.world > 1:  # plain torch has no gradient exchange: ranks would drift apart
+            raise ValueError(f"WORLD_SIZE={self.world}: multi-process training needs "
+                             "--backend deepspeed")
         self.step = 0
 
     def _fitting(self, examples: list[Instance], bundle: CheXagentBundle,
@@ -196,10 +207,11 @@ class StageTrainer:
         import deepspeed
 
         from chexagent.training.config import deepspeed_config
+        from harness.multiprocess import free_port
 
         if not torch.distributed.is_initialized():
             os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", "29513")
+            os.environ.setdefault("MASTER_PORT", str(free_port()))  # runs side by side
             os.environ.setdefault("RANK", "0")
             os.environ.setdefault("LOCAL_RANK", "0")
             os.environ.setdefault("WORLD_SIZE", "1")
@@ -253,6 +265,10 @@ class StageTrainer:
                 self.engine.backward(loss)
                 self.engine.step()
                 total += float(loss.detach().float()) / self.accum
+            if self.world > 1:  # the logged loss is the global batch's, as one process logs it
+                mean = torch.tensor([total / self.world], device=self.engine.device)
+                torch.distributed.all_reduce(mean)
+                total = float(mean)
         self.step += 1
         return total
 
