@@ -4,7 +4,8 @@
         [--benchmark data.json --image-root DIR] [--ratio "(Task)Dataset=R"]
     chexagent train --stage {0,1,2,3} --config tiny|paper|demo|FILE.yaml --data STORE \
         --out DIR [--init CHECKPOINT] [--backend torch|deepspeed] [--resume]
-    chexagent demo-train [--work DIR] [--out chexagent/assets/demo-model] [--config demo-warmup]
+        [--init-vision BLIP2 --init-qformer BERT --init-lm CAUSAL_LM [--trust-remote-code]]
+    chexagent demo-train [--work DIR] [--out chexagent/assets/demo-model] [--config demo]
     chexagent eval --model DIR --data data.json
 
 Multi-GPU / multi-node: `deepspeed --module chexagent.cli train ... --backend deepspeed` or
@@ -42,11 +43,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.max_steps:
         stage_cfg = stage_cfg.model_copy(update={"max_steps": args.max_steps})
     seed = cfg.seed if args.seed is None else args.seed
+    parts = {"vision": args.init_vision, "qformer": args.init_qformer, "lm": args.init_lm}
     if args.init:
+        if any(parts.values()):
+            raise ValueError("--init continues a CheXagent checkpoint; --init-vision/"
+                             "--init-qformer/--init-lm start a fresh model: pass one or the other")
         bundle = load_bundle(args.init)
     else:
-        bundle = build_model(cfg.arch, seed=seed, qformer_text_input=True,
-                             vision_init_range=0.02)
+        bundle = build_model(cfg.arch, seed=seed, qformer_text_input=True)
+        if any(parts.values()):
+            from chexagent.pretrained import init_from_pretrained
+
+            print(json.dumps(init_from_pretrained(bundle, **parts,
+                                                  trust_remote_code=args.trust_remote_code),
+                             indent=2))
     backend = args.backend or ("deepspeed" if stage_cfg.zero_stage is not None else "torch")
     trainer = StageTrainer(args.stage, stage_cfg, bundle, list(InstanceStore(args.data)),
                            args.out, seed=seed, backend=backend, save_every=args.save_every)
@@ -62,8 +72,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_demo_train(args: argparse.Namespace) -> int:
     from chexagent.demo import demo_train
 
-    summary = demo_train(args.work, args.out, seed=args.seed, n_per_pair=args.n_per_pair,
-                         config=args.config, fresh=args.fresh)
+    given = {k: v for k, v in (("out_model", args.out), ("n_per_pair", args.n_per_pair),
+                               ("config", args.config)) if v is not None}
+    # unset options take demo_train's defaults: the shipped recipe, written where it ships
+    summary = demo_train(args.work, seed=args.seed, fresh=args.fresh, **given)
     print(json.dumps({k: summary[k] for k in ("timings_s", "test_accuracy", "model_dir")},
                      indent=2))
     return 0
@@ -104,6 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="an instance store folder (index.json)")
     t.add_argument("--out", required=True)
     t.add_argument("--init", help="checkpoint of the previous stage (default: fresh model)")
+    t.add_argument("--init-vision", metavar="HUB_ID|DIR",
+                   help="fresh model: the ViT of a transformers BLIP-2 checkpoint (e.g. "
+                        "Salesforce/blip2-opt-2.7b) or Blip2VisionModel, resized to the image size")
+    t.add_argument("--init-qformer", metavar="HUB_ID|DIR",
+                   help="fresh model: BERT (e.g. bert-base-uncased) into the Q-Former as BLIP-2 "
+                        "did (cross-attention and queries new)")
+    t.add_argument("--init-lm", metavar="HUB_ID|DIR",
+                   help="fresh model: a causal LM (e.g. mistralai/Mistral-7B-v0.1) and its "
+                        "tokenizer, plus <image>")
+    t.add_argument("--trust-remote-code", action="store_true",
+                   help="let --init-lm run code shipped with the checkpoint")
     t.add_argument("--backend", choices=("torch", "deepspeed"))
     t.add_argument("--resume", action="store_true")
     t.add_argument("--save-every", type=int, default=100)
@@ -117,10 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--work", default="runs/demo-train")
     d.add_argument("--out", default=None, help="default: chexagent/assets/demo-model")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--n-per-pair", type=int, default=40)
-    d.add_argument("--config", default="demo-warmup",
-                   help="training config; demo-warmup (the shipped model) adds the supervised "
-                        "vision warm-up before stage 1, demo is the plain four-stage recipe")
+    d.add_argument("--n-per-pair", type=int,
+                   help="phantom training items per task/dataset pair (default: the recipe's 400)")
+    d.add_argument("--config", help="training config name or YAML (default: demo, the shipped "
+                                    "recipe)")
     d.add_argument("--threads", type=int, default=1,
                    help="CPU threads for torch. Default 1: on a shared 2-core machine two "
                         "threads ran a stage-1 step 20x slower than one (docs/training.md)")
@@ -140,10 +163,6 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    if getattr(args, "command", None) == "demo-train" and args.out is None:
-        from chexagent.demo import DEMO_MODEL_DIR
-
-        args.out = DEMO_MODEL_DIR
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as exc:
