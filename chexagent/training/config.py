@@ -51,11 +51,14 @@ class StageConfig(BaseModel):
 
 
 class VisionWarmupConfig(BaseModel):
-    """Demo-only supervised ViT warm-up before stage 1 (see training/vision_warmup.py)."""
+    """Demo-only supervised ViT warm-up before stage 1 (see training/vision_warmup.py), on the
+    same warmup + cosine schedule shape as the stages."""
 
-    lr: float = 3e-4
+    lr_peak: float = 1e-3
+    lr_min: float = 1e-4
+    warmup_steps: int = Field(ge=0, default=50)
     batch: int = Field(gt=0, default=32)
-    max_steps: int = Field(gt=0, default=600)
+    max_steps: int = Field(gt=0, default=1500)
     min_count: int = Field(gt=0, default=20)  # a caption phrase must label this many images
 
 
