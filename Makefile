@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	for b in bench/bench_engine.py bench/bench_adapters.py bench/bench_stats.py bench/bench_judge.py; do $(BIN)/python $$b || exit 1; done
+	for b in bench/bench_engine.py bench/bench_adapters.py bench/bench_stats.py bench/bench_judge.py bench/bench_train_query_cache.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
