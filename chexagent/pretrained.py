@@ -34,6 +34,7 @@ from transformers.models.blip_2.modeling_blip_2 import Blip2TextEmbeddings
 
 from chexagent.modeling import CheXagentBundle
 from chexagent.tokenizer import IMAGE_TOKEN
+from model_adapters.converters.common import key_listing
 
 DEFAULT_HUB_IDS = {"vision": "Salesforce/blip2-opt-2.7b", "qformer": "bert-base-uncased",
                    "lm": "mistralai/Mistral-7B-v0.1"}
@@ -233,7 +234,7 @@ def init_language_model(bundle: CheXagentBundle, source: str,
                                   f"(tokenizer.json), got {type(tokenizer).__name__}")
     lm, info = _load("lm", AutoModelForCausalLM, source, dtype=bundle.model.dtype,
                      output_loading_info=True, **remote)
-    problems = [f"{kind.replace('_', ' ')}: {_listing(map(str, info[kind]))}"
+    problems = [f"{kind.replace('_', ' ')}: {key_listing(map(str, info[kind]))}"
                 for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
                 if info.get(kind)]
     if problems:
@@ -347,12 +348,6 @@ def _show(sizes: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sizes.items())
 
 
-def _listing(keys: Iterable[str], limit: int = 12) -> str:
-    keys = sorted(keys)
-    more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
 def _take(source: dict[str, torch.Tensor], plan: dict[str, str],
           unused: Callable[[str], bool], origin: str
           ) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -364,9 +359,9 @@ def _take(source: dict[str, torch.Tensor], plan: dict[str, str],
     unexpected = sorted(k for k in leftover if not unused(k))
     problems = []
     if missing:
-        problems.append(f"missing key(s): {_listing(missing)}")
+        problems.append(f"missing key(s): {key_listing(missing)}")
     if unexpected:
-        problems.append(f"unexpected key(s): {_listing(unexpected)}")
+        problems.append(f"unexpected key(s): {key_listing(unexpected)}")
     if problems:
         raise PretrainedInitError(f"{origin}: does not match the expected layout; "
                                   + "; ".join(problems))
@@ -380,11 +375,11 @@ def _copy_into(module: nn.Module, values: dict[str, torch.Tensor], new: Iterable
     state = module.state_dict()
     unplanned = sorted(state.keys() - values.keys() - set(new))
     if unplanned:
-        raise PretrainedInitError(f"{origin}: no source weights for {_listing(unplanned)}")
+        raise PretrainedInitError(f"{origin}: no source weights for {key_listing(unplanned)}")
     wrong = [f"{k} {tuple(v.shape)} vs the model's {tuple(state[k].shape)}"
              for k, v in values.items() if v.shape != state[k].shape]
     if wrong:
-        raise PretrainedInitError(f"{origin}: shape mismatch: {_listing(wrong)}")
+        raise PretrainedInitError(f"{origin}: shape mismatch: {key_listing(wrong)}")
     with torch.no_grad():
         for key, value in values.items():
             state[key].copy_(value)

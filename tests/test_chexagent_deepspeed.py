@@ -27,13 +27,7 @@ TEXTS = ["no acute cardiopulmonary process.", "small left pleural effusion.",
          "right-sided pneumothorax.", "lungs are clear."]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two intra-op threads on a shared 2-core box thrash (20x slower measured); restore after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _instances() -> list[Instance]:

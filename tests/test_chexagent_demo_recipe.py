@@ -23,11 +23,7 @@ pytest.importorskip("harness.phantom")
 STEPS = ("phantom-train", "phantom-test", "chexinstruct", "stage0", "stage1", "stage2", "stage3")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)  # the CLI sets --threads for the whole process
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture

@@ -46,13 +46,7 @@ TINY = ARCHS["tiny"]
 BERT_VOCAB = 120
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two intra-op threads on a shared 2-core box thrash (20x slower measured); restore after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _spread(model: torch.nn.Module, seed: int) -> torch.nn.Module:

@@ -12,14 +12,7 @@ from chexagent.modeling import PROMPT_TEMPLATE, build_model
 from chexagent.prompting import IGNORE_INDEX, build_inputs
 from chexagent.tokenizer import IMAGE_TOKEN, load_tokenizer
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two intra-op threads on a shared 2-core box thrash (20x slower measured); restore after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_layout_images_then_template_then_answer():

@@ -19,14 +19,7 @@ from chexagent.training.data import ImageLoader, collate_prompted
 from chexagent.training.parts import has_lora
 from chexagent.training.trainer import StageObjective, StageTrainer
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two intra-op threads on a shared 2-core box thrash (20x slower measured); restore after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

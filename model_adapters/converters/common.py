@@ -26,7 +26,8 @@ class ConversionError(UserError):
     """The source checkpoint does not match the layout the converter knows."""
 
 
-def _names(keys: Iterable[str], limit: int = 12) -> str:
+def key_listing(keys: Iterable[str], limit: int = 12) -> str:
+    """Sorted key names for an error message, cut after `limit` (state dicts run to thousands)."""
     keys = sorted(keys)
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
@@ -49,7 +50,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             part = read_state_dict(shard)
             clash = merged.keys() & part.keys()
             if clash:
-                raise ConversionError(f"{shard}: keys also present in another shard: {_names(clash)}")
+                raise ConversionError(f"{shard}: keys also present in another shard: {key_listing(clash)}")
             merged.update(part)
         return merged
     if not path.is_file():
@@ -100,7 +101,7 @@ def rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]],
             unmatched.append(key)
     if unmatched:
         raise ConversionError(f"{source}: unexpected keys (not part of the known layout): "
-                              f"{_names(unmatched)}")
+                              f"{key_listing(unmatched)}")
     return out
 
 
@@ -112,13 +113,13 @@ def check_against_model(state: dict[str, torch.Tensor], model: torch.nn.Module,
     unexpected = state.keys() - expected.keys()
     problems = []
     if missing:
-        problems.append(f"missing keys: {_names(missing)}")
+        problems.append(f"missing keys: {key_listing(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {_names(unexpected)}")
+        problems.append(f"unexpected keys: {key_listing(unexpected)}")
     wrong = [f"{k} {tuple(state[k].shape)} != {expected[k]}" for k in state.keys() & expected.keys()
              if tuple(state[k].shape) != expected[k]]
     if wrong:
-        problems.append(f"shape mismatches: {_names(wrong)}")
+        problems.append(f"shape mismatches: {key_listing(wrong)}")
     if problems:
         raise ConversionError(f"{source}: converted checkpoint does not fit the target model; "
                               + "; ".join(problems))

@@ -13,15 +13,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from model_adapters.converters.common import key_listing
+
 
 class CheckpointKeyError(ValueError):
     """The checkpoint's keys do not match the layout the loader expects."""
-
-
-def _names(keys: Iterable[str], limit: int = 12) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f" ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 @dataclass
@@ -75,9 +71,9 @@ def convert_state_dict(source: Mapping[str, torch.Tensor], plan: KeyPlan,
                if k not in present and not any(a in present for a in by_canonical.get(k, []))]
     problems = []
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_names(unexpected)}")
+        problems.append(f"{len(unexpected)} unexpected key(s): {key_listing(unexpected)}")
     if missing:
-        problems.append(f"{len(missing)} missing key(s): {_names(missing)}")
+        problems.append(f"{len(missing)} missing key(s): {key_listing(missing)}")
     if problems:
         raise CheckpointKeyError(f"{origin}: does not match the expected layout; "
                                  + "; ".join(problems))
@@ -93,9 +89,9 @@ def check_complete(model: torch.nn.Module, provided: Iterable[str], origin: str)
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"no weights for {len(missing)} key(s): {_names(missing)}")
+            parts.append(f"no weights for {len(missing)} key(s): {key_listing(missing)}")
         if extra:
-            parts.append(f"{len(extra)} key(s) with no place in the model: {_names(extra)}")
+            parts.append(f"{len(extra)} key(s) with no place in the model: {key_listing(extra)}")
         raise CheckpointKeyError(f"{origin}: " + "; ".join(parts))
 
 
