@@ -73,10 +73,21 @@ def _train_cli(launcher: list[str], out, store, config) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-def test_zero2_two_gloo_processes_train_like_one(tmp_path):
-    """Two data-parallel ranks (torchrun, gloo, ZeRO-2 partitioning the optimizer state) with
-    one micro-batch each reach the same weights and log the same global-batch loss as one
-    process accumulating both micro-batches."""
+def _two_ranks(launcher: str) -> list[str]:
+    """The two launchers the docs name, each starting 2 CPU ranks on a free port."""
+    if launcher == "torchrun":
+        return ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(free_port())]
+    return ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port())]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_zero2_two_gloo_processes_train_like_one(tmp_path, launcher):
+    """Two data-parallel ranks (torchrun or `accelerate launch`, gloo, ZeRO-2 partitioning the
+    optimizer state) with one micro-batch each reach the same weights and log the same
+    global-batch loss as one process accumulating both micro-batches."""
     from safetensors.torch import load_file
 
     from chexagent.instruct.store import write_store
@@ -89,8 +100,7 @@ def test_zero2_two_gloo_processes_train_like_one(tmp_path):
     config.write_text(yaml.safe_dump({"arch": "tiny", "seed": 0,
                                       "stages": {0: stage.model_dump(mode="json")}}))
     _train_cli([], tmp_path / "one", store, config)
-    _train_cli(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                str(free_port())], tmp_path / "two", store, config)
+    _train_cli(_two_ranks(launcher), tmp_path / "two", store, config)
     one, two = read_log(tmp_path / "one"), read_log(tmp_path / "two")
     assert [r["step"] for r in two] == [1, 2, 3]
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-5)
