@@ -125,7 +125,7 @@ def load_demographics(path: str | Path, attributes: Sequence[str], id_column: st
         bins.setdefault("age", PAPER_AGE_BINS)
     table = pd.DataFrame(index=raw[id_col].str.strip().rename("id"))
     for attr in attributes:
-        column = _find_column(raw.columns, attr)
+        column = find_column(raw.columns, attr)
         if column is None:
             raise UserError(f"{path}: no column for attribute {attr!r} "
                             f"(columns are {list(raw.columns)})")
@@ -172,7 +172,8 @@ def match_id(demographics: Demographics, image_paths: Sequence[str],
     return None
 
 
-def _find_column(columns: Iterable[str], attr: str) -> str | None:
+def find_column(columns: Iterable[str], attr: str) -> str | None:
+    """The column holding `attr` under any of its known spellings (COLUMN_ALIASES), or None."""
     columns = list(columns)
     for candidate in (attr, *COLUMN_ALIASES.get(attr, ())):
         if candidate in columns:
