@@ -47,7 +47,7 @@ class RunSpec:
     output: str = "results/runs"
     batch_size: int = 8
     mc_mode: str = "loglikelihood"
-    max_gen_toks: int = 256
+    max_gen_toks: int | None = None  # None: each model's official limit (adapter.generation)
     seed: int = DEFAULT_SEED
     bootstrap_B: int = DEFAULT_B
     limit: int | None = None
@@ -168,7 +168,7 @@ def run_benchmark(spec: RunSpec) -> Path:
         bootstrap={"B": spec.bootstrap_B, "seed": spec.seed, "unit": "cluster (patient/image)"},
         mc_mode=spec.mc_mode, batch_size=spec.batch_size, engine=lm.stats.as_dict(),
         requests_resumed=resumed, limit=spec.limit, skip_missing=spec.skip_missing,
-        num_processes=dp.world_size,
+        num_processes=dp.world_size, generation=lm.generation_settings(),
     )
     results = Results(
         run_id=run_id, source="demo" if synthetic and spec.source == "reproduced" else spec.source,

@@ -12,8 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import UserError
+
 RULES = ("acc_chexbench", "acc", "acc_norm")
 HEADLINE = "acc_chexbench"
+
+
+class MissingTokenCount(UserError):
+    """A model returned plain (log-prob, is_greedy) pairs for a CheXbench task."""
 
 
 def predictions(scores: Sequence[Any], choices: Sequence[str]) -> dict[str, int]:
@@ -24,8 +30,14 @@ def predictions(scores: Sequence[Any], choices: Sequence[str]) -> dict[str, int]
     """
     if any(getattr(s, "unparseable", False) for s in scores):
         return {rule: -1 for rule in RULES}
+    if any(getattr(s, "n_tokens", None) is None for s in scores):
+        # Never guess 1: that silently turns the mean-token rule into lm-eval's summed `acc`.
+        raise MissingTokenCount(
+            "option scores carry no token count, so acc_chexbench (the official mean log-prob "
+            "per option token) cannot be computed; score CheXbench tasks with a CheXbench "
+            "adapter (chexbench adapters), whose engine returns the count")
     lls = np.array([float(s[0]) for s in scores])
-    n_tokens = np.array([max(int(getattr(s, "n_tokens", 1)), 1) for s in scores], dtype=float)
+    n_tokens = np.array([max(int(s.n_tokens), 1) for s in scores], dtype=float)
     n_chars = np.array([max(len(c), 1) for c in choices], dtype=float)
     return {
         "acc_chexbench": int(np.argmax(lls / n_tokens)),

@@ -22,7 +22,29 @@ class ImageSlot:
     index: int
 
 
-Segment = str | ImageSlot
+@dataclass(frozen=True)
+class TokenIds:
+    """Token ids placed verbatim where the model's own code puts them (BOS, EOS, markers).
+
+    Special tokens are part of a model's released layout, not an engine default: CheXagent-8b
+    puts BOS after its image queries, BLIP-2 after its queries too, XrayGPT before `<Img>`.
+    """
+
+    ids: tuple[int, ...]
+
+
+Segment = str | ImageSlot | TokenIds
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How a model writes free text (findings generation and summarization), per its official
+    `generate()` wrapper. Decoding is always greedy here (determinism); where the official code
+    samples, `deviations` says so and the run card records it."""
+
+    max_new_tokens: int = 256
+    source: str = ""  # file:line of the official value
+    deviations: tuple[str, ...] = ()
 
 
 @dataclass
@@ -49,8 +71,12 @@ class VisionLanguageAdapter(abc.ABC):
 
     name: ClassVar[str]
     display_name: ClassVar[str] = ""
-    max_images: ClassVar[int | None] = None  # extra images are dropped, as the official code does
-    add_bos: ClassVar[bool] = True  # prepend tokenizer.bos_token_id to the prompt
+    # How many of an item's images the model is shown (the first ones). None: all of them.
+    max_images: ClassVar[int | None] = None
+    generation: ClassVar[GenerationSettings] = GenerationSettings()
+    # True when the official code feeds the vision side the whole "question option" text
+    # (InstructBLIP): the engine then gives `image_text` the context plus the option.
+    image_text_reads_option: ClassVar[bool] = False
 
     tokenizer: Any
     device: torch.device
@@ -62,8 +88,9 @@ class VisionLanguageAdapter(abc.ABC):
         """The model's prompt around a task context: text pieces and image slots.
 
         The option text (the continuation) is appended to the last text piece, so the last
-        segment must be text (possibly ""). This is where the official evaluation's template
-        lives, with a comment citing its source.
+        segment must be text (possibly ""). Special tokens (BOS) are `TokenIds` segments placed
+        exactly where the model's own code places them: the engine adds nothing. This is where
+        the official evaluation's template lives, with a comment citing its source.
         """
 
     @abc.abstractmethod
@@ -94,6 +121,17 @@ class VisionLanguageAdapter(abc.ABC):
         """
 
     # ----- optional hooks with sensible defaults -----------------------------------------
+    def generation_segments(self, context: str, n_images: int) -> list[Segment]:
+        """The prompt around a free-text request (findings generation, summarization, and
+        generation-mode multiple choice): the official `generate()` wrapper's conversation
+        template. Defaults to the multiple-choice template."""
+        return self.prompt_segments(context, n_images)
+
+    def bos(self) -> list[Segment]:
+        """The tokenizer's BOS as a segment (empty when it has none), for `prompt_segments`."""
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        return [TokenIds((int(bos),))] if bos is not None else []
+
     def tokenize(self, text: str) -> list[int]:
         """Token ids of a text piece without special tokens."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

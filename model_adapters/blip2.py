@@ -106,7 +106,6 @@ class Blip2Adapter(VisionLanguageAdapter):
     name = "blip2"
     display_name = "BLIP-2"
     max_images = 1  # the official code asserts a single image ("BLIP2 only support one image")
-    add_bos = False  # BOS goes after the image queries, as its own segment
     hub_id: ClassVar[str] = "Salesforce/blip2-opt-2.7b"
     what_to_download: ClassVar[str] = (
         "config.json, the *.safetensors shards, the tokenizer files and preprocessor_config.json")
@@ -128,7 +127,6 @@ class Blip2Adapter(VisionLanguageAdapter):
         self.model, self.tokenizer, self.image_processor = self._load(kwargs)
         self.device = place_model(self.model, requested, device_map, self.load_in_8bit)
         self._vision_device = next(self.model.vision_model.parameters()).device
-        self._check_bos()
 
     # ----- loading -----------------------------------------------------------------------------
     def _load(self, kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -143,18 +141,12 @@ class Blip2Adapter(VisionLanguageAdapter):
                                     self.what_to_download, **tok_kwargs)
         return model, tokenizer, processor
 
-    def _check_bos(self) -> None:
-        bos = self.tokenizer.bos_token
-        if bos is None or self.tokenize(bos) != [self.tokenizer.bos_token_id]:
-            raise ValueError(f"{self.name}: tokenizer of {self.pretrained!r} does not map its BOS "
-                             f"token {bos!r} to a single id; cannot build the official prompt")
-
     # ----- the adapter interface ---------------------------------------------------------------
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
         # Official template (evaluation_chexbench/models/blip2.py): f"{question} {option}",
         # tokenised with BOS, after the image's query embeddings.
         images: list[Segment] = [ImageSlot(i) for i in range(n_images)]
-        return [*images, self.tokenizer.bos_token, context]
+        return [*images, *self.bos(), context]
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]

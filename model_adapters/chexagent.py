@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from chexagent.modeling import PROMPT_TEMPLATE
 from model_adapters.base import ImageEncoding, ImageSlot, Segment, VisionLanguageAdapter
 from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
 
@@ -101,7 +102,11 @@ class CheXagentAdapter(VisionLanguageAdapter):
 
     # ----- the adapter interface -------------------------------------------------------------
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
-        return [*(ImageSlot(i) for i in range(n_images)), f" USER: <s>{context} ASSISTANT: <s>"]
+        # Released layout (CheXagent-8b's processor + generate, and chexagent.prompting, which
+        # trains this package's checkpoints): image queries, then the tokenizer's BOS, then the
+        # chat template, whose literal "<s>" markers are BOS tokens too.
+        return [*(ImageSlot(i) for i in range(n_images)), *self.bos(),
+                PROMPT_TEMPLATE.format(prompt=context)]
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]

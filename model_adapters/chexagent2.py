@@ -41,7 +41,6 @@ _MARK = "\x00chexbench-image-{}\x00"  # stands where the image goes while the te
 class CheXagent2Adapter(VisionLanguageAdapter):
     name = "chexagent2"
     display_name = "CheXagent-2"
-    add_bos = False  # the chat template carries the special tokens
 
     def __init__(self, pretrained: str = HUB_ID, dtype: str = "auto", device: str = "auto",
                  device_map: str | None = None, revision: str | None = None,

@@ -28,10 +28,14 @@ from tqdm import tqdm
 
 from harness.images import ImageRef
 from harness.io import AppendLog, read_jsonl
-from model_adapters.base import ImageEncoding, ImageSlot, VisionLanguageAdapter
+from model_adapters.base import ImageEncoding, ImageSlot, TokenIds, VisionLanguageAdapter
 
 MC_LETTERS = "ABCDEFGHIJ"
 _LETTER_RE = re.compile(r"\(([A-Z])\)")
+# Official CheXagent-2 multiple choice (evaluation_chexbench/models/chexagent.py): greedy,
+# max_new_tokens=512, the first "(X)" in the answer. Generation stops once an "(X)" has appeared:
+# the leftmost match of a fixed-width pattern cannot change as text is appended.
+MC_MAX_NEW_TOKENS = 512
 
 
 class OptionScore(tuple):
@@ -91,6 +95,12 @@ class _Item:
     images: list[Any]
     request_idx: list[int] = field(default_factory=list)
     continuations: list[str] = field(default_factory=list)
+    # The text a question-reading vision side sees (InstructBLIP's Q-Former): the context, or
+    # context + option for adapters whose official code feeds it the option too.
+    vision_text: str = ""
+
+    def __post_init__(self) -> None:
+        self.vision_text = self.vision_text or self.context
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,10 +170,10 @@ class CheXbenchLM(LM):
     """lm-eval model wrapping a `VisionLanguageAdapter` with shared-prefix option scoring."""
 
     MULTIMODAL = True
-    image_text_aware = True  # encodings are keyed by image + `adapter.image_text(context)`
+    image_text_aware = True  # encodings are keyed by image + `adapter.image_text(text)`
 
     def __init__(self, adapter: VisionLanguageAdapter, batch_size: int = 8,
-                 mc_mode: str = "loglikelihood", max_gen_toks: int = 256,
+                 mc_mode: str = "loglikelihood", max_gen_toks: int | None = None,
                  resume_path: str | Path | None = None, fingerprint: str = "",
                  show_progress: bool = True, encoding_cache_size: int = 256,
                  rank: int = 0, world_size: int = 1):
@@ -175,7 +185,8 @@ class CheXbenchLM(LM):
         self._rank, self._world_size, self._device = int(rank), int(world_size), adapter.device
         self.batch_size = max(1, int(batch_size))
         self.mc_mode = mc_mode
-        self.max_gen_toks = int(max_gen_toks)
+        # None: each model's official limit (adapter.generation); a number overrides it.
+        self.max_gen_toks = int(max_gen_toks) if max_gen_toks is not None else None
         self.store = ResumeStore(resume_path)
         self.fingerprint = fingerprint
         self.show_progress = show_progress
@@ -239,17 +250,21 @@ class CheXbenchLM(LM):
         return args[0], args[1], visual
 
     # ----- tokenisation ----------------------------------------------------------------------
-    def _prefix_parts(self, context: str, n_images: int) -> tuple[list[list[int] | ImageSlot], str]:
-        """Token ids and image slots of the prompt, except the final text piece (returned raw)."""
-        segments = self.adapter.prompt_segments(context, n_images)
+    def _prefix_parts(self, context: str, n_images: int, generation: bool = False
+                      ) -> tuple[list[list[int] | ImageSlot], str]:
+        """Token ids and image slots of the prompt, except the final text piece (returned raw).
+
+        `generation` selects the model's free-text template (`generation_segments`)."""
+        segments = (self.adapter.generation_segments(context, n_images) if generation
+                    else self.adapter.prompt_segments(context, n_images))
         if not segments or not isinstance(segments[-1], str):
             raise ValueError(f"{self.adapter.name}: prompt_segments must end with a text piece")
         parts: list[list[int] | ImageSlot] = []
-        bos = getattr(self.adapter.tokenizer, "bos_token_id", None)
-        if self.adapter.add_bos and bos is not None:
-            parts.append([bos])
         for seg in segments[:-1]:
-            parts.append(seg if isinstance(seg, ImageSlot) else self.adapter.tokenize(seg))
+            if isinstance(seg, TokenIds):
+                parts.append(list(seg.ids))
+            else:
+                parts.append(seg if isinstance(seg, ImageSlot) else self.adapter.tokenize(seg))
         return parts, segments[-1]
 
     def split_continuation(self, last_piece: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -269,7 +284,7 @@ class CheXbenchLM(LM):
     # ----- image encoding --------------------------------------------------------------------
     def _encoding_key(self, image: Any, context: str) -> str:
         """Which encodings are interchangeable: the image, plus the text for models whose
-        vision side reads the question (InstructBLIP's Q-Former, via `image_text`)."""
+        vision side reads the prompt (InstructBLIP's Q-Former, via `image_text`)."""
         key = image_fingerprint(image)
         if self._image_text is not None:
             key += "\x00" + self._image_text(context)
@@ -283,9 +298,9 @@ class CheXbenchLM(LM):
         fresh: dict[str, ImageEncoding] = {}
         for item in items:
             for img in item.images:
-                key = self._encoding_key(img, item.context)
+                key = self._encoding_key(img, item.vision_text)
                 if key not in self._encodings or not use_cache:
-                    needed.setdefault(key, (img, item.context))
+                    needed.setdefault(key, (img, item.vision_text))
         if needed:
             # Decoding full-size radiographs dominates on a GPU; PIL releases the GIL, so a
             # thread pool overlaps it (map keeps the order: results are unchanged).
@@ -305,7 +320,7 @@ class CheXbenchLM(LM):
         out = {}
         for item in items:
             for img in item.images:
-                key = self._encoding_key(img, item.context)
+                key = self._encoding_key(img, item.vision_text)
                 self._encodings.move_to_end(key)
                 out[key] = self._encodings[key]
         while len(self._encodings) > max(self.encoding_cache_size, len(out)):
@@ -318,7 +333,7 @@ class CheXbenchLM(LM):
         media = []
         for part in parts:
             if isinstance(part, ImageSlot):
-                enc = encodings[self._encoding_key(item.images[part.index], item.context)]
+                enc = encodings[self._encoding_key(item.images[part.index], item.vision_text)]
                 pieces.append(enc.slot_embeds.to(self.adapter.device, self.adapter.dtype))
                 if enc.media is not None:
                     media.append(enc.media)
@@ -352,15 +367,22 @@ class CheXbenchLM(LM):
                 torch.tensor(lengths, device=embeds.device), media_batch)
 
     # ----- loglikelihood ---------------------------------------------------------------------
+    def _vision_text(self, context: str, continuation: str) -> str:
+        return context + continuation if self.adapter.image_text_reads_option else context
+
     def _group(self, requests: list[Any]) -> list[_Item]:
+        """Option requests sharing a prefix. When the vision side reads the option too
+        (`image_text_reads_option`), the image embeddings differ per option, so nothing before
+        the option is shared: each option is its own one-option item."""
         groups: OrderedDict[tuple, _Item] = OrderedDict()
         for i, req in enumerate(requests):
             context, continuation, images = self._unpack(req)
             images = self._limit_images(images)
-            key = (context, tuple(image_fingerprint(im) for im in images))
+            vision_text = self._vision_text(context, continuation)
+            key = (context, vision_text, tuple(image_fingerprint(im) for im in images))
             item = groups.get(key)
             if item is None:
-                item = groups[key] = _Item(context, images)
+                item = groups[key] = _Item(context, images, vision_text=vision_text)
             item.request_idx.append(i)
             item.continuations.append(continuation)
         return list(groups.values())
@@ -475,7 +497,8 @@ class CheXbenchLM(LM):
         conformance check compare the engine against it.
         """
         images = self._limit_images(list(images))
-        item = _Item(context, images, [0], [continuation])
+        item = _Item(context, images, [0], [continuation],
+                     vision_text=self._vision_text(context, continuation))
         encodings = self._encode_unique([item], use_cache=False)
         parts, last = self._prefix_parts(context, len(images))
         ctx_last, cont = self.split_continuation(last, continuation)
@@ -494,14 +517,35 @@ class CheXbenchLM(LM):
         return OptionScore(float(ll), greedy, len(cont))
 
     # ----- generation ------------------------------------------------------------------------
+    def generation_settings(self) -> dict[str, Any]:
+        """What the run card records about free-text decoding, and the template's hash."""
+        official = self.adapter.generation
+        templates = {n: _segments_repr(self.adapter.generation_segments("{context}", n))
+                     for n in (0, 1, 2)}
+        mc = {n: _segments_repr(self.adapter.prompt_segments("{context}", n)) for n in (0, 1, 2)}
+        return {
+            "decoding": "greedy",
+            "max_new_tokens": self.max_gen_toks or official.max_new_tokens,
+            "official_max_new_tokens": official.max_new_tokens,
+            "source": official.source,
+            "deviations": list(official.deviations) + (
+                [f"max_new_tokens overridden to {self.max_gen_toks} (official "
+                 f"{official.max_new_tokens})"]
+                if self.max_gen_toks not in (None, official.max_new_tokens) else []),
+            "generation_template_sha256": _sha(templates),
+            "mc_template_sha256": _sha(mc),
+            "mc_generate_max_new_tokens": MC_MAX_NEW_TOKENS,
+        }
+
     @torch.inference_mode()
     def _generate_batch(self, contexts: list[str], images: list[list[Any]], until: list[list[str]],
-                        max_new: int) -> list[str]:
+                        max_new: int, stop_when: Callable[[str], bool] | None = None
+                        ) -> list[str]:
         items = [_Item(c, im) for c, im in zip(contexts, images, strict=True)]
         encodings = self._encode_unique(items)
         prefixes, media = [], []
         for item in items:
-            parts, last = self._prefix_parts(item.context, len(item.images))
+            parts, last = self._prefix_parts(item.context, len(item.images), generation=True)
             tail = self.adapter.tokenize(last) if last else []
             embeds, item_media = self._embed_parts(parts + [tail], item, encodings)
             prefixes.append(embeds)
@@ -525,6 +569,8 @@ class CheXbenchLM(LM):
                 texts[i] = self.adapter.decode(out_ids[i])
                 if any(s and s in texts[i] for s in until[i]):
                     done[i] = True
+                if stop_when is not None and stop_when(texts[i]):
+                    done[i] = True
             if all(done):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -546,10 +592,14 @@ class CheXbenchLM(LM):
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
         results: list[str | None] = [None] * len(requests)
         pending = []
+        # The model's official limit, unless the user set one (--max-gen-toks, or lm-eval's
+        # --gen_kwargs max_gen_toks=...); the task YAMLs deliberately set none.
+        default = self.max_gen_toks or self.adapter.generation.max_new_tokens
         for i, req in enumerate(requests):
             ctx, kwargs, images = self._unpack(req)
             images = self._limit_images(images)
             kwargs = dict(kwargs or {})
+            kwargs["max_gen_toks"] = int(kwargs.get("max_gen_toks", default))
             key = self._key("generate_until", ctx, {k: v for k, v in kwargs.items()
                                                     if k in ("until", "max_gen_toks")}, images)
             cached = self.store.get(key)
@@ -562,9 +612,7 @@ class CheXbenchLM(LM):
                    unit="item")
         for batch in _batches(pending, self.batch_size, lambda p: len(p[3])):
             untils = [_as_list(kw.get("until")) for _, _, kw, _, _ in batch]
-            # The task's budget, capped by the engine's (so --max-gen-toks can shorten a run).
-            max_new = max(min(int(kw.get("max_gen_toks", self.max_gen_toks)), self.max_gen_toks)
-                          for _, _, kw, _, _ in batch)
+            max_new = max(kw["max_gen_toks"] for _, _, kw, _, _ in batch)
             texts = self._generate_batch([b[1] for b in batch], [b[3] for b in batch], untils,
                                          max_new)
             for (i, _, _, _, key), text in zip(batch, texts, strict=True):
@@ -587,7 +635,8 @@ class CheXbenchLM(LM):
         prompts = [self.mc_prompt(it.context.strip(), [c.strip() for c in it.continuations])
                    for it in items]
         texts = self._generate_batch(prompts, [it.images for it in items],
-                                     [[] for _ in items], 16)
+                                     [[] for _ in items], MC_MAX_NEW_TOKENS,
+                                     stop_when=lambda text: _LETTER_RE.search(text) is not None)
         out = []
         for item, text in zip(items, texts, strict=True):
             match = _LETTER_RE.search(text)
@@ -608,6 +657,14 @@ def _batches(items: list, size: int, n_images: Callable[[Any], int]) -> list[lis
     for item in items:
         buckets.setdefault(n_images(item), []).append(item)
     return [group[i: i + size] for group in buckets.values() for i in range(0, len(group), size)]
+
+
+def _segments_repr(segments: Sequence[Any]) -> list[Any]:
+    return [repr(s) for s in segments]
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def _as_list(value: Any) -> list[str]:

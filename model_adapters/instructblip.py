@@ -6,11 +6,10 @@ text, and `encode_images(pixels, texts)` takes one text per image. The engine mu
 image cache on (image, text) for this adapter.
 
 Official evaluation (Stanford-AIMI/CheXagent, evaluation_chexbench/models/instructblip.py):
-8-bit weights, one image, LLM prompt `{question} {option}` (BOS first, after the queries).
-Difference, documented in docs/adapters/instructblip.md: the official code handed the
-processor the whole `{question} {option}` string, so its Q-Former also read the option being
-scored; here the Q-Former reads the question (the instruction, as InstructBLIP was trained),
-which keeps the image encoding shared by all options of an item.
+8-bit weights, one image, LLM prompt `{question} {option}` (BOS first, after the queries). The
+official code hands the processor the whole `{question} {option}` string, so its Q-Former reads
+the option being scored as well (`image_text_reads_option`): the image embeddings differ per
+option, and the engine scores each option from its own prefix, as the official code does.
 """
 
 from __future__ import annotations
@@ -49,9 +48,12 @@ class InstructBlipAdapter(Blip2Adapter):
                                     self.what_to_download, **extra)
         return model, tokenizer, processor
 
-    def image_text(self, context: str) -> str:
-        """The instruction the Q-Former reads with each image of an item: its question."""
-        return context
+    image_text_reads_option = True
+
+    def image_text(self, text: str) -> str:
+        """What the Q-Former reads beside each image: the prompt as the LM sees it, the
+        option included (`{question} {option}`, evaluation_chexbench/models/instructblip.py)."""
+        return text
 
     def encode_images(self, pixels: torch.Tensor,
                       texts: list[str] | None = None) -> list[ImageEncoding]:

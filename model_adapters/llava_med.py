@@ -75,10 +75,10 @@ class LlavaMedAdapter(VisionLanguageAdapter):
         # Official template (evaluation_chexbench/models/llavamed.py): qs + '\n' + patches,
         # then f" {option}" (the option is the continuation appended to the last piece).
         if n_images == 0:
-            return [context]
+            return [*self.bos(), context]
         if self.im_start_end:
-            return [f"{context}\n<im_start>", ImageSlot(0), "<im_end>"]
-        return [f"{context}\n", ImageSlot(0), ""]
+            return [*self.bos(), f"{context}\n<im_start>", ImageSlot(0), "<im_end>"]
+        return [*self.bos(), f"{context}\n", ImageSlot(0), ""]
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]

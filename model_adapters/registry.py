@@ -136,6 +136,12 @@ def get_adapter_class(name: str) -> type[VisionLanguageAdapter]:
             f"{ENTRY_POINT_GROUP!r} group (see docs/adapters/README.md)."
         )
     cls = _import_target(source.target)
+    if "add_bos" in vars(cls) or any("add_bos" in vars(base) for base in cls.__mro__[1:-1]):
+        # Removed engine default: a plugin relying on it would silently change layout.
+        raise AdapterNotFound(
+            f"adapter {name!r} sets add_bos, which the engine no longer reads: put "
+            "*self.bos() in prompt_segments exactly where the model's own code puts BOS "
+            "(docs/adapters/README.md)")
     _LOADED[name] = cls
     return cls
 

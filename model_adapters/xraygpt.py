@@ -29,7 +29,6 @@ CONVERT_HINT = (
 class XrayGPTAdapter(Blip2Adapter):
     name = "xraygpt"
     display_name = "XrayGPT"
-    add_bos = True  # BOS on the first text piece, before "<Img>"
     hub_id = "(converted) XrayGPT"
     what_to_download = "the converted folder"
 
@@ -59,5 +58,5 @@ class XrayGPTAdapter(Blip2Adapter):
         # Official template (evaluation_chexbench/models/xraygpt.py):
         # '<Img><ImageHere></Img> ' + f"{question} {option}", image embeddings at <ImageHere>.
         if n_images == 0:
-            return [context]
-        return ["<Img>", ImageSlot(0), f"</Img> {context}"]
+            return [*self.bos(), context]
+        return [*self.bos(), "<Img>", ImageSlot(0), f"</Img> {context}"]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from harness.cli import main
 from harness.phantom.writer import generate_phantom
-from model_adapters.base import ImageSlot
+from model_adapters.base import ImageSlot, TokenIds
 from model_adapters.blip2 import Blip2Adapter
 from model_adapters.converters.tiny import write_tiny_blip2
 from model_adapters.engine import CheXbenchLM
@@ -38,8 +38,8 @@ def folder(tmp_path_factory):
 
 def test_prompt_is_queries_then_bos_then_question(folder):
     a = Blip2Adapter(pretrained=str(folder), device="cpu", dtype="float32")
-    assert a.prompt_segments("Is there effusion?", 1) == [ImageSlot(0), "<s>", "Is there effusion?"]
-    assert a.tokenize(a.tokenizer.bos_token) == [a.tokenizer.bos_token_id]
+    bos = TokenIds((a.tokenizer.bos_token_id,))
+    assert a.prompt_segments("Is there effusion?", 1) == [ImageSlot(0), bos, "Is there effusion?"]
 
 
 def test_engine_matches_naive_forward_and_image_matters(folder):

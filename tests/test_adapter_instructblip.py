@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model_adapters.base import ImageSlot
+from model_adapters.base import ImageSlot, TokenIds
 from model_adapters.converters.tiny import write_tiny_instructblip
 from model_adapters.engine import CheXbenchLM
 from model_adapters.instructblip import InstructBlipAdapter
@@ -20,7 +20,8 @@ def adapter(tmp_path_factory):
 
 
 def test_prompt_and_qformer_text(adapter):
-    assert adapter.prompt_segments("Is there effusion?", 1) == [ImageSlot(0), "<s>",
+    bos = TokenIds((adapter.tokenizer.bos_token_id,))
+    assert adapter.prompt_segments("Is there effusion?", 1) == [ImageSlot(0), bos,
                                                                 "Is there effusion?"]
     assert adapter.image_text("Is there effusion?") == "Is there effusion?"
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from harness.cli import main
-from model_adapters.base import ImageSlot
+from model_adapters.base import ImageSlot, TokenIds
 from model_adapters.converters.tiny import write_tiny_llava_med_release
 from model_adapters.engine import CheXbenchLM
 from model_adapters.llava_med import LlavaMedAdapter
@@ -24,7 +24,8 @@ def folder(tmp_path_factory):
 
 def test_official_template_pad_preprocessing_and_engine_equals_naive(folder):
     a = LlavaMedAdapter(pretrained=str(folder), device="cpu", dtype="float32")
-    assert a.prompt_segments("Is there effusion?", 1) == ["Is there effusion?\n", ImageSlot(0), ""]
+    assert a.prompt_segments("Is there effusion?", 1) == [
+        TokenIds((a.tokenizer.bos_token_id,)), "Is there effusion?\n", ImageSlot(0), ""]
     assert a.image_processor.do_pad  # v1.5: image_aspect_ratio "pad"
     lm = CheXbenchLM(a, batch_size=2, show_progress=False)
     img = Image.new("RGB", (40, 64), (20, 140, 90))

@@ -232,7 +232,8 @@ def test_converted_model_matches_reference_forward(bundle):
     assert torch.allclose(ours, ref, atol=1e-5, rtol=0), (ours - ref).abs().max()
     # and the prompt the adapter builds tokenises to exactly these ids
     segs = adapter.prompt_segments("Is there cardiomegaly?", 2)
-    assert segs[0] == "<image>" and adapter.tokenize(segs[2]) == [vocab + 1, vocab]
+    assert segs[0].ids == (ids[0, 0].item(),) and segs[1] == "<image>"
+    assert adapter.tokenize(segs[3]) == [vocab + 1, vocab]
     assert adapter.tokenize(segs[-1] + " yes") == [vocab + 1] + text
 
 

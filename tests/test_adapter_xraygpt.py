@@ -9,7 +9,7 @@ from PIL import Image
 
 from harness.cli import main
 from harness.errors import UserError
-from model_adapters.base import ImageSlot
+from model_adapters.base import ImageSlot, TokenIds
 from model_adapters.converters.tiny import QFORMER, VISION, write_tiny_xraygpt_release
 from model_adapters.converters.xraygpt import convert_xraygpt
 from model_adapters.engine import CheXbenchLM
@@ -27,8 +27,8 @@ def folder(tmp_path_factory):
 
 def test_official_template_and_engine_equals_naive(folder):
     a = XrayGPTAdapter(pretrained=str(folder), device="cpu", dtype="float32")
-    assert a.prompt_segments("Is there effusion?", 1) == ["<Img>", ImageSlot(0),
-                                                          "</Img> Is there effusion?"]
+    assert a.prompt_segments("Is there effusion?", 1) == [
+        TokenIds((a.tokenizer.bos_token_id,)), "<Img>", ImageSlot(0), "</Img> Is there effusion?"]
     assert a.model.vision_model.post_layernorm.eps == 1e-5
     lm = CheXbenchLM(a, batch_size=2, show_progress=False)
     img = Image.new("RGB", (40, 52), (20, 140, 90))

@@ -40,15 +40,16 @@ def _requests(items=ITEMS) -> list[Req]:
 
 
 def _independent(adapter: CheXagentAdapter, question: str, option: str, images) -> tuple[float, int]:
-    """One full BLIP-2 forward (transformers' own image-token splicing) per option."""
+    """One full BLIP-2 forward (transformers' own image-token splicing) per option, in
+    CheXagent-8b's released layout: its processor tokenises the prompt WITH special tokens
+    (so BOS leads the text) and its `generate` puts the image queries before all of it."""
     model, tok = adapter.model, adapter.tokenizer
     prompt = f" USER: <s>{question} ASSISTANT: <s>"
-    ctx = tok(prompt, add_special_tokens=False).input_ids
-    whole = tok(prompt + " " + option, add_special_tokens=False).input_ids
-    assert whole[: len(ctx)] == ctx
+    ctx = tok(prompt, add_special_tokens=True).input_ids
+    whole = tok(prompt + " " + option, add_special_tokens=True).input_ids
+    assert ctx[0] == tok.bos_token_id and whole[: len(ctx)] == ctx
     cont = whole[len(ctx):]
-    ids = ([tok.bos_token_id] + [model.config.image_token_index] * (model.config.num_query_tokens
-           * len(images)) + whole)
+    ids = [model.config.image_token_index] * (model.config.num_query_tokens * len(images)) + whole
     pixels = torch.stack([adapter.preprocess(im.convert("RGB")) for im in images])
     with torch.no_grad():
         logits = model(pixel_values=pixels, input_ids=torch.tensor([ids])).logits[0]

@@ -19,6 +19,10 @@ def test_clean_report_official_rules():
         "findings: small left effusion."
     assert clean_report(None) == ""
     assert clean_report("[...] ** \n") == ""
+    # Removed, not replaced by a space, as the official re.sub("\[.*?\]", "", x) does; its "."
+    # stops at a newline, so a bracket spanning lines stays.
+    assert clean_report("left[...]sided e**ffusion") == "leftsided effusion"
+    assert clean_report("[not\nclosed] ok") == "[not closed] ok"
 
 
 def test_rouge_l_equals_rouge_score_reference_first():

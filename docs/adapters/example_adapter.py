@@ -33,9 +33,11 @@ class MyLlavaAdapter(VisionLanguageAdapter):
         self.model.to(self.device).eval()
 
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
-        # The model card's format "USER: <image>\n{prompt} ASSISTANT:"; the image's patch
-        # embeddings go where <image> was. The option is appended to the last piece.
-        return ["USER: ", *(ImageSlot(i) for i in range(n_images)), f"\n{context} ASSISTANT:"]
+        # The model card's format "USER: <image>\n{prompt} ASSISTANT:" after the tokenizer's BOS
+        # (the processor tokenises with special tokens); the image's patch embeddings go where
+        # <image> was. The option is appended to the last piece.
+        return [*self.bos(), "USER: ", *(ImageSlot(i) for i in range(n_images)),
+                f"\n{context} ASSISTANT:"]
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]

@@ -20,6 +20,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    add_help=False)
 
 
+def _flag(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _refuse_uncounted(argv: list[str]) -> None:
+    """lm-eval's own models return (log-prob, is_greedy) without the option's token count, so
+    they cannot be scored by the CheXbench rule: say so before any model loads."""
+    from harness.errors import UserError
+    from model_adapters.registry import available
+
+    model, tasks = _flag(argv, "--model"), _flag(argv, "--tasks")
+    if model is None or tasks is None or model in available():
+        return
+    ours = [t for t in tasks.split(",") if t.startswith("chexbench")]
+    if ours:
+        raise UserError(
+            f"model {model!r} is not a CheXbench adapter, so task {ours[0]} cannot be scored by "
+            "the official rule (mean log-prob per option token needs the engine's token "
+            "counts); use one of: " + ", ".join(sorted(available())))
+
+
 def run_passthrough(argv: list[str]) -> int:
     from lm_eval.__main__ import cli_evaluate
 
@@ -27,6 +53,7 @@ def run_passthrough(argv: list[str]) -> int:
     from model_adapters.registry import register_all_with_lm_eval
 
     register_all_with_lm_eval()
+    _refuse_uncounted(argv)
     if not any(a.startswith("--include_path") for a in argv) and argv[:1] != ["ls"]:
         argv = [*argv, "--include_path", str(TASKS_DIR)]
     old = sys.argv

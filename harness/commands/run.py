@@ -50,7 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default="results/runs", help="results folder")
     p.add_argument("--batch-size", type=int, default=8, help="items per forward batch")
     p.add_argument("--mc-mode", choices=["loglikelihood", "generate"], default="loglikelihood")
-    p.add_argument("--max-gen-toks", type=int, default=256)
+    p.add_argument("--max-gen-toks", type=int, default=None,
+                   help="cap on generated tokens for the text tasks (default: each model's "
+                   "official limit, docs/protocol.md); a different value is recorded as a "
+                   "deviation in the run card")
     p.add_argument("--seed", type=int, default=1234, help="seed for the bootstrap CIs")
     p.add_argument("--bootstrap-b", type=int, default=1000, help="bootstrap resamples per CI")
     p.add_argument("--limit", type=int, help="score only the first N items per task (debug)")

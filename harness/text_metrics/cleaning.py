@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 
-_BRACKETED = re.compile(r"\[[^\]]*\]")  # "[...]" placeholders and other bracketed tags
+# Exactly the official expression, in its order (evaluation_chexbench/axis_3_text_generation/
+# run_findings_generation.py): re.sub("\s+", " ", re.sub("\[.*?\]", "", x).replace("**", ""))
+# .strip().lower(). Spans are removed, not replaced by a space, and "." does not cross newlines.
+_BRACKETED = re.compile(r"\[.*?\]")
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -16,5 +19,5 @@ def clean_report(text: str | None) -> str:
     """Drop `[...]` spans and `**`, collapse whitespace, lowercase (None becomes "")."""
     if text is None:
         return ""
-    text = _BRACKETED.sub(" ", text).replace("**", " ")
+    text = _BRACKETED.sub("", text).replace("**", "")
     return _WHITESPACE.sub(" ", text).strip().lower()

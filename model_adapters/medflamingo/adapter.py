@@ -150,7 +150,7 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
 
     # ----- the adapter interface -------------------------------------------------------------
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
-        return [SYSTEM_PROMPT, *(ImageSlot(i) for i in range(n_images)),
+        return [*self.bos(), SYSTEM_PROMPT, *(ImageSlot(i) for i in range(n_images)),
                 f"Question: {context} Answer:"]
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:

@@ -111,7 +111,7 @@ class RadFMAdapter(VisionLanguageAdapter):
 
     # ----- the adapter interface -------------------------------------------------------------
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
-        segments: list[Segment] = []
+        segments: list[Segment] = [*self.bos()]
         for i in range(n_images):
             segments += ["<image>" if i == 0 else "</image><image>", ImageSlot(i)]
         segments.append(f"</image>{context}" if n_images else context)

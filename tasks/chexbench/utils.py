@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.docs import build_docs
 from harness.images import ImageRef
-from harness.scoring import correctness
+from harness.scoring import MissingTokenCount, correctness
 
 GENERATION_PROMPT = 'Given the indication: "{indication}", write a structured findings section for the CXR.'
 GENERATION_PROMPT_NO_INDICATION = "Write a structured findings section for the CXR."
@@ -45,7 +45,11 @@ def summarization_text(doc: dict) -> str:
 
 
 def process_perception(doc: dict, results: list) -> dict[str, float]:
-    return correctness(results, doc["options"], doc["answer"])
+    try:
+        return correctness(results, doc["options"], doc["answer"])
+    except MissingTokenCount as exc:
+        raise MissingTokenCount(f"dataset {doc.get('dataset')}, item {doc.get('item_id')}: "
+                                f"{exc}") from None
 
 
 def process_text(doc: dict, results: list[str]) -> dict[str, float]:
