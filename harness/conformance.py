@@ -154,19 +154,20 @@ def run_checks(adapter: Any, items: list | None = None, tolerance: float = 1e-4
     def token_alignment():
         bad = []
         for q, opts, ims in items:
-            _, last = lm._prefix_parts(q, len(ims))
             for o in opts:
-                ctx, cont = lm.split_continuation(last, " " + o)
+                fallbacks = lm.stats.boundary_fallbacks
+                cont = list(lm.layout(q, " " + o, len(ims)).option)
                 text = adapter.tokenizer.decode(cont, skip_special_tokens=False)
-                if text.strip() != o.strip() or adapter.tokenize(last + " " + o) != ctx + cont:
+                if text.strip() != o.strip():
                     bad.append(f"{o!r} scored as {text!r}")
+                elif lm.stats.boundary_fallbacks != fallbacks:
+                    bad.append(f"{o!r} merges with the prompt's last token")
         n_opts = sum(len(opts) for _, opts, _ in items)
         return not bad, f"{n_opts - len(bad)}/{n_opts} options exact", "; ".join(bad[:3])
 
     def sign_convention():
         q, opts, ims = items[0]
-        _, last = lm._prefix_parts(q, len(ims))
-        _, cont = lm.split_continuation(last, " " + opts[-1])
+        cont = lm.layout(q, " " + opts[-1], len(ims)).option
         with planted(adapter, cont[0]):
             rigged = engine(8).loglikelihood(_requests([(q, opts, ims)]))
         lls = [s[0] for s in rigged]

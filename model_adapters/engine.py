@@ -87,6 +87,20 @@ class EngineStats:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class PromptLayout:
+    """The sequence the engine feeds the model for one option, before image embedding.
+
+    `prefix` is token ids with an `ImageSlot` where each image's embeddings go; `option` is
+    the scored token ids that follow it (empty for a generation prompt). The score of an option
+    is the sum of the log-probs of `option` given everything before it; `acc_chexbench` divides
+    it by `len(option)`. Golden protocol tests compare this with the official wrappers' inputs.
+    """
+
+    prefix: tuple[int | ImageSlot, ...]
+    option: tuple[int, ...]
+
+
 @dataclass
 class _Item:
     """The option requests that share a context and images."""
@@ -266,6 +280,19 @@ class CheXbenchLM(LM):
             else:
                 parts.append(seg if isinstance(seg, ImageSlot) else self.adapter.tokenize(seg))
         return parts, segments[-1]
+
+    def layout(self, context: str, continuation: str = "", n_images: int = 1,
+               generation: bool = False) -> PromptLayout:
+        """What is fed and scored for one request (`generation`: the free-text prompt)."""
+        parts, last = self._prefix_parts(context, n_images, generation)
+        if generation or not continuation:
+            ctx_last, option = (self.adapter.tokenize(last) if last else []), []
+        else:
+            ctx_last, option = self.split_continuation(last, continuation)
+        prefix: list[int | ImageSlot] = []
+        for part in [*parts, ctx_last]:
+            prefix.extend([part] if isinstance(part, ImageSlot) else part)
+        return PromptLayout(tuple(prefix), tuple(option))
 
     def split_continuation(self, last_piece: str, continuation: str) -> tuple[list[int], list[int]]:
         """Token ids of the last prompt piece and of the continuation, exact at the boundary.
