@@ -13,12 +13,15 @@ gives ``--image-root DIR`` and, when their layout differs, a YAML map from path 
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from harness.radiograph import RadiographError, decode
 from harness.taxonomy import resolve_dataset
 
 _AUTHORS_ROOT = re.compile(r"^(?:\./)?data/[^/]+/")
@@ -71,21 +74,34 @@ class ImageResolver:
 
 
 def check_image(path: Path) -> str | None:
-    """None when the image opens, else a short reason (missing / unreadable)."""
-    if not path.is_file():
-        return "missing"
+    """None when the image decodes, else a short reason (missing / unreadable (why)).
+
+    Decodes fully through `decode`, the function the model's pixels come from, so a file that
+    would fail mid-run (a multi-frame DICOM, a truncated PNG) fails the pre-flight instead.
+    """
     try:
-        with Image.open(path) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        return f"unreadable ({exc.__class__.__name__})"
+        st = Path(path).stat()
+    except OSError:
+        return "missing"
+    if not stat.S_ISREG(st.st_mode):
+        return "missing"
+    return _decode_problem(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=1 << 16)
+def _decode_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    """Keyed by the file's mtime and size: the pre-flight and lm-eval's task loader check the
+    same images in one process, and a large set should be decoded once for that, not twice."""
+    try:
+        decode(path)
+    except RadiographError as exc:
+        return f"unreadable ({exc.reason})"
     return None
 
 
 def open_image(path: str | Path) -> Image.Image:
-    """Decode to RGB. The loaded copy is short-lived: callers drop it after encoding."""
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    """Decode to 8-bit RGB (docs/images.md). Callers drop the copy after encoding."""
+    return decode(path)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from harness.images import ImageRef
 from harness.io import AppendLog, read_jsonl
+from harness.radiograph import to_rgb8
 from model_adapters.base import ImageEncoding, ImageSlot, TokenIds, VisionLanguageAdapter
 
 MC_LETTERS = "ABCDEFGHIJ"
@@ -138,7 +139,7 @@ def load_rgb(image: Any) -> Image.Image:
         return image.open()
     if isinstance(image, str | Path):
         return ImageRef(str(image)).open()
-    return image.convert("RGB")
+    return to_rgb8(image)  # a 16-bit PIL image scaled by its depth, not clipped (images.md)
 
 
 def select_cache_rows(cache: Any, rows: torch.Tensor) -> Any:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
 from transformers import BlipImageProcessor, PreTrainedTokenizerBase
 
 from chexagent.instruct.schema import Instance
 from chexagent.prompting import IGNORE_INDEX, build_inputs
+from harness.images import open_image
 
 CAPTION_FORMATS = {"findings_generation", "impression_generation"}
 
@@ -68,10 +68,8 @@ class ImageLoader:
             return self.cache[path]
         if not Path(path).is_file():
             raise FileNotFoundError(f"training image {path} not found (check --source folders)")
-        if path.lower().endswith(".dcm"):
-            raise ValueError(f"{path}: DICOM images need converting to PNG/JPG first")
-        with Image.open(path) as im:
-            pixels = self.processor(im.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+        # The benchmark's decoder (DICOM, 16-bit PNG/TIFF), so training sees what scoring sees.
+        pixels = self.processor(open_image(path), return_tensors="pt")["pixel_values"][0]
         if self.cache is not None:
             self.cache[path] = pixels
         return pixels
