@@ -25,7 +25,11 @@ sys.path.insert(0, str(TESTS))
 
 from judge_server import text_rows, write_samples  # noqa: E402
 
-from harness.commands.judge import main as judge_main  # noqa: E402
+from harness.cli import main as cli_main  # noqa: E402
+
+
+def judge_main(argv: list[str]) -> int:
+    return cli_main(["judge", *argv])
 
 KEY_ENV = "CHEXBENCH_BENCH_JUDGE_KEY"
 
@@ -54,9 +58,9 @@ def main() -> int:
             write_samples(a, text_rows(args.pairs, lambda i: f"report A {i} quality={i % 3}"))
             write_samples(b, text_rows(args.pairs, lambda i: f"report B {i} quality=1"))
             argv = ["--runs", str(a), str(b), "--task", "findings_generation",
-                    "--model", "bench", "--base-url", base_url, "--api-key-env", KEY_ENV,
+                    "--judge-model", "bench", "--base-url", base_url, "--api-key-env", KEY_ENV,
                     "--cache", str(tmp / "cache"), "--concurrency", str(args.concurrency),
-                    "--no-progress", "--bootstrap-B", "1000"]
+                    "--no-progress", "--bootstrap-samples", "1000"]
             # Warm-up on other items and another cache: the one-off imports (openai's lazy
             # modules, matplotlib, the statistics stack) stay out of the timed runs.
             w = tmp / "warm.samples.jsonl"

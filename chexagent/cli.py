@@ -19,16 +19,19 @@ import json
 import sys
 from pathlib import Path
 
+from harness.commands import args as common
+from harness.errors import UserError, one_line
+
 
 def _cmd_data_build(args: argparse.Namespace) -> int:
     from chexagent.instruct.build import build, parse_ratios, parse_sources
 
-    summary = build(Path(args.out), parse_sources(args.source), seed=args.seed,
+    summary = build(Path(args.output), parse_sources(args.source), seed=args.seed,
                     benchmarks=args.benchmark, ratio_overrides=parse_ratios(args.ratio),
                     image_root=args.image_root, image_map=args.image_map,
                     shard_size=args.shard_size)
     print(json.dumps(summary, indent=2))
-    print(f"report: {Path(args.out) / 'report.md'}")
+    print(f"report: {Path(args.output) / 'report.md'}")
     return 0
 
 
@@ -46,7 +49,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     parts = {"vision": args.init_vision, "qformer": args.init_qformer, "lm": args.init_lm}
     if args.init:
         if any(parts.values()):
-            raise ValueError("--init continues a CheXagent checkpoint; --init-vision/"
+            raise UserError("--init continues a CheXagent checkpoint; --init-vision/"
                              "--init-qformer/--init-lm start a fresh model: pass one or the other")
         bundle = load_bundle(args.init)
     else:
@@ -59,7 +62,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                              indent=2))
     backend = args.backend or ("deepspeed" if stage_cfg.zero_stage is not None else "torch")
     trainer = StageTrainer(args.stage, stage_cfg, bundle, list(InstanceStore(args.data)),
-                           args.out, seed=seed, backend=backend, save_every=args.save_every)
+                           args.output, seed=seed, backend=backend, save_every=args.save_every)
     if args.resume and trainer.resume():
         print(f"resumed at step {trainer.step}")
     result = trainer.train()
@@ -72,7 +75,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_demo_train(args: argparse.Namespace) -> int:
     from chexagent.demo import demo_train
 
-    given = {k: v for k, v in (("out_model", args.out), ("n_per_pair", args.n_per_pair),
+    given = {k: v for k, v in (("out_model", args.output), ("n_per_pair", args.n_per_pair),
                                ("config", args.config)) if v is not None}
     # unset options take demo_train's defaults: the shipped recipe, written where it ships
     summary = demo_train(args.work, seed=args.seed, fresh=args.fresh, **given)
@@ -98,23 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="CheXinstruct").add_subparsers(dest="data_cmd",
                                                                      required=True)
     b = data.add_parser("build", help="build the instance store, the stage-3 mix and the report")
-    b.add_argument("--out", required=True)
-    b.add_argument("--source", action="append", default=[], metavar="NAME=DIR", required=True)
+    b.add_argument("--output", "-o", required=True, help="folder for the instance store")
+    b.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output")
+    b.add_argument("--source", action="append", default=[], metavar="NAME=DIR", required=True,
+                   help="a source data set and its folder, e.g. phantom=DIR (repeatable)")
     b.add_argument("--benchmark", action="append", default=[], metavar="DATA_JSON",
                    help="CheXbench data.json whose images must not be trained on (repeatable)")
     b.add_argument("--image-root", help="where the benchmark's relative image paths live")
     b.add_argument("--image-map", help="YAML prefix/source map (as chexbench run)")
     b.add_argument("--ratio", action="append", default=[], metavar="(Task)Dataset=R",
                    help="sampling ratio for a pair missing from Table 7")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--shard-size", type=int, default=50_000)
+    b.add_argument("--seed", type=int, default=0,
+                   help="seed of the instance sampling and mixing (default %(default)s)")
+    b.add_argument("--shard-size", type=common.positive_int, default=50_000,
+                   help="instances per store shard (default %(default)s)")
     b.set_defaults(func=_cmd_data_build)
 
     t = sub.add_parser("train", help="run one training stage")
-    t.add_argument("--stage", type=int, choices=(0, 1, 2, 3), required=True)
-    t.add_argument("--config", default="tiny")
+    t.add_argument("--stage", type=int, choices=(0, 1, 2, 3), required=True,
+                   help="training stage (paper Table 8)")
+    t.add_argument("--config", default="tiny",
+                   help="training config: a name in chexagent/configs or a YAML path")
     t.add_argument("--data", required=True, help="an instance store folder (index.json)")
-    t.add_argument("--out", required=True)
+    t.add_argument("--output", "-o", required=True, help="folder for the stage's checkpoint")
+    t.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output")
     t.add_argument("--init", help="checkpoint of the previous stage (default: fresh model)")
     t.add_argument("--init-vision", metavar="HUB_ID|DIR",
                    help="fresh model: the ViT of a transformers BLIP-2 checkpoint (e.g. "
@@ -127,19 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "tokenizer, plus <image>")
     t.add_argument("--trust-remote-code", action="store_true",
                    help="let --init-lm run code shipped with the checkpoint")
-    t.add_argument("--backend", choices=("torch", "deepspeed"))
-    t.add_argument("--resume", action="store_true")
-    t.add_argument("--save-every", type=int, default=100)
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--seed", type=int)
+    t.add_argument("--backend", choices=("torch", "deepspeed"),
+                   help="training loop (default: the config's)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint in --output")
+    t.add_argument("--save-every", type=common.non_negative_int, default=100,
+                   help="steps between checkpoints; 0: only at the end (default %(default)s)")
+    t.add_argument("--max-steps", type=common.positive_int,
+                   help="stop after this many steps (default: the config's)")
+    t.add_argument("--seed", type=int, help="training seed (default: the config's)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     t.add_argument("--local_rank", type=int, help=argparse.SUPPRESS)  # set by deepspeed
     t.set_defaults(func=_cmd_train)
 
     d = sub.add_parser("demo-train", help="train the shipped demo model on phantom data")
-    d.add_argument("--work", default="runs/demo-train")
-    d.add_argument("--out", default=None, help="default: chexagent/assets/demo-model")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--work", default="runs/demo-train",
+                   help="folder for the phantom data and the stages (default %(default)s)")
+    d.add_argument("--output", "-o", default=None,
+                   help="where the trained model goes (default: chexagent/assets/demo-model)")
+    d.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output")
+    d.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
     d.add_argument("--n-per-pair", type=int,
                    help="phantom training items per task/dataset pair (default: the recipe's 400)")
     d.add_argument("--config", help="training config name or YAML (default: demo, the shipped "
@@ -151,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo_train)
 
     e = sub.add_parser("eval", help="multiple-choice accuracy of a checkpoint on a data.json")
-    e.add_argument("--model", required=True)
-    e.add_argument("--data", required=True)
+    e.add_argument("--model", required=True, help="a checkpoint folder written by this package")
+    e.add_argument("--data", required=True, help="a CheXbench data.json")
     e.set_defaults(func=_cmd_eval)
     return parser
 
@@ -165,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UserError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

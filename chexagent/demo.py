@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chexagent import DEMO_MODEL_DIR
 from chexagent.evaluate import evaluate_data
 from chexagent.instruct.build import build
 from chexagent.instruct.store import InstanceStore
@@ -33,7 +34,6 @@ def _mark(folder: Path) -> None:
     atomic_write_json(folder / DONE, {"finished": time.time()})
 
 
-DEMO_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "demo-model"
 # Degraded training films for patients 65+ (a third of them), a subgroup other than the one the
 # benchmark degrades (race=Black): trained on clean films only, an earlier model lost view
 # accuracy on `chexbench demo`'s degraded films. With these, it reads them as well as the rest,

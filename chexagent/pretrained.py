@@ -34,7 +34,8 @@ from transformers.models.blip_2.modeling_blip_2 import Blip2TextEmbeddings
 
 from chexagent.modeling import CheXagentBundle
 from chexagent.tokenizer import IMAGE_TOKEN
-from model_adapters.converters.common import key_listing
+from harness.checkpoints import key_listing
+from harness.errors import UserError
 
 DEFAULT_HUB_IDS = {"vision": "Salesforce/blip2-opt-2.7b", "qformer": "bert-base-uncased",
                    "lm": "mistralai/Mistral-7B-v0.1"}
@@ -68,7 +69,7 @@ _BERT_UNUSED = re.compile(r"cls\.|pooler\.|embeddings\.(token_type_embeddings|wo
                           r"position_embeddings)\.|embeddings\.position_ids$")
 
 
-class PretrainedInitError(ValueError):
+class PretrainedInitError(UserError, ValueError):
     """A checkpoint whose keys or sizes do not fit the part it should initialise."""
 
 
@@ -314,8 +315,7 @@ def _read_tensors(folder: Path, source: str, keep: Callable[[str], bool]
     """Only the wanted tensors: a BLIP-2 checkpoint is mostly LM, read for its vision tower."""
     files = sorted(folder.glob("*.safetensors"))
     if not files:  # .bin / .pth checkpoints: the project's weights-only reader
-        from harness.errors import UserError
-        from model_adapters.converters.common import read_state_dict
+        from harness.checkpoints import read_state_dict
 
         try:
             return {k: v for k, v in read_state_dict(folder).items() if keep(k)}

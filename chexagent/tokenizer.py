@@ -12,6 +12,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from harness.errors import WeightsMissing
+
 ASSET_DIR = Path(__file__).parent / "assets" / "tokenizer"
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN]
@@ -64,7 +66,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 def load_tokenizer() -> PreTrainedTokenizerFast:
     if not (ASSET_DIR / "tokenizer.json").is_file():
-        raise FileNotFoundError(
+        raise WeightsMissing(
             f"{ASSET_DIR}/tokenizer.json is missing; run `python -m chexagent.tokenizer`"
         )
     return PreTrainedTokenizerFast.from_pretrained(ASSET_DIR)

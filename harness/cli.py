@@ -8,11 +8,18 @@ import pkgutil
 import sys
 
 from harness import __version__, commands
-from harness.errors import UserError
+from harness.errors import UserError, one_line
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with usage mistakes reported in one line like every other user error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="chexbench",
         description="CheXbench: evaluate chest X-ray foundation models (CheXagent paper, section 5).",
     )
@@ -34,24 +41,20 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_passthrough(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or argparse's own one-line usage error (exit 2)
+        return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.argv = list(argv)  # for commands that re-read their own options (run --config)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # A user's mistake: one line, no traceback. Anything else is a bug and keeps its own.
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as exc:
-        # Data/input errors from the harness carry file, task and item in their message.
-        from harness.data import DataError
-        from harness.images import ImageMapError
-
-        if isinstance(exc, DataError | ImageMapError | FileNotFoundError):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from harness.errors import UserError
 from harness.taxonomy import (
     IGNORED_DATA_KEYS,
     Subtask,
@@ -28,7 +29,7 @@ from harness.taxonomy import (
 )
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input data; the message names the file, task and item."""
 
 

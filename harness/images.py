@@ -21,14 +21,15 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
+from harness.errors import UserError
 from harness.radiograph import RadiographError, decode
 from harness.taxonomy import resolve_dataset
 
 _AUTHORS_ROOT = re.compile(r"^(?:\./)?data/[^/]+/")
 
 
-class ImageMapError(ValueError):
-    pass
+class ImageMapError(UserError, ValueError):
+    """An --image-map file that cannot be read or names an unknown data source."""
 
 
 @dataclass(frozen=True)

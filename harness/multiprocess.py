@@ -4,7 +4,7 @@ lm-eval already shards each task's docs across ranks (doc i goes to rank i mod N
 reports `rank`/`world_size`, and gathers the logged samples and raw metrics to rank 0. What it
 leaves to us, and what this module does:
 
-- launching: `--num-processes N` re-runs the same command under `accelerate launch` (torch's
+- launching: `--num-processes N` runs the resolved run spec under `accelerate launch` (torch's
   elastic launcher underneath), which sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR;
 - one process group for CPU tensors (gloo) and, when GPUs exist, CUDA tensors (NCCL);
 - one GPU per process (`cuda:<local_rank>`), or the CPU when the user asks for it;
@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.io import read_jsonl
+from harness.io import atomic_write_json, read_jsonl
 
 SINGLE_JOURNAL = "journal.jsonl"
 # A rank that finishes its shard early waits in the final gather for the slowest one; that wait
@@ -185,8 +187,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launch_command(num_processes: int, argv: list[str]) -> list[str]:
-    """`accelerate launch` of `python -m harness.cli <argv>` with N processes on this machine.
+def launch_command(num_processes: int, spec_file: Path) -> list[str]:
+    """`accelerate launch` of `python -m harness.multiprocess SPEC` with N processes here.
 
     `--multi_gpu` selects accelerate's torch-elastic launcher, which also works without GPUs (the
     processes then use gloo on the CPU). Each CPU process gets an equal share of the cores.
@@ -200,34 +202,45 @@ def launch_command(num_processes: int, argv: list[str]) -> list[str]:
            "--main_process_port", str(free_port())]
     if not torch.cuda.is_available():
         cmd += ["--num_cpu_threads_per_process", str(threads)]
-    return [*cmd, "-m", "harness.cli", *argv]
+    return [*cmd, "-m", "harness.multiprocess", str(spec_file)]
 
 
-def launch_data_parallel(num_processes: int, argv: list[str]) -> int:
-    """`chexbench run --num-processes N`: launch N ranks, or be one of them.
+def launch_data_parallel(spec: Any, num_processes: int) -> int:
+    """Run `spec` (a `harness.runner.RunSpec`) on N ranks, or as one of them in place.
 
-    The ranks see the same command line (so the run card records it as typed); a process that
-    a launcher already started runs its share in place instead of launching again.
+    The ranks read the resolved spec from a file rather than a command line, so every rank runs
+    exactly what the user's command resolved to (and the run card records it as typed).
     """
+    if num_processes < 1:
+        raise UserError("--num-processes must be at least 1")
     launched = int(os.environ.get("WORLD_SIZE", "0") or 0)
     if launched:
         if launched != num_processes:
             raise UserError(f"--num-processes {num_processes} but the launcher started "
                             f"{launched} processes; drop --num-processes when launching by hand")
-        return _run_in_place(argv)
-    if num_processes < 1:
-        raise UserError("--num-processes must be at least 1")
-    cmd = launch_command(num_processes, argv)
-    print(f"launching {num_processes} processes: {' '.join(cmd[2:])}", file=sys.stderr)
-    return subprocess.call(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return _run_rank(spec)
+    with tempfile.TemporaryDirectory(prefix="chexbench-ranks-") as tmp:
+        spec_file = Path(tmp) / "spec.json"
+        atomic_write_json(spec_file, spec.to_json())
+        cmd = launch_command(num_processes, spec_file)
+        print(f"launching {num_processes} processes: {' '.join(cmd[2:])}", file=sys.stderr)
+        return subprocess.call(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def _run_in_place(argv: list[str]) -> int:
-    from harness.cli import build_parser
+def _run_rank(spec: Any) -> int:
+    from harness.runner import run_benchmark
 
-    args = build_parser().parse_args(argv)
-    args.num_processes = 1  # this process is one rank; DataParallel.from_env finds the others
-    return int(args.func(args) or 0)
+    run_benchmark(spec)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One rank of a launched run: `python -m harness.multiprocess SPEC.json`."""
+    from harness.runner import RunSpec
+
+    argv = sys.argv[1:] if argv is None else argv
+    spec = RunSpec.from_json(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    return _run_rank(spec)
 
 
 def docs_per_task(tasks: list[str], data: str, image_root: str | None, image_map: str | None,
@@ -240,3 +253,7 @@ def docs_per_task(tasks: list[str], data: str, image_root: str | None, image_map
         n = len(build_docs(task, data, image_root, image_map, skip_missing)[0])
         counts[task] = min(n, limit) if limit else n
     return counts
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,138 +1,201 @@
-"""`chexbench run`: one benchmark run from arguments to a results file, resumable.
+"""`chexbench run`: one benchmark run from its configuration to a results file, resumable.
 
-A run lives in `<output>/<run_id>/` where run_id is a hash of everything that changes the
-numbers (model, model args, tasks, data file hash, mode, seed, limit). Every scored request is
-journaled as it finishes, so a killed run re-run with the same arguments picks up where it
-stopped and never scores a request twice; the results files are written atomically at the end.
+A run is a `RunConfig` (everything that changes its numbers; frozen, hashed as a whole, with
+the data file named by its content) plus `RunOptions` (how it executes: where, batch size,
+processes, what to call the model). The results live in `<output>/<run_id>/`; the model's
+scores are journaled as they finish under `<output>/.journal/<scoring_id>/`, keyed only by what
+changes a score, so a killed run resumes where it stopped, and a re-analysis (another seed or
+bootstrap count) reuses every score instead of re-running the model. The results files are
+written atomically at the end.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from harness.data import file_sha256
+from harness.defaults import BATCH_SIZE, BOOTSTRAP_SAMPLES, RUNS_DIR, SEED
 from harness.docs import build_docs, cached_data
-from harness.errors import UserError
-from harness.io import atomic_write_json, atomic_write_jsonl
+from harness.errors import did_you_mean
 from harness.results_builder import (
     perception_groups,
     perception_row,
     perception_subtask,
     text_row,
 )
-from harness.results_schema import ModelInfo, Results, SubtaskResult, validate_results
+from harness.results_io import results_id, write_results
+from harness.results_schema import ModelInfo, Results, SubtaskResult
 from harness.run_card import TASKS_DIR, make_run_card
-from harness.stats.bootstrap import DEFAULT_B, DEFAULT_SEED
-from harness.taxonomy import PERCEPTION_SUBTASKS, TASK_TYPES, TEXT_TASK_NAMES
+from harness.taxonomy import (
+    PERCEPTION_GROUP,
+    PERCEPTION_SUBTASKS,
+    TASK_TYPES,
+    TEXT_TASK_NAMES,
+    group_name,
+)
 from harness.text_results import text_subtask
 
 ALL_TASKS = [s.name for s in PERCEPTION_SUBTASKS] + list(TEXT_TASK_NAMES.values())
+# Fields that change the model's scores; the others (seed, bootstrap, text metrics) only
+# change the analysis of the same scores.
+SCORING_FIELDS = ("model", "model_args", "tasks", "data", "mc_mode", "max_gen_toks", "limit",
+                  "skip_missing", "image_root", "image_map")
 
 
-@dataclass
-class RunSpec:
+@dataclass(frozen=True)
+class RunConfig:
+    """What a run computes. `chexbench run --config run.yaml` takes these keys (and those of
+    `RunOptions`); the run card records the resolved values."""
+
     model: str
     data: str
     model_args: dict[str, Any] = field(default_factory=dict)
-    tasks: list[str] = field(default_factory=lambda: ["chexbench"])
+    tasks: tuple[str, ...] = ("chexbench",)
     image_root: str | None = None
     image_map: str | None = None
     skip_missing: bool = False
-    output: str = "results/runs"
-    batch_size: int = 8
     mc_mode: str = "loglikelihood"
     max_gen_toks: int | None = None  # None: each model's official limit (adapter.generation)
-    seed: int = DEFAULT_SEED
-    bootstrap_B: int = DEFAULT_B
     limit: int | None = None
-    source: str = "reproduced"
-    display_name: str | None = None
+    seed: int = SEED
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES
     text_metrics: str = "all"  # "all" or "rouge" (the in-loop metric only)
+
+    def identity(self, data_sha256: str) -> dict[str, Any]:
+        """The config as hashed: the data file by its content, not its path."""
+        out = asdict(self)
+        out["data"] = data_sha256
+        out["tasks"] = expand_tasks(list(self.tasks))
+        return out
+
+    def run_id(self, data_sha256: str) -> str:
+        return results_id(self.model, self.identity(data_sha256))
+
+    def scoring_id(self, data_sha256: str) -> str:
+        identity = self.identity(data_sha256)
+        return results_id(self.model, {k: identity[k] for k in SCORING_FIELDS})
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run executes; none of it changes a number."""
+
+    output: str = RUNS_DIR
+    batch_size: int = BATCH_SIZE
     show_progress: bool = True
-    command: list[str] | None = None
+    display_name: str | None = None
+    source: str = "reproduced"
+    command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    config: RunConfig
+    options: RunOptions = RunOptions()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "options": asdict(self.options)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> RunSpec:
+        config = dict(obj["config"])
+        config["tasks"] = tuple(config.get("tasks", ("chexbench",)))
+        options = dict(obj.get("options", {}))
+        if options.get("command") is not None:
+            options["command"] = tuple(options["command"])
+        return cls(RunConfig(**config), RunOptions(**options))
+
+
+CONFIG_KEYS = tuple(f.name for f in fields(RunConfig)) + tuple(f.name for f in fields(RunOptions))
 
 
 def expand_tasks(names: list[str]) -> list[str]:
     """Task and group names -> the lm-eval task names to run, in Table 2 order."""
     wanted: set[str] = set()
+    groups = {group_name(t): t for t in TASK_TYPES}
     for raw in names:
         name = raw.strip()
         if name in ("chexbench", "all"):
             wanted.update(ALL_TASKS)
-        elif name == "chexbench_perception":
+        elif name == PERCEPTION_GROUP:
             wanted.update(s.name for s in PERCEPTION_SUBTASKS)
         elif name in ALL_TASKS:
             wanted.add(name)
-        elif name in {f"chexbench_{t.slug}" for t in TASK_TYPES}:
-            wanted.update(s.name for s in PERCEPTION_SUBTASKS if f"chexbench_{s.task.slug}" == name)
+        elif name in groups:
+            wanted.update(s.name for s in PERCEPTION_SUBTASKS if s.task == groups[name])
         else:
-            raise UserError(f"unknown task {name!r}; see `chexbench tasks`")
+            raise did_you_mean("task", name, [*ALL_TASKS, *groups, PERCEPTION_GROUP, "chexbench"],
+                               "; see `chexbench tasks`")
     return [t for t in ALL_TASKS if t in wanted]
 
 
-def run_id_for(spec: RunSpec, tasks: list[str], data_sha: str) -> str:
-    identity = {"model": spec.model, "model_args": spec.model_args, "tasks": tasks,
-                "data": data_sha, "mc_mode": spec.mc_mode, "seed": spec.seed,
-                "limit": spec.limit, "skip_missing": spec.skip_missing,
-                "max_gen_toks": spec.max_gen_toks, "image_root": spec.image_root,
-                "image_map": spec.image_map}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-    return f"{spec.model}-{digest[:12]}"
-
-
-def preflight(spec: RunSpec, tasks: list[str]) -> dict[str, dict[str, int]]:
+def preflight(config: RunConfig, tasks: list[str]) -> dict[str, dict[str, int]]:
     """Validate data and images before loading any model; returns exclusions per task."""
-    cached_data(spec.data)
-    return {t: build_docs(t, spec.data, spec.image_root, spec.image_map, spec.skip_missing)[1]
-            for t in tasks}
+    cached_data(config.data)
+    return {t: build_docs(t, config.data, config.image_root, config.image_map,
+                          config.skip_missing)[1] for t in tasks}
 
 
-def run_benchmark(spec: RunSpec) -> Path:
+@dataclass(frozen=True)
+class RunOutcome:
+    """Where a run's files are; `results` is None on the non-zero ranks of a data-parallel run
+    (rank 0 writes the one results file)."""
+
+    run_dir: Path
+    results: Path | None
+
+
+def journal_dir(output: str | Path, scoring_id: str) -> Path:
+    return Path(output) / ".journal" / scoring_id
+
+
+def run_benchmark(spec: RunSpec) -> RunOutcome:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     from harness.multiprocess import DataParallel
     from model_adapters.registry import build_lm
 
-    tasks = expand_tasks(spec.tasks)
-    excluded = preflight(spec, tasks)
+    config, options = spec.config, spec.options
+    tasks = expand_tasks(list(config.tasks))
+    excluded = preflight(config, tasks)
     dp = DataParallel.from_env()  # rank 0 of 1 unless started by a launcher (--num-processes)
-    dp.check_shards(spec, tasks)
-    data_sha = file_sha256(Path(spec.data))
-    run_id = run_id_for(spec, tasks, data_sha)
-    run_dir = Path(spec.output) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    dp.check_shards(config, tasks)
+    data_sha = file_sha256(Path(config.data))
+    run_id, scoring_id = config.run_id(data_sha), config.scoring_id(data_sha)
+    run_dir = Path(options.output) / run_id
+    scores_dir = journal_dir(options.output, scoring_id)
 
     started = time.time()
     for name in ("lm_eval", "lm-eval"):  # its per-task notices drown our progress bars
         logging.getLogger(name).setLevel(logging.ERROR)
-    lm = build_lm(spec.model, dp.model_args(spec.model, spec.model_args),
-                  batch_size=spec.batch_size, mc_mode=spec.mc_mode,
-                  max_gen_toks=spec.max_gen_toks, resume_path=dp.journal_path(run_dir),
-                  fingerprint=run_id, show_progress=spec.show_progress,
+    lm = build_lm(config.model, dp.model_args(config.model, config.model_args),
+                  batch_size=options.batch_size, mc_mode=config.mc_mode,
+                  max_gen_toks=config.max_gen_toks, resume_path=dp.journal_path(scores_dir),
+                  fingerprint=scoring_id, show_progress=options.show_progress,
                   rank=dp.rank, world_size=dp.world_size)
-    dp.preload(lm.store, run_dir)
+    dp.preload(lm.store, scores_dir)
     resumed = len(lm.store.done)
-    metadata = {"data": str(spec.data), "image_root": spec.image_root,
-                "image_map": spec.image_map, "skip_missing": spec.skip_missing}
+    metadata = {"data": str(config.data), "image_root": config.image_root,
+                "image_map": config.image_map, "skip_missing": config.skip_missing}
     # Only our folder: indexing lm-eval's ~14,000 built-in task YAMLs costs ~30 s per run.
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata)
     out = simple_evaluate(
-        model=lm, tasks=tasks, task_manager=manager, log_samples=True, limit=spec.limit,
-        bootstrap_iters=0, random_seed=spec.seed, numpy_random_seed=spec.seed,
-        torch_random_seed=spec.seed, fewshot_random_seed=spec.seed,
+        model=lm, tasks=tasks, task_manager=manager, log_samples=True, limit=config.limit,
+        bootstrap_iters=0, random_seed=config.seed, numpy_random_seed=config.seed,
+        torch_random_seed=config.seed, fewshot_random_seed=config.seed,
     )
     dp.collect(lm)  # rank 0 needs the scores the other ranks computed, for the sample rows
     if out is None:  # non-zero ranks in a multi-process run
         lm.store.close()
-        return run_dir
+        return RunOutcome(run_dir, None)
 
+    B, seed = config.bootstrap_samples, config.seed
     rows: list[dict[str, Any]] = []
     subtasks: dict[str, SubtaskResult] = {}
     perception_rows: dict[str, list[dict[str, Any]]] = {}
@@ -141,50 +204,53 @@ def run_benchmark(spec: RunSpec) -> Path:
         lm_metrics = out["results"].get(task, {})
         if task in TEXT_TASK_NAMES.values():
             task_rows = [text_row(task, e) for e in examples]
-            subtasks[task] = text_subtask(task, task_rows, excluded[task], spec.bootstrap_B,
-                                          spec.seed, spec.text_metrics)
+            subtasks[task] = text_subtask(task, task_rows, excluded[task], B, seed,
+                                          config.text_metrics)
         else:
             task_rows = [perception_row(task, e, lm.score_for) for e in examples]
             perception_rows[task] = task_rows
             subtasks[task] = perception_subtask(task, task_rows, lm_metrics, excluded[task],
-                                                spec.bootstrap_B, spec.seed)
+                                                B, seed)
         rows.extend(task_rows)
 
     adapter = lm.adapter
     info = adapter.model_info()
-    synthetic = _is_synthetic(spec.data)
+    synthetic = _is_synthetic(config.data)
     model = ModelInfo(
-        name=spec.display_name or (adapter.display_name or adapter.name)
+        name=options.display_name or (adapter.display_name or adapter.name)
         + (" (smoke)" if info.get("smoke") else ""),
-        adapter=spec.model, model_args={k: v for k, v in spec.model_args.items()
-                                        if "token" not in k.lower() and "key" not in k.lower()},
+        adapter=config.model, model_args=_public_args(config.model_args),
         **{k: info.get(k) for k in ("model_id", "revision", "weights_sha256", "parameters")},
         smoke=bool(info.get("smoke")),
     )
+    resolved = {**spec.to_json(), "config": {**asdict(config), "tasks": tasks,
+                                             "model_args": _public_args(config.model_args)}}
     card = make_run_card(
-        seed=spec.seed, device=str(adapter.device), dtype=str(adapter.dtype).replace("torch.", ""),
-        data_file=str(spec.data), data_sha256=data_sha, tasks=tasks,
-        wall_time_s=round(time.time() - started, 3), command=spec.command, synthetic=synthetic,
-        bootstrap={"B": spec.bootstrap_B, "seed": spec.seed, "unit": "cluster (patient/image)"},
-        mc_mode=spec.mc_mode, batch_size=spec.batch_size, engine=lm.stats.as_dict(),
-        requests_resumed=resumed, limit=spec.limit, skip_missing=spec.skip_missing,
+        seed=seed, device=str(adapter.device), dtype=str(adapter.dtype).replace("torch.", ""),
+        data_file=str(config.data), data_sha256=data_sha, tasks=tasks,
+        wall_time_s=round(time.time() - started, 3),
+        command=list(options.command) if options.command else None, synthetic=synthetic,
+        bootstrap={"B": B, "seed": seed, "unit": "cluster (patient/image)"},
+        mc_mode=config.mc_mode, batch_size=options.batch_size, engine=lm.stats.as_dict(),
+        requests_resumed=resumed, limit=config.limit, skip_missing=config.skip_missing,
         num_processes=dp.world_size, generation=lm.generation_settings(),
+        config=resolved, scoring_id=scoring_id,
     )
     results = Results(
-        run_id=run_id, source="demo" if synthetic and spec.source == "reproduced" else spec.source,
+        run_id=run_id,
+        source="demo" if synthetic and options.source == "reproduced" else options.source,
         model=model, run_card=card, subtasks=subtasks,
-        groups=perception_groups(perception_rows, spec.bootstrap_B, spec.seed),
-        samples_file="samples.jsonl",
+        groups=perception_groups(perception_rows, B, seed), samples_file="samples.jsonl",
     )
-    payload = results.model_dump(mode="json")
-    errors = validate_results(payload)
-    if errors:
-        raise AssertionError(f"results do not match the schema: {errors[:3]}")
     lm.store.close()
-    atomic_write_jsonl(run_dir / "samples.jsonl", rows)
-    atomic_write_json(run_dir / "results.json", payload)
-    atomic_write_json(run_dir / "spec.json", asdict(spec))
-    return run_dir / "results.json"
+    path = write_results(results, run_dir / "results.json", {"samples.jsonl": rows})
+    return RunOutcome(run_dir, path)
+
+
+def _public_args(model_args: dict[str, Any]) -> dict[str, Any]:
+    """Model args as recorded: never anything that looks like a credential."""
+    return {k: v for k, v in model_args.items()
+            if "token" not in k.lower() and "key" not in k.lower()}
 
 
 def _is_synthetic(data: str) -> bool:

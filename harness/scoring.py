@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from harness.errors import UserError
+from harness.taxonomy import PERCEPTION_HEADLINE
 
 RULES = ("acc_chexbench", "acc", "acc_norm")
-HEADLINE = "acc_chexbench"
+HEADLINE = PERCEPTION_HEADLINE
 
 
 class MissingTokenCount(UserError):

@@ -142,3 +142,56 @@ def resolve_dataset(name: str) -> Dataset | None:
 
 def subtask_for(task_slug: str, dataset_slug: str) -> Subtask | None:
     return SUBTASK_BY_NAME.get(f"chexbench_{task_slug}_{dataset_slug}")
+
+
+def group_name(task: TaskType | str) -> str:
+    """The lm-eval group of one task type: `chexbench_<slug>`."""
+    return f"chexbench_{task.slug if isinstance(task, TaskType) else task}"
+
+
+def subtask_name(task_slug: str, dataset_slug: str) -> str:
+    return f"chexbench_{task_slug}_{dataset_slug}"
+
+
+PERCEPTION_GROUP = "chexbench_perception"  # the mean over the six perception task types
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics: which way is better and which one headlines each task, in one table.
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    title: str
+    higher_is_better: bool = True
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("acc_chexbench", "Accuracy (mean token log-prob, official)"),
+    Metric("acc", "Accuracy (summed log-prob, lm-eval)"),
+    Metric("acc_norm", "Accuracy (log-prob per character, lm-eval)"),
+    Metric("rougeL", "ROUGE-L"),
+    Metric("bertscore_f1", "BERTScore F1"),
+    Metric("chexbert_accuracy", "CheXbert accuracy"),
+    Metric("chexbert_f1_micro14", "CheXbert micro-F1 (14)"),
+    Metric("chexbert_f1_macro14", "CheXbert macro-F1 (14)"),
+    Metric("chexbert_f1_micro5", "CheXbert micro-F1 (5)"),
+    Metric("chexbert_f1_macro5", "CheXbert macro-F1 (5)"),
+    Metric("radgraph_simple", "RadGraph F1 (simple)"),
+    Metric("radgraph_partial", "RadGraph F1 (partial, RG_ER)"),
+    Metric("radgraph_complete", "RadGraph F1 (complete)"),
+    Metric("radcliq_v1", "RadCliQ-v1", higher_is_better=False),
+    Metric("bertscore_paper", "BERT-S (paper)"),
+    Metric("chexbert_score_paper", "CheXbert-S (paper)"),
+    Metric("radgraph_score_paper", "RadGraph-S (paper)"),
+)}
+
+# The number each task reports first (Table 2 accuracy, Table 3 RadGraph, Table 4 ROUGE-L).
+PERCEPTION_HEADLINE = "acc_chexbench"
+TEXT_HEADLINES = {"findings_generation": "radgraph_partial", "findings_summarization": "rougeL"}
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of a metric; names outside the table (judge win rates, F1 gaps' own blocks)
+    are higher-is-better, the convention every results block follows unless listed here."""
+    found = METRICS.get(metric)
+    return found.higher_is_better if found else True

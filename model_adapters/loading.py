@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from harness.errors import UserError
+
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
            "fp16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16}
@@ -42,7 +44,7 @@ def parse_model_args(arg_string: str | None) -> dict[str, Any]:
         if not part:
             continue
         if "=" not in part:
-            raise ValueError(f"model args: expected key=value, got {part!r}")
+            raise UserError(f"--model-args: expected key=value, got {part!r}")
         key, value = part.split("=", 1)
         out[key.strip()] = _parse_value(value.strip())
     return out

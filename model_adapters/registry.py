@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from harness.errors import UserError, did_you_mean
 from model_adapters.base import VisionLanguageAdapter
 from model_adapters.loading import parse_model_args
 
@@ -29,7 +29,8 @@ BUILTIN: dict[str, str] = {
     "chexagent2": "model_adapters.chexagent2:CheXagent2Adapter",
     "blip2": "model_adapters.blip2:Blip2Adapter",
     "instructblip": "model_adapters.instructblip:InstructBlipAdapter",
-    "llava_med": "model_adapters.llava_med:LlavaMedAdapter",
+    "llava_med": "model_adapters.llava_med:LlavaMedAdapter",  # v0, the paper's
+    "llava_med_v15": "model_adapters.llava_med:LlavaMedV15Adapter",
     "xraygpt": "model_adapters.xraygpt:XrayGPTAdapter",
     "medflamingo": "model_adapters.medflamingo:MedFlamingoAdapter",
     "radfm": "model_adapters.radfm:RadFMAdapter",
@@ -68,7 +69,7 @@ def load_adapter_file(path: str | Path) -> list[str]:
     """Import a user's adapter file and register every adapter class it defines."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--adapter-file {path}: no such file")
+        raise UserError(f"--adapter-file {path}: no such file")
     mod_name = f"chexbench_user_adapter_{path.stem}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
@@ -130,11 +131,12 @@ def get_adapter_class(name: str) -> type[VisionLanguageAdapter]:
         return _LOADED[name]
     source = next((s for s in list_adapters() if s.name == name and not s.note), None)
     if source is None:
-        raise AdapterNotFound(
-            f"unknown model adapter {name!r}; available: {', '.join(sorted(available()))}. "
-            "Add one with --adapter-file FILE or an entry point in the "
-            f"{ENTRY_POINT_GROUP!r} group (see docs/adapters/README.md)."
-        )
+        from model_adapters.presets import PRESETS
+
+        hint = did_you_mean("model adapter or preset", name, [*available(), *PRESETS],
+                            f". Add one with --adapter-file FILE or an entry point in the "
+                            f"{ENTRY_POINT_GROUP!r} group (see docs/adapters/README.md)")
+        raise AdapterNotFound(str(hint))
     cls = _import_target(source.target)
     if "add_bos" in vars(cls) or any("add_bos" in vars(base) for base in cls.__mro__[1:-1]):
         # Removed engine default: a plugin relying on it would silently change layout.

@@ -66,7 +66,7 @@ def _train_cli(launcher: list[str], out, store, config) -> None:
     env = {k: v for k, v in os.environ.items() if k not in rendezvous}  # this process's group
     env |= {"OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     args = ["-m", "chexagent.cli", "train", "--stage", "0", "--config", str(config), "--data",
-            str(store), "--out", str(out), "--backend", "deepspeed", "--save-every", "0",
+            str(store), "--output", str(out), "--backend", "deepspeed", "--save-every", "0",
             "--threads", "1"]
     done = subprocess.run([sys.executable, *launcher, *args], env=env, capture_output=True,
                           text=True, timeout=240)

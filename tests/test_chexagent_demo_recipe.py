@@ -42,7 +42,7 @@ def shrunken_recipe(tmp_path):
 
 
 def _demo_train(work, out, config, seed: int = 0) -> dict:
-    assert main(["demo-train", "--work", str(work), "--out", str(out), "--seed", str(seed),
+    assert main(["demo-train", "--work", str(work), "--output", str(out), "--seed", str(seed),
                  "--n-per-pair", "3", "--config", str(config)]) == 0
     return json.loads((work / "demo_summary.json").read_text())
 

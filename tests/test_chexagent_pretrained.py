@@ -390,7 +390,7 @@ def test_cli_train_starts_from_pretrained_parts(bert_dir, lm_dir, tmp_path, caps
                                  template_format="findings_generation", template_index=0)
                         for i, answer in enumerate(["no finding.", "pleural effusion."] * 2)])
     out = tmp_path / "run"
-    rc = main(["train", "--stage", "0", "--config", "tiny", "--data", str(store), "--out", str(out),
+    rc = main(["train", "--stage", "0", "--config", "tiny", "--data", str(store), "--output", str(out),
                "--init-qformer", str(bert_dir), "--init-lm", str(lm_dir), "--max-steps", "1",
                "--backend", "torch", "--threads", "1"])
     printed = capsys.readouterr().out
@@ -403,6 +403,6 @@ def test_cli_train_starts_from_pretrained_parts(bert_dir, lm_dir, tmp_path, caps
     image_id = saved.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     assert image_id == saved.model.config.image_token_index == len(saved.tokenizer) - 1
 
-    rc = main(["train", "--stage", "0", "--data", str(store), "--out", str(tmp_path / "x"),
+    rc = main(["train", "--stage", "0", "--data", str(store), "--output", str(tmp_path / "x"),
                "--init", str(out / "model"), "--init-qformer", str(bert_dir)])
     assert rc == 2 and "--init" in capsys.readouterr().err

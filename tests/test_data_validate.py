@@ -55,9 +55,9 @@ def test_validate_malformed_data_exits_2_with_the_location(tmp_path, capsys):
 
 def test_phantom_command_writes_a_loadable_set(tmp_path, capsys):
     out = tmp_path / "p"
-    code = main(["phantom", "--out", str(out), "--n-per-pair", "1", "--image-size", "32",
+    code = main(["phantom", "--output", str(out), "--n-per-pair", "1", "--image-size", "32",
                  "--n-fairness", "2", "--seed", "3", "--disparity", "sex=female:0.5"])
     assert code == 0 and (out / "data.json").is_file()
     assert json.loads((out / "phantom.json").read_text())["disparity"]["group"] == "female"
-    assert main(["phantom", "--out", str(out), "--disparity", "sex=robot"]) == 2
+    assert main(["phantom", "--output", str(out), "--disparity", "sex=robot"]) == 2
     assert "--disparity" in capsys.readouterr().err

@@ -170,7 +170,7 @@ def test_cli_output_runs_through_chexbench_fairness_end_to_end(files, tmp_path, 
     labels, demo = files
     out = tmp_path / "set" / "fairness.json"
     assert main(["fairness-set", "--labels", str(labels), "--demographics", str(demo),
-                 "--out", str(out)]) == 0  # fmt: skip
+                 "--output", str(out)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "6 subjects (3 Yes / 3 No)" in printed and "left out: 3 lateral images" in printed
     demographics_csv = tmp_path / "set" / "fairness-demographics.csv"
@@ -293,7 +293,7 @@ def _error(capsys, *argv: str) -> str:
 def test_bad_inputs_are_one_line_errors_and_write_nothing(files, tmp_path, capsys):
     labels, demo = files
     out = tmp_path / "o" / "set.json"
-    base = ["--demographics", str(demo), "--out", str(out)]
+    base = ["--demographics", str(demo), "--output", str(out)]
 
     rows = [_valid_layout_row(rel, lab) for rel, lab in IMAGES]
     rows[1][VALID_LAYOUT.index("Cardiomegaly")] = "2"
@@ -314,7 +314,7 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(files, tmp_path, capsy
     assert "row 2: Frontal/Lateral says 'Lateral'" in _error(capsys, "--labels", str(bad), *base)
 
     no_race = _write_csv(tmp_path / "d.csv", ["PATIENT", "GENDER"], [["patient64741", "Male"]])
-    err = _error(capsys, "--labels", str(labels), "--demographics", str(no_race), "--out", str(out))
+    err = _error(capsys, "--labels", str(labels), "--demographics", str(no_race), "--output", str(out))
     assert "needs PATIENT and PRIMARY_RACE" in err
 
     clash = _write_csv(
@@ -322,11 +322,11 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(files, tmp_path, capsy
         DEMO_LAYOUT,
         [list(r) for r in DEMOGRAPHICS] + [["patient64742", "Male", "65", "Asian", "Unknown"]],
     )
-    err = _error(capsys, "--labels", str(labels), "--demographics", str(clash), "--out", str(out))
+    err = _error(capsys, "--labels", str(labels), "--demographics", str(clash), "--output", str(out))
     assert f"row {len(DEMOGRAPHICS) + 2}: PATIENT 'patient64742' disagrees with row 3" in err
 
     assert "refusing to overwrite" in _error(
-        capsys, "--labels", str(labels), "--demographics", str(demo), "--out", str(labels)
+        capsys, "--labels", str(labels), "--demographics", str(demo), "--output", str(labels)
     )
     assert not (tmp_path / "o").exists()
 
@@ -337,7 +337,7 @@ def test_demographics_xlsx(files, tmp_path, capsys):
     if importlib.util.find_spec("openpyxl") is None:
         xlsx.write_bytes(b"PK\x03\x04 not read without openpyxl")
         err = _error(capsys, "--labels", str(labels), "--demographics", str(xlsx),
-                     "--out", str(tmp_path / "x.json"))  # fmt: skip
+                     "--output", str(tmp_path / "x.json"))  # fmt: skip
         assert "needs the openpyxl package" in err and "export the sheet to CSV" in err
     else:
         pd.read_csv(demo, dtype=str, keep_default_na=False).to_excel(xlsx, index=False)

@@ -10,17 +10,20 @@ from harness.judge.pairs import PairItem
 from harness.judge.runner import PlannedPair
 
 
-@pytest.mark.parametrize("v_ab,v_ba,outcome,flipped,reversed_", [
-    ("better", "worse", "win", False, False),   # A first: A better; B first: B worse
-    ("worse", "better", "loss", False, False),
-    ("equal", "equal", "tie", False, False),
-    ("better", "better", "tie", True, True),     # always prefers Assistant 1: position bias
-    ("worse", "worse", "tie", True, True),
-    ("better", "equal", "tie", True, False),
-    ("equal", "worse", "tie", True, False),
-    ("unparseable", "worse", "unparseable", False, False),
-    ("better", "unparseable", "unparseable", False, False),
-])
+@pytest.mark.parametrize(
+    "v_ab,v_ba,outcome,flipped,reversed_",
+    [
+        ("better", "worse", "win", False, False),  # A first: A better; B first: B worse
+        ("worse", "better", "loss", False, False),
+        ("equal", "equal", "tie", False, False),
+        ("better", "better", "tie", True, True),  # always prefers Assistant 1: position bias
+        ("worse", "worse", "tie", True, True),
+        ("better", "equal", "tie", True, False),
+        ("equal", "worse", "tie", True, False),
+        ("unparseable", "worse", "unparseable", False, False),
+        ("better", "unparseable", "unparseable", False, False),
+    ],
+)
 def test_item_outcome(v_ab, v_ba, outcome, flipped, reversed_):
     o = item_outcome("i", None, v_ab, v_ba)
     assert (o.outcome, o.flipped, o.reversed) == (outcome, flipped, reversed_)
@@ -31,11 +34,21 @@ def _judgment(key: str, verdict: str) -> Judgment:
 
 
 def test_pair_summary_rates_counts_and_cis():
-    verdicts = [("better", "worse")] * 6 + [("worse", "better")] * 2 + [("equal", "equal")] \
-        + [("better", "better")] + [("unparseable", "better")] * 2
+    verdicts = (
+        [("better", "worse")] * 6
+        + [("worse", "better")] * 2
+        + [("equal", "equal")]
+        + [("better", "better")]
+        + [("unparseable", "better")] * 2
+    )
     items = [PairItem(f"i{k}", "ref", "a", "b", f"p{k % 4}") for k in range(len(verdicts))]
-    pair = PlannedPair("A", "B", items, [f"ab{k}" for k in range(len(items))],
-                       [f"ba{k}" for k in range(len(items))])
+    pair = PlannedPair(
+        "A",
+        "B",
+        items,
+        [f"ab{k}" for k in range(len(items))],
+        [f"ba{k}" for k in range(len(items))],
+    )
     judgments = {}
     for k, (ab, ba) in enumerate(verdicts):
         judgments[f"ab{k}"] = _judgment(f"ab{k}", ab)
@@ -72,5 +85,7 @@ def test_pipeline_bootstrap_defaults_match_the_shared_ones():
     from harness.judge import pipeline
     from harness.stats import bootstrap
 
-    assert (pipeline.DEFAULT_B, pipeline.DEFAULT_SEED) == (bootstrap.DEFAULT_B,
-                                                           bootstrap.DEFAULT_SEED)
+    assert (pipeline.DEFAULT_B, pipeline.DEFAULT_SEED) == (
+        bootstrap.DEFAULT_B,
+        bootstrap.DEFAULT_SEED,
+    )

@@ -54,18 +54,24 @@ def test_user_template_without_placeholders_is_rejected(tmp_path):
     assert DEFAULT_TEMPLATE_PATH.is_file()
 
 
-@pytest.mark.parametrize("text,verdict", [
-    ("reasoning\nAssistant 1 is better than Assistant 2", "better"),
-    ("reasoning\nAssistant 1 is worse than Assistant 2.", "worse"),
-    ("reasoning\n**Assistant 1 is equal to Assistant 2**\n\n", "equal"),
-    ("reasoning\n\u201cAssistant 1 is better than Assistant 2\u201d", "better"),
-    ("reasoning\n  assistant 1 IS  worse than assistant 2  ", "worse"),
-    ("Assistant 1 is better than Assistant 2\nOn reflection they are similar.", "unparseable"),
-    ("reasoning\nAssistant 1 is better than Assistant 2 because of the effusion", "unparseable"),
-    ("reasoning\nAssistant 2 is better than Assistant 1", "unparseable"),
-    ("Label: better", "unparseable"),
-    ("", "unparseable"),
-    (None, "unparseable"),
-])
+@pytest.mark.parametrize(
+    "text,verdict",
+    [
+        ("reasoning\nAssistant 1 is better than Assistant 2", "better"),
+        ("reasoning\nAssistant 1 is worse than Assistant 2.", "worse"),
+        ("reasoning\n**Assistant 1 is equal to Assistant 2**\n\n", "equal"),
+        ("reasoning\n\u201cAssistant 1 is better than Assistant 2\u201d", "better"),
+        ("reasoning\n  assistant 1 IS  worse than assistant 2  ", "worse"),
+        ("Assistant 1 is better than Assistant 2\nOn reflection they are similar.", "unparseable"),
+        (
+            "reasoning\nAssistant 1 is better than Assistant 2 because of the effusion",
+            "unparseable",
+        ),
+        ("reasoning\nAssistant 2 is better than Assistant 1", "unparseable"),
+        ("Label: better", "unparseable"),
+        ("", "unparseable"),
+        (None, "unparseable"),
+    ],
+)
 def test_parse_last_line(text, verdict):
     assert parse_verdict(text) == verdict

@@ -9,7 +9,13 @@ import subprocess
 import sys
 import time
 
-from harness.commands.judge import main
+from harness.cli import main as cli_main
+
+
+def main(argv: list[str]) -> int:
+    """`chexbench judge ...` in this process."""
+    return cli_main(["judge", *argv])
+
 
 try:
     from judge_server import JudgeServer, text_rows, write_samples
@@ -36,13 +42,35 @@ def test_killed_run_resumes_without_losing_or_repeating_judgments(tmp_path, monk
     write_samples(b, text_rows(n, lambda i: f"B {i} quality=1"))
     db_path = tmp_path / "cache" / "judge_cache.sqlite"
     with JudgeServer(latency_s=0.05) as server:
-        argv = ["--runs", str(a), str(b), "--task", "findings_generation", "--model", "j",
-                "--base-url", server.base_url, "--api-key-env", KEY_ENV,
-                "--cache", str(tmp_path / "cache"), "--output", str(tmp_path / "out" / "r.json"),
-                "--concurrency", "2", "--no-progress", "--bootstrap-B", "100"]
+        argv = [
+            "--runs",
+            str(a),
+            str(b),
+            "--task",
+            "findings_generation",
+            "--judge-model",
+            "j",
+            "--base-url",
+            server.base_url,
+            "--api-key-env",
+            KEY_ENV,
+            "--cache",
+            str(tmp_path / "cache"),
+            "--output",
+            str(tmp_path / "out" / "r.json"),
+            "--concurrency",
+            "2",
+            "--no-progress",
+            "--bootstrap-samples",
+            "100",
+        ]
         env = {**__import__("os").environ, KEY_ENV: "sk-resume-test"}
-        proc = subprocess.Popen([sys.executable, "-m", "harness.commands.judge", *argv],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "judge", *argv],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 60
         try:
             while len(_finished(db_path)) < 8:

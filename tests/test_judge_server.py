@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.commands.judge import main
+from harness.cli import main as cli_main
 from harness.results_schema import validate_results
+
+
+def main(argv: list[str]) -> int:
+    """`chexbench judge ...` in this process."""
+    return cli_main(["judge", *argv])
+
 
 try:
     from judge_server import JudgeServer, text_rows, write_samples
@@ -25,24 +31,50 @@ def _quality_a(i: int) -> int:
     return i % 3
 
 
-def _inputs(tmp_path: Path, n: int, failures: dict[int, str] | None = None,
-            bias: int | None = None) -> tuple[Path, Path]:
+def _inputs(
+    tmp_path: Path, n: int, failures: dict[int, str] | None = None, bias: int | None = None
+) -> tuple[Path, Path]:
     failures = failures or {}
     ref = lambda i: f"reference findings {i}{failures.get(i, '')}"  # noqa: E731
     a, b = tmp_path / "chexagent.samples.jsonl", tmp_path / "baseline.samples.jsonl"
     write_samples(a, text_rows(n, lambda i: f"A report {i} quality={_quality_a(i)}", ref))
-    write_samples(b, text_rows(
-        n, lambda i: f"B report {i} quality=1" + (" BIAS" if i == bias else ""), ref))
+    write_samples(
+        b, text_rows(n, lambda i: f"B report {i} quality=1" + (" BIAS" if i == bias else ""), ref)
+    )
     return a, b
 
 
 def _argv(server: JudgeServer, tmp_path: Path, runs: list[Path], out: str, *extra: str):
-    return ["--runs", *map(str, runs), "--task", "findings_generation",
-            "--model", "judge-test", "--base-url", server.base_url, "--api-key-env", KEY_ENV,
-            "--cache", str(tmp_path / "cache"), "--output", str(tmp_path / "out" / out),
-            "--timeout", "0.4", "--backoff-base", "0.01", "--backoff-max", "0.05",
-            "--price-in", "10", "--price-out", "30", "--bootstrap-B", "200",
-            "--no-progress", *extra]
+    return [
+        "--runs",
+        *map(str, runs),
+        "--task",
+        "findings_generation",
+        "--judge-model",
+        "judge-test",
+        "--base-url",
+        server.base_url,
+        "--api-key-env",
+        KEY_ENV,
+        "--cache",
+        str(tmp_path / "cache"),
+        "--output",
+        str(tmp_path / "out" / out),
+        "--timeout",
+        "0.4",
+        "--backoff-base",
+        "0.01",
+        "--backoff-max",
+        "0.05",
+        "--price-in",
+        "10",
+        "--price-out",
+        "30",
+        "--bootstrap-samples",
+        "200",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _all_written_bytes(root: Path) -> list[tuple[Path, bytes]]:
@@ -50,7 +82,8 @@ def _all_written_bytes(root: Path) -> list[tuple[Path, bytes]]:
 
 
 def test_scripted_verdicts_failures_retries_ledger_key_and_cached_rerun(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv(KEY_ENV, KEY)
     n = 12
     a, b = _inputs(tmp_path, n, FAILURES, bias=6)
@@ -95,11 +128,15 @@ def test_scripted_verdicts_failures_retries_ledger_key_and_cached_rerun(
         assert judge["http_transport"] in {"aiohttp", "httpx"}
 
         # The ledger adds up: per-call rows = totals = what the server reported in `usage`.
-        ledger = [json.loads(x) for x in
-                  (tmp_path / "out" / judge["ledger_file"]).read_text().splitlines()]
+        ledger = [
+            json.loads(x)
+            for x in (tmp_path / "out" / judge["ledger_file"]).read_text().splitlines()
+        ]
         assert len(ledger) == 2 * n
-        row_sums = (sum(r["prompt_tokens"] for r in ledger),
-                    sum(r["completion_tokens"] for r in ledger))
+        row_sums = (
+            sum(r["prompt_tokens"] for r in ledger),
+            sum(r["completion_tokens"] for r in ledger),
+        )
         totals = judge["cost"]["all_judgments"]
         assert row_sums == usage == (totals["prompt_tokens"], totals["completion_tokens"])
         assert judge["cost"]["this_invocation"] == totals
@@ -176,8 +213,7 @@ def test_run_against_references_through_the_chexbench_cli(tmp_path, monkeypatch)
     assert result["judge"]["against_reference"] is True
 
 
-def test_a_rejected_key_stops_at_once_without_retrying_or_leaking(tmp_path, monkeypatch,
-                                                                  capsys):
+def test_a_rejected_key_stops_at_once_without_retrying_or_leaking(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(KEY_ENV, KEY)
     a, b = _inputs(tmp_path, 5)
     with JudgeServer(expected_key="sk-the-right-one", reject_bad_key=True) as server:
@@ -193,8 +229,9 @@ def test_without_the_aiohttp_extra_the_default_httpx_transport_judges(tmp_path, 
     import openai
 
     def missing_extra(**_kwargs):  # what openai does when `openai[aiohttp]` is not installed
-        raise RuntimeError("To use the aiohttp client you must have installed the package "
-                           "with the `aiohttp` extra")
+        raise RuntimeError(
+            "To use the aiohttp client you must have installed the package with the `aiohttp` extra"
+        )
 
     monkeypatch.setattr(openai, "DefaultAioHttpClient", missing_extra)
     monkeypatch.setenv(KEY_ENV, KEY)

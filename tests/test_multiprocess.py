@@ -34,17 +34,18 @@ TASKS = ["chexbench_view_classification_mimic_cxr",
 
 
 def _spec(data: Path, output: Path):
-    from harness.runner import RunSpec
+    from harness.runner import RunConfig, RunOptions, RunSpec
 
-    return RunSpec(model="chexagent", model_args={"pretrained": "smoke"}, data=str(data),
-                   tasks=list(TASKS), output=str(output), batch_size=8, max_gen_toks=8,
-                   bootstrap_B=200, text_metrics="rouge", show_progress=False)
+    return RunSpec(RunConfig(model="chexagent", model_args={"pretrained": "smoke"},
+                             data=str(data), tasks=tuple(TASKS), max_gen_toks=8,
+                             bootstrap_samples=200, text_metrics="rouge"),
+                   RunOptions(output=str(output), batch_size=8, show_progress=False))
 
 
 def _cli(data: Path, output: Path) -> list[str]:
     return [sys.executable, "-m", "harness.cli", "run", "--model", "chexagent", "--model-args",
             "pretrained=smoke", "--data", str(data), "--tasks", ",".join(TASKS), "--output",
-            str(output), "--batch-size", "8", "--max-gen-toks", "8", "--bootstrap-b", "200",
+            str(output), "--batch-size", "8", "--max-gen-toks", "8", "--bootstrap-samples", "200",
             "--text-metrics", "rouge", "--num-processes", "2"]
 
 
@@ -77,21 +78,24 @@ def test_two_processes_equal_one(phantom, tmp_path):
     proc = subprocess.Popen(_cli(phantom, tmp_path / "dp"), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        ref_path = run_benchmark(_spec(phantom, tmp_path / "single"))
+        ref_path = run_benchmark(_spec(phantom, tmp_path / "single")).results
         log, _ = proc.communicate(timeout=400)
     finally:
         proc.kill()
     assert proc.returncode == 0, log[-4000:]
     ref_dir = ref_path.parent
-    (dp_dir,) = [p for p in (tmp_path / "dp").iterdir() if p.is_dir()]
+    (dp_dir,) = [p for p in (tmp_path / "dp").iterdir() if p.is_dir() and p.name != ".journal"]
     assert dp_dir.name == ref_dir.name, "the process count must not change the run id"
+    (dp_journals,) = (tmp_path / "dp" / ".journal").iterdir()
+    (ref_journals,) = (tmp_path / "single" / ".journal").iterdir()
+    assert dp_journals.name == ref_journals.name
 
     # Each rank journaled its own shard, and between them every request exactly once.
-    shards = [read_jsonl(dp_dir / f"journal.rank{k}.jsonl") for k in (0, 1)]
-    assert not (dp_dir / "journal.jsonl").exists()
+    shards = [read_jsonl(dp_journals / f"journal.rank{k}.jsonl") for k in (0, 1)]
+    assert not (dp_journals / "journal.jsonl").exists()
     assert all(shards), "a rank scored nothing: the docs were not sharded"
     keys = [row["key"] for shard in shards for row in shard]
-    ref_keys = [row["key"] for row in read_jsonl(ref_dir / "journal.jsonl")]
+    ref_keys = [row["key"] for row in read_jsonl(ref_journals / "journal.jsonl")]
     assert sorted(set(keys)) == sorted(ref_keys)
     assert not set(r["key"] for r in shards[0]) & set(r["key"] for r in shards[1])
 
@@ -110,10 +114,8 @@ def test_two_processes_equal_one(phantom, tmp_path):
 
     # A single-process rerun over the 2-process journals resumes everything.
     resumed_out = tmp_path / "resumed"
-    shutil.copytree(dp_dir, resumed_out / dp_dir.name)
-    for name in ("results.json", "samples.jsonl"):
-        (resumed_out / dp_dir.name / name).unlink()
-    again = json.loads(run_benchmark(_spec(phantom, resumed_out)).read_text())
+    shutil.copytree(dp_journals, resumed_out / ".journal" / dp_journals.name)
+    again = json.loads(run_benchmark(_spec(phantom, resumed_out)).results.read_text())
     assert again["run_card"]["extra"]["engine"]["requests_scored"] == 0
     assert again["run_card"]["extra"]["requests_resumed"] == len(ref_keys)
     _assert_same_rows(read_jsonl(resumed_out / dp_dir.name / "samples.jsonl"), ref_rows)

@@ -57,7 +57,7 @@ def test_adapter_file_runs_end_to_end(tmp_path, llava_args):
     rc = main(["run", "--model", "my_llava", "--adapter-file", str(EXAMPLE),
                "--model-args", llava_args, "--data", str(ph.data_json),
                "--image-root", str(ph.out_dir), "--output", str(out), "--text-metrics", "rouge",
-               "--bootstrap-b", "20", "--max-gen-toks", "8"])
+               "--bootstrap-samples", "20", "--max-gen-toks", "8"])
     assert rc == 0
     (path,) = out.glob("*/results.json")
     results = json.loads(path.read_text())
@@ -97,7 +97,7 @@ def test_adapter_file_errors_are_clear(tmp_path, capsys):
 
 def test_adapters_command_lists_the_file_and_its_path(capsys):
     assert main(["adapters", "--json", "--adapter-file", str(EXAMPLE)]) == 0
-    listed = {s["name"]: s for s in json.loads(capsys.readouterr().out)}
+    listed = {s["name"]: s for s in json.loads(capsys.readouterr().out)["adapters"]}
     assert listed["my_llava"]["kind"] == "file"
     assert listed["my_llava"]["target"] == str(EXAMPLE)
     assert listed["chexagent"] == {"name": "chexagent", "kind": "built-in",
@@ -129,11 +129,11 @@ def test_entry_point_is_discovered_listed_and_built(tmp_path, monkeypatch, llava
 
     assert main(["adapters", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    acme = next(s for s in listed if s["name"] == "acme_llava")
+    acme = next(s for s in listed["adapters"] if s["name"] == "acme_llava")
     assert acme == {"name": "acme_llava", "kind": "entry point",
                     "target": "acme_chexbench:MyLlavaAdapter", "distribution": "acme-chexbench",
                     "note": ""}
-    shadow = [s for s in listed if s["name"] == "chexagent" and s["kind"] == "entry point"]
+    shadow = [s for s in listed["adapters"] if s["name"] == "chexagent" and s["kind"] == "entry point"]
     assert shadow and "ignored" in shadow[0]["note"]
     assert registry.get_adapter_class("chexagent").__module__ == "model_adapters.chexagent"
 

@@ -252,7 +252,7 @@ def test_round_trip_recovers_the_planted_preference(study, tmp_path):
     key_path = study["out"] / "key" / "key.json"
     out = tmp_path / "analysis"
     assert main(["reader-study", "analyze", "--key", str(key_path), "--ratings",
-                 *map(str, paths), "--out", str(out), "--B", "400"]) == 0
+                 *map(str, paths), "--output", str(out), "--bootstrap-samples", "400"]) == 0
     res = json.loads((out / "reader_study.json").read_text())
     assert validate_results(res) == []
     assert res["kind"] == "reader_study" and res["model"]["name"] == MODEL_NAME
@@ -306,7 +306,7 @@ def test_validation_errors_name_file_and_row(study, tmp_path, capsys):
     assert f"{paths[0]} row 4: item {rows[2]['item_id']}: conciseness = '7' is out of range" in msg
     assert "no answers for items" in msg  # the row replaced by fg99 is now missing
     code = main(["reader-study", "analyze", "--key", str(study["out"] / "key" / "key.json"),
-                 "--ratings", *map(str, paths), "--out", str(tmp_path / "x")])
+                 "--ratings", *map(str, paths), "--output", str(tmp_path / "x")])
     assert code == 2 and "row 4" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 

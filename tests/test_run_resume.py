@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +38,7 @@ def _cmd(data: Path, output: Path, batch_size: int) -> list[str]:
     return [sys.executable, "-m", "harness.cli", "run", "--model", "chexagent", "--model-args",
             "pretrained=smoke", "--data", str(data), "--tasks", TASKS, "--output", str(output),
             "--batch-size", str(batch_size), "--text-metrics", "rouge", "--max-gen-toks", "6",
-            "--bootstrap-b", "200"]
+            "--bootstrap-samples", "200"]
 
 
 def _run(cmd: list[str]) -> None:
@@ -55,8 +54,32 @@ def _run_here(cmd: list[str]) -> int:
 
 
 def _only_dir(output: Path) -> Path:
-    (run_dir,) = [p for p in output.iterdir() if p.is_dir()]
+    (run_dir,) = [p for p in output.iterdir() if p.is_dir() and p.name != ".journal"]
     return run_dir
+
+
+def _journal(output: Path) -> Path:
+    (scores,) = (output / ".journal").iterdir()
+    return scores / "journal.jsonl"
+
+
+# A plug-in adapter (the path users take with --adapter-file) that is the smoke CheXagent but
+# SIGKILLs its own process at the start of decoder pass N when KILL_AT_FORWARD=N is set: the
+# kill lands at a known point whatever the machine's speed, with no polling.
+KILLER = """
+import os, signal
+from model_adapters.chexagent import CheXagentAdapter
+
+class KillingCheXagent(CheXagentAdapter):
+    name = "killing_chexagent"
+    calls = 0
+
+    def lm_forward(self, *args, **kwargs):
+        KillingCheXagent.calls += 1
+        if KillingCheXagent.calls == int(os.environ.get("KILL_AT_FORWARD", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().lm_forward(*args, **kwargs)
+"""
 
 
 def test_killed_run_resumes_to_identical_results(phantom, reference, tmp_path):
@@ -66,29 +89,24 @@ def test_killed_run_resumes_to_identical_results(phantom, reference, tmp_path):
     assert ref["source"] == "demo" and ref["run_card"]["synthetic"] is True
     assert ref["model"]["smoke"] is True
 
-    # The same run killed once some (not all) requests are journaled.
+    # The same run killed at its 7th decoder pass (3 items scored: prefix + options each).
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(phantom, out, 1), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    total = len(read_jsonl(ref_dir / "journal.jsonl"))
-    deadline = time.time() + 300
-    journal = None
-    while time.time() < deadline and proc.poll() is None:
-        runs = [p for p in out.glob("*/journal.jsonl")] if out.exists() else []
-        if runs and 5 <= len(runs[0].read_text().splitlines()) < total // 2:
-            journal = runs[0]
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    assert journal is not None, "the run finished before it could be interrupted"
-    assert not (journal.parent / "results.json").exists()
-    scored_before = len(read_jsonl(journal))
+    plugin = tmp_path / "killer.py"
+    plugin.write_text(KILLER)
+    cmd = _cmd(phantom, out, 1)
+    cmd[cmd.index("chexagent")] = "killing_chexagent"
+    cmd += ["--adapter-file", str(plugin)]
+    killed = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "KILL_AT_FORWARD": "7"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    total = len(read_jsonl(_journal(reference.parent)))
+    assert not list(out.glob("*/results.json"))
+    scored_before = len(read_jsonl(_journal(out)))
     assert 0 < scored_before < total
 
-    _run(_cmd(phantom, out, 1))
+    _run(cmd)
     run_dir = _only_dir(out)
-    keys = [row["key"] for row in read_jsonl(run_dir / "journal.jsonl")]
+    keys = [row["key"] for row in read_jsonl(_journal(out))]
     assert len(keys) == len(set(keys)) == total, "a request was scored twice or lost"
     resumed = json.loads((run_dir / "results.json").read_text())
     assert resumed["run_card"]["extra"]["requests_resumed"] == scored_before

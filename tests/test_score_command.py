@@ -42,7 +42,7 @@ def test_score_end_to_end(tmp_path, data_file, tmp_path_factory, monkeypatch):
     out = tmp_path / "out"
     rc = main(["score", "--task", "findings_generation", "--predictions", str(preds),
                "--references", str(data_file), "--output", str(out),
-               "--cache-dir", os.path.relpath(root), "--metrics", "rougeL,chexbert", "--bootstrap", "50"])
+               "--cache-dir", os.path.relpath(root), "--metrics", "rougeL,chexbert", "--bootstrap-samples", "50"])
     assert rc == 0
     [results_path] = out.glob("*.json")
     results = json.loads(results_path.read_text())
@@ -53,7 +53,8 @@ def test_score_end_to_end(tmp_path, data_file, tmp_path_factory, monkeypatch):
     assert sub["excluded_reasons"] == {"empty_reference": 1}
     assert sub["metrics"]["chexbert_f1_micro14"]["value"] == pytest.approx(2 / 3)
     assert sub["metrics"]["chexbert_f1_micro14"]["ci_method"].startswith("percentile-bootstrap")
-    assert sub["headline"] == "radgraph_partial"
+    # RadGraph (the generation headline) was not asked for: ROUGE-L headlines, as in a run.
+    assert sub["headline"] == "rougeL"
     samples = read_jsonl(out / results["samples_file"])
     assert [s["item_id"] for s in samples] == [f"findings_generation/{i}" for i in range(4)]
     assert samples[0]["cluster_id"] == "p10000000"
@@ -102,7 +103,7 @@ def test_score_without_data_and_with_a_missing_scorer(tmp_path, capsys):
     ])
     rc = main(["score", "--task", "findings_summarization", "--predictions", str(preds),
                "--cache-dir", str(tmp_path / "empty-cache"), "--metrics", "rougeL,radgraph",
-               "--bootstrap", "20"])
+               "--bootstrap-samples", "20"])
     assert rc == 0
     [path] = [p for p in tmp_path.glob("score-*.json")]
     results = json.loads(path.read_text())

@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.table import Table
-
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("adapters", help="list available model adapters and their origin",
+    p = sub.add_parser("adapters", help="list model adapters and presets, and where they come from",
                        description="Lists built-in adapters, adapters declared by installed "
                        "packages in the 'chexbench.adapters' entry-point group, and those "
                        "defined in --adapter-file files.")
@@ -27,13 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from rich.table import Table
+
+    from harness.tables import wide_console
+    from model_adapters.presets import PRESETS
     from model_adapters.registry import list_adapters, load_adapter_file
 
     for path in args.adapter_file:
         load_adapter_file(path)
     sources = list_adapters()
     if args.json:
-        print(json.dumps([asdict(s) for s in sources], indent=2))
+        print(json.dumps({"adapters": [asdict(s) for s in sources],
+                          "presets": [asdict(p) for p in PRESETS.values()]}, indent=2))
         return 0
     table = Table(title="CheXbench model adapters")
     for column in ("name", "source", "target", "note"):
@@ -41,8 +44,14 @@ def run(args: argparse.Namespace) -> int:
     for s in sources:
         origin = f"entry point ({s.distribution})" if s.kind == "entry point" else s.kind
         table.add_row(s.name, origin, s.target, s.note)
-    from harness.tables import wide_console
-
+    presets = Table(title="Presets (--model NAME expands to the adapter and its arguments)")
+    for column in ("preset", "adapter", "arguments", "needs", "license", "note"):
+        presets.add_column(column)
+    for p in PRESETS.values():
+        needs = ", ".join([*p.needs, *(["--trust-remote-code"] if p.trust_remote_code else [])])
+        presets.add_row(p.name, p.adapter, ",".join(f"{k}={v}" for k, v in p.model_args.items()),
+                        needs, p.license, p.note)
     console = wide_console()
     console.print(table)
+    console.print(presets)
     return 0

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
-from harness.commands.run import model_args_from
+from harness.commands import args as common
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,33 +12,33 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Runs determinism, batch invariance, naive-forward equality, "
                        "image sensitivity, token alignment and sign checks on phantom items; "
                        "exits 1 when any fails.")
-    p.add_argument("name", help="adapter name (built-in, plug-in, or from --adapter-file)")
-    p.add_argument("--model-args", default="")
-    p.add_argument("--adapter-file", action="append", default=[])
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--items", type=int, default=8, help="phantom items to check on")
+    p.add_argument("name", help="adapter or preset (built-in, plug-in, or from --adapter-file)")
+    common.add_model_options(p)
+    p.add_argument("--items", type=common.positive_int, default=8,
+                   help="phantom items to check on")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="allowed |log-prob| difference (raise it for bf16/fp16)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     from harness.conformance import phantom_items, run_checks
+    from harness.tables import wide_console
+    from model_adapters.presets import expand_model
     from model_adapters.registry import get_adapter_class
 
-    model_args = model_args_from(args)
-    adapter = get_adapter_class(args.name)(**model_args)
+    name, model_args, _ = expand_model(args.name, common.model_args_from(args),
+                                       args.trust_remote_code)
+    adapter = get_adapter_class(name)(**model_args)
     report = run_checks(adapter, phantom_items(args.items), args.tolerance)
     table = Table(title=f"Adapter conformance: {args.name}")
-    table.add_column("check")
-    table.add_column("result")
-    table.add_column("figure")
-    table.add_column("detail")
+    for column in ("check", "result", "figure", "detail"):
+        table.add_column(column)
     for c in report.checks:
         table.add_row(c.name, "[green]PASS[/]" if c.passed else "[red]FAIL[/]", c.figure,
                       c.detail)
-    from harness.tables import wide_console
-
     console = wide_console()
     console.print(table)
     console.print("[green]all checks passed[/]" if report.passed else "[red]adapter FAILED[/]")

@@ -10,8 +10,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.commands import args as common
+from harness.defaults import PERMUTATIONS
 from harness.errors import UserError
-from harness.stats.bootstrap import DEFAULT_B, DEFAULT_SEED
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -25,11 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "tests for text metrics, Holm-corrected. More runs: ranks with intervals.")
     p.add_argument("runs", nargs="+", type=Path,
                    help="results JSON files (their samples JSONL is read from beside them)")
-    p.add_argument("--output", "-o", type=Path, default=None,
-                   help="comparison results JSON (default: ./comparison-<id>.json)")
-    p.add_argument("--bootstrap-samples", "-B", type=int, default=DEFAULT_B, dest="B")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--permutations", type=int, default=10_000,
+    common.add_output(p, None, "comparison results JSON (default: ./comparison-<id>.json)",
+                      type=Path)
+    common.add_bootstrap(p)
+    common.add_seed(p)
+    p.add_argument("--permutations", type=common.positive_int, default=PERMUTATIONS,
                    help="sign flips for the permutation test of continuous metrics")
     p.add_argument("--unit", choices=("cluster", "item"), default="cluster",
                    help="resampling unit: the row's cluster_id (patient/study) or the item")
@@ -41,40 +42,36 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so `chexbench --help` and other commands do not pay for scipy/statsmodels.
     from rich.console import Console
 
-    from harness.io import atomic_write_json
-    from harness.results_schema import ModelInfo, Results, validate_results
+    from harness.results_io import results_id, write_results
+    from harness.results_schema import ModelInfo, Results
     from harness.stats.comparison import compare_pair, rank_runs
-    from harness.stats.run_files import analysis_run_card, load_run, stable_id
+    from harness.stats.run_files import analysis_run_card, load_run
 
+    B = args.bootstrap_samples
     if len(args.runs) < 2:
         raise UserError("compare needs at least two runs")
-    if args.B < 100:
-        raise UserError(f"--bootstrap-samples {args.B} is too few for a 95% percentile CI "
+    if B < 100:
+        raise UserError(f"--bootstrap-samples {B} is too few for a 95% percentile CI "
                         "(use >= 100; default 1000)")
     runs = [load_run(p) for p in args.runs]
-    settings = {"B": args.B, "seed": args.seed, "unit": args.unit}
+    settings = {"B": B, "seed": args.seed, "unit": args.unit}
     block: dict[str, Any]
     if len(runs) == 2:
-        block = compare_pair(runs[0], runs[1], args.B, args.seed, args.permutations, args.unit)
+        block = compare_pair(runs[0], runs[1], B, args.seed, args.permutations, args.unit)
         name = f"{runs[0].name} vs {runs[1].name}"
     else:
-        block = rank_runs(runs, args.B, args.seed, args.unit)
+        block = rank_runs(runs, B, args.seed, args.unit)
         name = "ranking of " + ", ".join(r.name for r in runs)
     sources = {r.source for r in runs}
     source = sources.pop() if len(sources) == 1 and None not in sources else "reproduced"
-    run_id = stable_id("compare", {"inputs": [str(p.resolve()) for p in args.runs], **settings,
-                                   "permutations": args.permutations})
+    run_id = results_id("compare", {"inputs": [str(p.resolve()) for p in args.runs],
+                                    **settings, "permutations": args.permutations})
     results = Results(
         run_id=run_id, kind="comparison", source=source, model=ModelInfo(name=name),
         run_card=analysis_run_card(args.seed, settings, [r.path for r in runs]
                                    + [r.samples_path for r in runs if r.samples_path != r.path]),
         comparison=block)
-    obj = results.model_dump(mode="json")
-    errors = validate_results(obj)
-    if errors:  # a bug here, not bad input: refuse to write an invalid file
-        raise RuntimeError(f"comparison results fail the schema: {errors[:3]}")
-    out = args.output or Path(f"comparison-{run_id.split('-', 1)[1]}.json")
-    atomic_write_json(out, obj)
+    out = write_results(results, args.output or Path(f"comparison-{run_id.split('-', 1)[1]}.json"))
     console = Console(width=max(Console().width, 140))  # tables stay readable in logs
     if len(runs) == 2:
         console.print(pair_table(block, args.alpha))

@@ -15,88 +15,74 @@ import json
 import sys
 from pathlib import Path
 
+from harness.commands import args as common
+from harness.defaults import DEMO_DIR
 from harness.phantom.attributes import DEMO_DISPARITY
-
-DEMO_MODEL_DIR = Path(__file__).resolve().parents[2] / "chexagent" / "assets" / "demo-model"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run CheXbench on the embedded phantom data and demo model",
                        description=__doc__)
-    p.add_argument("--output", default="results/demo", help="where data and results go")
+    common.add_output(p, DEMO_DIR, "where data and results go (default %(default)s)")
     p.add_argument("--smoke", action="store_true",
                    help="use the random-weight smoke model instead of the trained demo model")
-    p.add_argument("--n-per-pair", type=int, default=20, help="phantom items per task/dataset")
-    p.add_argument("--seed", type=int, default=0, help="phantom seed")
-    p.add_argument("--max-gen-toks", type=int, default=96)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--n-per-pair", type=common.positive_int, default=20,
+                   help="phantom items per task/dataset")
+    p.add_argument("--phantom-seed", type=int, default=0,
+                   help="seed of the phantom data (default %(default)s)")
+    p.add_argument("--seed", action=common.DeprecatedAlias, new="--phantom-seed",
+                   dest="phantom_seed", type=int)
+    p.add_argument("--max-gen-toks", type=common.positive_int, default=None,
+                   help="cap on generated tokens (default: the model's official limit)")
+    common.add_batch_size(p)
     p.add_argument("--disparity", default=DEMO_DISPARITY,
                    help="subgroup whose phantom images are made harder, ATTR=GROUP:STRENGTH, "
                    "or 'none'")
-    p.add_argument("--n-fairness", type=int, default=120, help="phantom cardiomegaly items")
+    p.add_argument("--n-fairness", type=common.positive_int, default=120,
+                   help="phantom cardiomegaly items")
     p.add_argument("--no-fairness", action="store_true", help="skip the fairness analysis")
     p.set_defaults(func=run)
 
 
-def ensure_phantom(out: Path, n_per_pair: int, seed: int, disparity: str, n_fairness: int):
-    """Reuse an identical earlier phantom set; regenerate when the arguments differ."""
-    from dataclasses import asdict
-
-    from harness.phantom import Disparity, generate_phantom
-
-    disp = None if disparity.lower() == "none" else Disparity.parse(disparity)
-    manifest = out / "phantom.json"
-    if manifest.is_file():
-        old = json.loads(manifest.read_text())
-        if (old.get("n_per_pair"), old.get("seed"), old.get("disparity"),
-                old.get("n_fairness")) == (n_per_pair, seed, asdict(disp) if disp else None,
-                                           n_fairness):
-            return out
-    generate_phantom(out, n_per_pair=n_per_pair, seed=seed, disparity=disp,
-                     n_fairness=n_fairness)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from harness.cli import main as cli_main
-    from harness.runner import RunSpec, run_benchmark
+    from dataclasses import replace
+
+    from chexagent import DEMO_MODEL_DIR
+    from harness.commands.fairness import print_outcome
+    from harness.fairness.report import fairness_report
+    from harness.phantom.writer import ensure_phantom
+    from harness.runner import RunConfig, RunOptions, RunSpec, run_benchmark
     from harness.tables import print_results
 
     out = Path(args.output)
     steps = 3 if args.no_fairness else 4
     print(f"[1/{steps}] phantom CheXbench data (injected disparity: {args.disparity}) -> "
           f"{out / 'phantom'}")
-    phantom = ensure_phantom(out / "phantom", args.n_per_pair, args.seed, args.disparity,
-                             args.n_fairness)
-    data = phantom / "data.json"
+    phantom = ensure_phantom(out / "phantom", args.n_per_pair, args.phantom_seed,
+                             args.disparity, args.n_fairness)
     trained = DEMO_MODEL_DIR.is_dir() and not args.smoke
     pretrained = str(DEMO_MODEL_DIR) if trained else "smoke"
     label = ("the trained demo CheXagent (tiny, chexagent/assets/demo-model)" if trained else
              "the random-weight smoke model (accuracy at chance by design)")
     print(f"[2/{steps}] evaluating {label} on all 8 tasks")
-    spec = RunSpec(
-        model="chexagent", model_args={"pretrained": pretrained, "dtype": "float32",
-                                       "device": "cpu"},
-        data=str(data), output=str(out / "runs"), batch_size=args.batch_size,
-        max_gen_toks=args.max_gen_toks,
-        display_name="CheXagent demo (tiny)" if trained else None,
-        command=["chexbench", *sys.argv[1:]],
-    )
-    path = run_benchmark(spec)
-    results = json.loads(path.read_text())
+    config = RunConfig(model="chexagent", data=str(phantom / "data.json"),
+                       model_args={"pretrained": pretrained, "dtype": "float32", "device": "cpu"},
+                       max_gen_toks=args.max_gen_toks)
+    options = RunOptions(output=str(out / "runs"), batch_size=args.batch_size,
+                         display_name="CheXagent demo (tiny)" if trained else None,
+                         command=("chexbench", *sys.argv[1:]))
+    path = run_benchmark(RunSpec(config, options)).results
     print(f"[3/{steps}] results")
-    print_results(results)
+    print_results(json.loads(path.read_text()))
     print(f"results: {path}\nsamples: {path.parent / 'samples.jsonl'}")
     if not args.no_fairness:
         print(f"[4/{steps}] fairness (paper section 7) on the phantom cardiomegaly items")
-        fair_spec = RunSpec(**{**spec.__dict__, "data": str(phantom / "fairness.json"),
-                               "tasks": ["chexbench_binary_disease_classification_chexpert"],
-                               "output": str(out / "fairness-runs")})
-        fair_run = run_benchmark(fair_spec)
-        code = cli_main(["fairness", str(fair_run), "--demographics",
-                         str(phantom / "demographics.csv"), "--output", str(out / "fairness")])
-        if code:
-            return code
+        fairness = RunSpec(
+            replace(config, data=str(phantom / "fairness.json"),
+                    tasks=("chexbench_binary_disease_classification_chexpert",)),
+            replace(options, output=str(out / "fairness-runs")))
+        run = run_benchmark(fairness).results
+        print_outcome(fairness_report(run, phantom / "demographics.csv", out / "fairness"))
     print("Browse it beside the paper's rows: chexbench leaderboard --results results "
           "(tick 'Show synthetic demo rows' in the sidebar)")
     return 0

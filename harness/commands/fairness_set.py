@@ -11,6 +11,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from harness.commands import args as common
 from harness.errors import UserError
 
 
@@ -37,12 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'CHEXPERT DEMO.xlsx' (needs openpyxl) or its CSV export: PATIENT, GENDER, "
         "AGE_AT_CXR, PRIMARY_RACE",
     )
-    p.add_argument("--out", "-o", type=Path, required=True, help="the data.json to write")
+    p.add_argument("--output", "-o", type=Path, required=True, help="the data.json to write")
+    p.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output",
+                   type=Path)
     p.add_argument(
         "--demographics-out",
         type=Path,
         default=None,
-        help="the demographics CSV to write (default: <out stem>-demographics.csv beside --out)",
+        help="the demographics CSV to write (default: <output stem>-demographics.csv beside --output)",
     )
     p.add_argument(
         "--image-dir",
@@ -68,14 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.fairness.chexpert_set import SUBTASK, build_fairness_set, write_fairness_set
 
-    out = args.out
+    out = args.output
     demographics_out = args.demographics_out or out.with_name(f"{out.stem}-demographics.csv")
     inputs = {p.resolve() for p in (args.labels, args.demographics)}
     for target in (out, demographics_out):
         if target.resolve() in inputs:
             raise UserError(f"{target}: refusing to overwrite an input file; choose another path")
     if out.resolve() == demographics_out.resolve():
-        raise UserError(f"{out}: --out and --demographics-out must differ")
+        raise UserError(f"{out}: --output and --demographics-out must differ")
     fs = build_fairness_set(
         args.labels,
         args.demographics,

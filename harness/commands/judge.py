@@ -7,8 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
+from harness.commands import args as common
 from harness.errors import UserError
 from harness.taxonomy import TEXT_TASK_NAMES, resolve_task
+
+DEFAULT_JUDGE_MODEL = "gpt-4-0613"  # the paper's judge (Figure 8)
 
 DESCRIPTION = """\
 Judge generated reports pairwise with an OpenAI-compatible chat model, using the paper's
@@ -31,16 +34,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="findings_generation or findings_summarization")
     p.add_argument("--names", nargs="+", help="display names for the runs, in order "
                    "(default: model.name of the results JSON beside each file, else its stem)")
-    p.add_argument("--model", default="gpt-4-0613", help="judge model name (default %(default)s)")
+    p.add_argument("--judge-model", default=DEFAULT_JUDGE_MODEL,
+                   help="the judging LLM's model name (default %(default)s)")
+    p.add_argument("--model", action=common.DeprecatedAlias, new="--judge-model",
+                   dest="judge_model")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
                    "(default: the openai client's, i.e. $OPENAI_BASE_URL or api.openai.com)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the API key (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed sent with every request")
-    p.add_argument("--max-tokens", type=int, default=1024, help="judge answer limit")
-    p.add_argument("--concurrency", type=int, default=16, help="requests in flight at most")
+    p.add_argument("--api-seed", type=int, default=0,
+                   help="seed sent with every request to the judge server (default %(default)s)")
+    p.add_argument("--max-tokens", type=common.positive_int, default=1024,
+                   help="judge answer limit")
+    p.add_argument("--concurrency", type=common.positive_int, default=16,
+                   help="requests in flight at most")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    p.add_argument("--max-attempts", type=int, default=6, help="attempts per judgment")
+    p.add_argument("--max-attempts", type=common.positive_int, default=6,
+                   help="attempts per judgment")
     p.add_argument("--backoff-base", type=float, default=1.0,
                    help="first retry delay in seconds; doubles per failure")
     p.add_argument("--backoff-max", type=float, default=60.0, help="cap on one retry delay")
@@ -48,13 +58,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "~/.cache/chexbench/judge)")
     p.add_argument("--template", type=Path, help="a prompt template with [reference], [report1] "
                    "and [report2] (default: Figure 8 of the paper)")
-    p.add_argument("--output", type=Path,
-                   help="results JSON path (default results/judge/<run_id>.json)")
-    p.add_argument("--max-items", type=int, help="judge a seeded random subset of this many items "
-                   "(the paper judged 152)")
-    p.add_argument("--sample-seed", type=int, default=0, help="seed of the --max-items subset")
-    p.add_argument("--bootstrap-B", type=int, default=1000, help="bootstrap replicates")
-    p.add_argument("--bootstrap-seed", type=int, default=1234, help="bootstrap seed")
+    common.add_output(p, None, "results JSON path (default results/judge/<run_id>.json)",
+                      type=Path)
+    p.add_argument("--max-items", type=common.positive_int,
+                   help="judge a seeded random subset of this many items (the paper judged 152)")
+    p.add_argument("--subset-seed", type=int, default=0,
+                   help="seed of the --max-items subset (default %(default)s)")
+    p.add_argument("--sample-seed", action=common.DeprecatedAlias, new="--subset-seed",
+                   dest="subset_seed", type=int)
+    common.add_bootstrap(p)
+    common.add_seed(p)
     p.add_argument("--price-in", type=float, help="USD per 1M input tokens")
     p.add_argument("--price-out", type=float, help="USD per 1M output tokens")
     p.add_argument("--est-output-tokens", type=int, default=300,
@@ -84,10 +97,6 @@ def run(args: argparse.Namespace) -> int:
     if args.run is not None and not args.against_reference:
         raise UserError("--run judges one run against the references: add --against-reference "
                         "(or compare two runs with --runs A B)")
-    for flag, value in (("--concurrency", args.concurrency), ("--max-attempts", args.max_attempts),
-                        ("--max-tokens", args.max_tokens), ("--bootstrap-B", args.bootstrap_B)):
-        if value < 1:
-            raise UserError(f"{flag} must be at least 1")
     if args.timeout <= 0 or args.backoff_base < 0 or args.backoff_max < 0:
         raise UserError("--timeout must be positive and backoff delays non-negative")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -97,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
         task=task.slug,
         against_reference=args.against_reference,
         names=args.names,
-        judge_model=args.model,
+        judge_model=args.judge_model,
         base_url=args.base_url,
         api_key_env=args.api_key_env,
-        seed=args.seed,
+        seed=args.api_seed,
         max_tokens=args.max_tokens,
         concurrency=args.concurrency,
         policy=RetryPolicy(max_attempts=args.max_attempts, base_delay_s=args.backoff_base,
@@ -109,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
         template=args.template,
         output=args.output,
         max_items=args.max_items,
-        sample_seed=args.sample_seed,
-        bootstrap_b=args.bootstrap_B,
-        bootstrap_seed=args.bootstrap_seed,
+        sample_seed=args.subset_seed,
+        bootstrap_b=args.bootstrap_samples,
+        bootstrap_seed=args.seed,
         price_in=args.price_in,
         price_out=args.price_out,
         est_output_tokens=args.est_output_tokens,
@@ -120,20 +129,3 @@ def run(args: argparse.Namespace) -> int:
         command=list(sys.argv),  # the key is never on the command line
     )
     return run_judge(cfg)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m harness.commands.judge ...`: the same command without loading the others."""
-    parser = argparse.ArgumentParser(prog="chexbench judge", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,29 +4,55 @@ from __future__ import annotations
 
 import argparse
 
+from harness.commands import args as common
 from harness.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "phantom", help="write a synthetic phantom CheXbench data set",
+        "phantom",
+        help="write a synthetic phantom CheXbench data set",
         description="Write deterministic synthetic chest radiographs with known findings, a "
-                    "data.json in the official CheXbench format (all 8 tasks, 14 pairs), "
-                    "fairness.json, demographics.csv and truth.jsonl. Paths in the JSON are "
-                    "relative to --out, which is therefore the image root.",
+        "data.json in the official CheXbench format (all 8 tasks, 14 pairs), "
+        "fairness.json, demographics.csv and truth.jsonl. Paths in the JSON are "
+        "relative to --output, which is therefore the image root.",
     )
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--n-per-pair", type=int, default=20, help="items per task/dataset pair")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", "-o", required=True, help="output folder")
+    p.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output")
+    p.add_argument(
+        "--n-per-pair", type=common.positive_int, default=20, help="items per task/dataset pair"
+    )
+    p.add_argument(
+        "--phantom-seed",
+        type=int,
+        default=0,
+        help="seed of the synthetic data (default %(default)s)",
+    )
+    p.add_argument(
+        "--seed", action=common.DeprecatedAlias, new="--phantom-seed", dest="phantom_seed", type=int
+    )
     p.add_argument("--image-size", type=int, default=128, help="square image side in pixels")
-    p.add_argument("--split", choices=("test", "train"), default="test",
-                   help="train and test draw disjoint patients for the same seed")
-    p.add_argument("--disparity", default=None, metavar="ATTR=GROUP[:STRENGTH]",
-                   help="make one subgroup's images harder, e.g. race=Black:0.6")
-    p.add_argument("--n-text", type=int, default=20,
-                   help="findings generation and summarization items (each)")
-    p.add_argument("--n-fairness", type=int, default=200,
-                   help="cardiomegaly items over distinct CheXpert subjects (fairness.json)")
+    p.add_argument(
+        "--split",
+        choices=("test", "train"),
+        default="test",
+        help="train and test draw disjoint patients for the same seed",
+    )
+    p.add_argument(
+        "--disparity",
+        default=None,
+        metavar="ATTR=GROUP[:STRENGTH]",
+        help="make one subgroup's images harder, e.g. race=Black:0.6",
+    )
+    p.add_argument(
+        "--n-text", type=int, default=20, help="findings generation and summarization items (each)"
+    )
+    p.add_argument(
+        "--n-fairness",
+        type=int,
+        default=200,
+        help="cardiomegaly items over distinct CheXpert subjects (fairness.json)",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,16 +67,28 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--disparity: {exc}") from exc
     try:
         res = generate_phantom(
-            args.out, n_per_pair=args.n_per_pair, seed=args.seed, image_size=args.image_size,
-            split=args.split, disparity=disparity, n_text=args.n_text,
-            n_fairness=args.n_fairness, progress=True,
+            args.output,
+            n_per_pair=args.n_per_pair,
+            seed=args.phantom_seed,
+            image_size=args.image_size,
+            split=args.split,
+            disparity=disparity,
+            n_text=args.n_text,
+            n_fairness=args.n_fairness,
+            progress=True,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    print(f"phantom CheXbench ({args.split}, seed {args.seed}): {res.n_images} images "
-          f"in {res.seconds:.1f} s")
-    for label, path in (("data", res.data_json), ("fairness", res.fairness_json),
-                        ("demographics", res.demographics_csv), ("truth", res.truth_jsonl)):
+    print(
+        f"phantom CheXbench ({args.split}, seed {args.phantom_seed}): {res.n_images} images "
+        f"in {res.seconds:.1f} s"
+    )
+    for label, path in (
+        ("data", res.data_json),
+        ("fairness", res.fairness_json),
+        ("demographics", res.demographics_csv),
+        ("truth", res.truth_jsonl),
+    ):
         print(f"  {label:<13}{path}")
     print(f"  image root   {res.out_dir}")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.stats.bootstrap import DEFAULT_B, DEFAULT_SEED
+from harness.commands import args as common
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,10 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(model vs model; the first is the one positive scores favour)")
     e.add_argument("--task", required=True,
                    choices=["findings_generation", "findings_summarization"])
-    e.add_argument("--n", type=int, default=20, help="items in the study (paper: 20)")
-    e.add_argument("--readers", type=int, default=5, help="number of readers (paper: 5)")
+    e.add_argument("--n", type=common.positive_int, default=20,
+                   help="items in the study (paper: 20)")
+    e.add_argument("--readers", type=common.positive_int, default=5,
+                   help="number of readers (paper: 5)")
     e.add_argument("--seed", type=int, required=True, help="study seed (selection, sides, order)")
-    e.add_argument("--out", type=Path, required=True, help="folder for packets/, redcap/, key/")
+    e.add_argument("--output", "-o", type=Path, required=True,
+                   help="folder for packets/, redcap/, key/")
+    e.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output",
+                   type=Path)
     e.add_argument("--stratify", choices=["none", "dataset", "score"], default="none",
                    help="stratified selection: by dataset, or by the model's automatic score "
                         "(above / at-or-below the median of --score-metric)")
@@ -58,10 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="key/key.json of the study (one per task for a two-row Figure 4)")
     a.add_argument("--ratings", nargs="+", required=True, type=Path,
                    help="filled packet CSVs (or the HTML page's download), or a REDCap export")
-    a.add_argument("--out", type=Path, default=Path("results/reader_study"),
-                   help="folder for reader_study.json, reader_study.png, scores.csv")
-    a.add_argument("--B", type=int, default=DEFAULT_B, help="bootstrap replicates")
-    a.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed")
+    common.add_output(p=a, default=Path("results/reader_study"), type=Path,
+                      help="folder for reader_study.json, reader_study.png, scores.csv")
+    common.add_bootstrap(a)
+    common.add_seed(a)
     a.set_defaults(func=run_analyze)
 
 
@@ -70,12 +75,12 @@ def run_export(args: argparse.Namespace) -> int:
 
     key = write_export(ExportConfig(
         runs=[str(r) for r in args.runs], task=args.task, n=args.n, readers=args.readers,
-        seed=args.seed, out=args.out, stratify=args.stratify, score_metric=args.score_metric,
+        seed=args.seed, out=args.output, stratify=args.stratify, score_metric=args.score_metric,
         data=args.data, image_root=args.image_root, image_map=args.image_map,
         thumbnails=not args.no_thumbnails, force=args.force))
     import json
 
-    log = json.loads((args.out / "key" / "scrub_log.json").read_text(encoding="utf-8"))
+    log = json.loads((args.output / "key" / "scrub_log.json").read_text(encoding="utf-8"))
     sides = [s for it in log["items"] for s in (it["x"], it["y"])]
     changes = sum(len(s["changes"]) for s in sides)
     prior = sum(1 for s in sides if any(f["rule"] == "prior_reference" for f in s["flags"]))
@@ -83,25 +88,27 @@ def run_export(args: argparse.Namespace) -> int:
                  if any(f["rule"] == "deidentification_placeholder" for f in s["flags"]))
     print(f"study {key['study_id']}: {key['n_items']} items x {len(key['readers'])} readers, "
           f"X on side A {key['balance']['x_on_A']} / B {key['balance']['x_on_B']}")
-    print(f"packets: {args.out / 'packets'}  REDCap: {args.out / 'redcap'}")
+    print(f"packets: {args.output / 'packets'}  REDCap: {args.output / 'redcap'}")
     print(f"scrubber: {changes} edits; flagged in key/scrub_log.json: {prior} texts still refer "
           f"to a prior study, {blanks} hold de-identification blanks (___)")
-    print(f"key: {args.out / 'key' / 'key.json'} (un-blinds the study: keep it from readers)")
+    print(f"key: {args.output / 'key' / 'key.json'} (un-blinds the study: keep it from readers)")
     return 0
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from harness.io import atomic_write_json, atomic_write_text
+    from harness.io import atomic_write_text
     from harness.reader_study.plot import write_figure
     from harness.reader_study.ratings import load_key, read_ratings
     from harness.reader_study.report import build_results
+    from harness.results_io import write_results
 
     keys = [load_key(k) for k in args.key]
     ratings = read_ratings(list(args.ratings), keys)
-    results, frame = build_results(keys, ratings, args.B, args.seed,
-                                   [*args.key, *args.ratings])
-    out = args.out
-    atomic_write_json(out / "reader_study.json", results)
+    model, frame = build_results(keys, ratings, args.bootstrap_samples, args.seed,
+                                 [*args.key, *args.ratings])
+    out = args.output
+    write_results(model, out / "reader_study.json")
+    results = model.model_dump(mode="json")
     atomic_write_text(out / "scores.csv", frame.to_csv(index=False))
     write_figure(results["reader_study"]["tasks"], out / "reader_study.png")
     for task, t in results["reader_study"]["tasks"].items():

@@ -1,4 +1,10 @@
-"""`chexbench run`: evaluate one model on CheXbench tasks."""
+"""`chexbench run`: evaluate one model on CheXbench tasks.
+
+Every option can also come from a YAML file (`--config run.yaml`, lm-eval's convention) whose
+keys are the option names with underscores (`model`, `model_args`, `tasks`, `data`, `seed`,
+`bootstrap_samples`, ...); options given on the command line win. The run card records the
+resolved configuration.
+"""
 
 from __future__ import annotations
 
@@ -6,84 +12,123 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from harness.errors import UserError
-
-
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Model selection flags shared by run, check-adapter and demo."""
-    p.add_argument("--model", required=True, help="adapter name (see `chexbench adapters`)")
-    p.add_argument("--model-args", default="",
-                   help="k=v,... passed to the adapter, e.g. pretrained=DIR,dtype=bfloat16")
-    p.add_argument("--adapter-file", action="append", default=[],
-                   help="a Python file defining a VisionLanguageAdapter subclass (repeatable)")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="allow models whose code lives on the hub (e.g. CheXagent-8b) to run it")
-
-
-def model_args_from(args: argparse.Namespace) -> dict:
-    from model_adapters.loading import parse_model_args
-    from model_adapters.registry import load_adapter_file
-
-    for path in args.adapter_file:
-        load_adapter_file(path)
-    try:
-        model_args = parse_model_args(args.model_args)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    if args.trust_remote_code:
-        model_args["trust_remote_code"] = True
-    return model_args
+from harness.commands import args as common
+from harness.defaults import RUNS_DIR
+from harness.errors import UserError, did_you_mean, one_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="evaluate a model on CheXbench tasks",
-                       description="Evaluate a model; re-running the same command resumes.")
-    add_model_arguments(p)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML file of run options (see above)")
+    common.add_model(p, required=False)
     p.add_argument("--tasks", default="chexbench",
                    help="comma-separated tasks or groups (default: all 8 tasks)")
-    p.add_argument("--data", required=True, help="CheXbench data.json (official or phantom)")
+    p.add_argument("--data", help="CheXbench data.json (official or phantom)")
     p.add_argument("--image-root", help="folder the data.json image paths are relative to")
     p.add_argument("--image-map", help="YAML map from path prefix / data_source to folders")
     p.add_argument("--skip-missing", action="store_true",
                    help="exclude items whose images are missing (counted in the results)")
-    p.add_argument("--output", default="results/runs", help="results folder")
-    p.add_argument("--batch-size", type=int, default=8, help="items per forward batch")
-    p.add_argument("--mc-mode", choices=["loglikelihood", "generate"], default="loglikelihood")
-    p.add_argument("--max-gen-toks", type=int, default=None,
+    common.add_output(p, RUNS_DIR, "results folder (default %(default)s)")
+    common.add_batch_size(p)
+    p.add_argument("--mc-mode", choices=["loglikelihood", "generate"], default=None,
+                   help="multiple choice by option log-likelihood (the paper) or by generating "
+                   "a letter (default: log-likelihood, or the preset's official mode)")
+    p.add_argument("--max-gen-toks", type=common.positive_int, default=None,
                    help="cap on generated tokens for the text tasks (default: each model's "
                    "official limit, docs/protocol.md); a different value is recorded as a "
                    "deviation in the run card")
-    p.add_argument("--seed", type=int, default=1234, help="seed for the bootstrap CIs")
-    p.add_argument("--bootstrap-b", type=int, default=1000, help="bootstrap resamples per CI")
-    p.add_argument("--limit", type=int, help="score only the first N items per task (debug)")
+    common.add_seed(p)
+    common.add_bootstrap(p)
+    p.add_argument("--limit", type=common.positive_int,
+                   help="score only the first N items per task (debug)")
     p.add_argument("--text-metrics", choices=["all", "rouge"], default="all",
                    help="'rouge' skips the model-based report metrics")
-    p.add_argument("--num-processes", type=int, default=1,
+    p.add_argument("--num-processes", type=common.positive_int, default=1,
                    help="data-parallel processes (launches accelerate)")
-    p.add_argument("--name", help="display name of the model in tables and the leaderboard")
-    p.set_defaults(func=run)
+    common.add_display_name(p, "display name of the model in tables and the leaderboard")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def resolve_config(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse `argv` over the defaults a `--config` YAML sets: command-line options win."""
+    first, _ = p.parse_known_args(argv)
+    if first.config is None:
+        return p.parse_args(argv)
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(first.config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"--config {first.config}: cannot read ({one_line(exc)})") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"--config {first.config}: expected a mapping of option: value")
+    dests = {a.dest for a in p._actions if a.dest not in ("help", "config")}
+    defaults: dict[str, Any] = {}
+    for key, value in loaded.items():
+        dest = str(key).replace("-", "_")
+        if dest not in dests:
+            raise did_you_mean("option", str(key), sorted(dests), f" in --config {first.config}")
+        if dest == "model_args" and isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in value.items())
+        elif dest == "tasks" and isinstance(value, list):
+            value = ",".join(map(str, value))
+        defaults[dest] = value
+    p.set_defaults(**defaults)
+    return p.parse_args(argv)
+
+
+def build_spec(args: argparse.Namespace) -> Any:
+    """The run as the library takes it: presets expanded, arguments checked."""
+    from harness.runner import RunConfig, RunOptions, RunSpec
+    from model_adapters.presets import expand_model
+
+    if not args.model:
+        raise UserError("--model is required (an adapter or preset; see `chexbench adapters`)")
+    if not args.data:
+        raise UserError("--data is required (a CheXbench data.json)")
+    adapter, model_args, preset = expand_model(args.model, common.model_args_from(args),
+                                               args.trust_remote_code)
+    mc_mode = args.mc_mode or (preset.mc_mode if preset and preset.mc_mode else "loglikelihood")
+    config = RunConfig(
+        model=adapter, data=args.data, model_args=model_args,
+        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+        image_root=args.image_root, image_map=args.image_map, skip_missing=args.skip_missing,
+        mc_mode=mc_mode, max_gen_toks=args.max_gen_toks, limit=args.limit, seed=args.seed,
+        bootstrap_samples=args.bootstrap_samples, text_metrics=args.text_metrics)
+    options = RunOptions(output=args.output, batch_size=args.batch_size,
+                         show_progress=not args.no_progress, display_name=args.display_name,
+                         command=("chexbench", *sys.argv[1:]))
+    return RunSpec(config, options)
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.runner import RunSpec, run_benchmark
+    from harness.data import file_sha256
+    from harness.runner import expand_tasks, run_benchmark
     from harness.tables import print_results
 
+    if args.config is not None:  # re-parse so the YAML fills only what the line left unset
+        standalone = argparse.ArgumentParser(prog="chexbench run")
+        add_arguments(standalone)
+        args = resolve_config(standalone, args.argv[1:])
+    spec = build_spec(args)
+    expand_tasks(list(spec.config.tasks))  # a misspelt task fails before anything starts
     if args.num_processes > 1:
         from harness.multiprocess import launch_data_parallel
 
-        return launch_data_parallel(args.num_processes, sys.argv[1:])
-    spec = RunSpec(
-        model=args.model, model_args=model_args_from(args), data=args.data,
-        tasks=[t for t in args.tasks.split(",") if t.strip()], image_root=args.image_root,
-        image_map=args.image_map, skip_missing=args.skip_missing, output=args.output,
-        batch_size=args.batch_size, mc_mode=args.mc_mode, max_gen_toks=args.max_gen_toks,
-        seed=args.seed, bootstrap_B=args.bootstrap_b, limit=args.limit,
-        display_name=args.name, text_metrics=args.text_metrics,
-        command=["chexbench", *sys.argv[1:]],
-    )
-    path = run_benchmark(spec)
-    if path.name == "results.json" and path.is_file():
-        print_results(json.loads(Path(path).read_text()))
+        code = launch_data_parallel(spec, args.num_processes)
+        path = (Path(spec.options.output) / spec.config.run_id(file_sha256(Path(args.data)))
+                / "results.json")
+    else:
+        code, path = 0, run_benchmark(spec).results
+    if code == 0 and path is not None and path.is_file():
+        print_results(json.loads(path.read_text()))
         print(f"results: {path}\nsamples: {path.parent / 'samples.jsonl'}")
-    return 0
+    return code

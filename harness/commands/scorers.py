@@ -4,9 +4,12 @@ them, so a missing one is found before a long run rather than after it."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from harness.text_metrics.cache import cache_root, fetch, scorer_files
-from harness.text_metrics.config import BERTSCORE_PRESETS, TextMetricsConfig
+from harness.commands import args as common
+
+if TYPE_CHECKING:
+    from harness.text_metrics.config import TextMetricsConfig
 
 SCORERS = ("chexbert", "radgraph", "bertscore", "radcliq")
 
@@ -14,9 +17,10 @@ SCORERS = ("chexbert", "radgraph", "bertscore", "radcliq")
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None,
                    help="scorer cache (default: $CHEXBENCH_CACHE/scorers or ~/.cache/chexbench/scorers)")
-    p.add_argument("--bertscore-preset", choices=sorted(BERTSCORE_PRESETS), default="radeval")
+    common.add_bertscore_preset(p)
     p.add_argument("--radgraph-model-type", default="radgraph",
-                   choices=["radgraph", "radgraph-xl", "modern-radgraph-xl"])
+                   choices=["radgraph", "radgraph-xl", "modern-radgraph-xl"],
+                   help="RadGraph checkpoint family (default %(default)s)")
 
 
 def register(sub) -> None:
@@ -34,6 +38,8 @@ def register(sub) -> None:
 
 
 def config_from(args: argparse.Namespace) -> TextMetricsConfig:
+    from harness.text_metrics.config import TextMetricsConfig
+
     return TextMetricsConfig.with_bertscore_preset(
         args.bertscore_preset, cache_dir=args.cache_dir,
         radgraph_model_type=args.radgraph_model_type)
@@ -50,6 +56,8 @@ def _size(n: int) -> str:
 def run_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+
+    from harness.text_metrics.cache import cache_root, scorer_files
 
     cfg = config_from(args)
     table = Table(title=f"scorer cache: {cache_root(cfg.cache_dir)}")
@@ -68,6 +76,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    from harness.text_metrics.cache import cache_root, fetch
+
     cfg = config_from(args)
     got = fetch(cfg, set(args.only) if args.only else None)
     print(f"fetched {len(got)} item(s) into {cache_root(cfg.cache_dir)}" if got

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tasks", help="list CheXbench tasks and their sizes")
@@ -14,8 +12,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     from harness.docs import cached_data
-    from harness.taxonomy import PERCEPTION_SUBTASKS, TASK_TYPES, TEXT_TASK_NAMES
+    from harness.taxonomy import (
+        PERCEPTION_GROUP,
+        PERCEPTION_SUBTASKS,
+        TASK_TYPES,
+        TEXT_TASK_NAMES,
+        group_name,
+    )
 
     data = cached_data(args.data) if args.data else None
     table = Table(title="CheXbench tasks (lm-eval names)")
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = wide_console()
     console.print(table)
-    groups = ", ".join(["chexbench", "chexbench_perception"]
-                       + [f"chexbench_{t.slug}" for t in TASK_TYPES if t.kind == "perception"])
+    groups = ", ".join(["chexbench", PERCEPTION_GROUP]
+                       + [group_name(t) for t in TASK_TYPES if t.kind == "perception"])
     console.print(f"Groups: {groups}")
     return 0

@@ -7,8 +7,6 @@ finished work and rerunning the same command resumes where the last run stopped.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import os
 import sys
@@ -22,8 +20,8 @@ import numpy as np
 
 from harness import __version__
 from harness.data import file_sha256
+from harness.defaults import BOOTSTRAP_SAMPLES, SEED
 from harness.errors import UserError
-from harness.io import atomic_write_json, atomic_write_jsonl
 from harness.judge.cache import Judgment, JudgmentCache, default_cache_dir, now_iso
 from harness.judge.chart import write_chart
 from harness.judge.client import JudgeClient, JudgeFatalError, RetryPolicy
@@ -37,14 +35,13 @@ from harness.judge.pairs import (
 )
 from harness.judge.prompt import load_template, parse_verdict
 from harness.judge.runner import JudgeSettings, PlannedPair, plan_requests, run_requests
-from harness.results_schema import ModelInfo, Results, RunCard, validate_results
+from harness.results_io import results_id, write_results
+from harness.results_schema import ModelInfo, Results, RunCard
 from harness.run_card import git_commit, package_versions
 
 log = logging.getLogger("chexbench.judge")
 # harness.stats.bootstrap's defaults, repeated so that starting a run does not import the
 # statistics stack (a test keeps them equal).
-DEFAULT_B = 1000
-DEFAULT_SEED = 1234
 DEFAULT_OPENAI_HOST = "api.openai.com"
 
 
@@ -66,8 +63,8 @@ class JudgeConfig:
     output: Path | None = None
     max_items: int | None = None
     sample_seed: int = 0
-    bootstrap_b: int = DEFAULT_B
-    bootstrap_seed: int = DEFAULT_SEED
+    bootstrap_b: int = BOOTSTRAP_SAMPLES
+    bootstrap_seed: int = SEED
     price_in: float | None = None
     price_out: float | None = None
     est_output_tokens: int = 300
@@ -151,13 +148,11 @@ def redact_argv(argv: list[str] | None) -> list[str] | None:
 
 
 def _run_id(cfg: JudgeConfig, template_sha: str, runs: list[RunSamples]) -> str:
-    payload = {"judge_model": cfg.judge_model, "template": template_sha, "seed": cfg.seed,
-               "max_tokens": cfg.max_tokens, "task": cfg.task,
-               "against_reference": cfg.against_reference,
-               "inputs": [(r.name, file_sha256(r.path)) for r in runs],
-               "max_items": cfg.max_items, "sample_seed": cfg.sample_seed}
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-    return f"judge-{digest[:12]}"
+    return results_id("judge", {
+        "judge_model": cfg.judge_model, "template": template_sha, "seed": cfg.seed,
+        "max_tokens": cfg.max_tokens, "task": cfg.task, "against_reference": cfg.against_reference,
+        "inputs": [(r.name, file_sha256(r.path)) for r in runs], "max_items": cfg.max_items,
+        "sample_seed": cfg.sample_seed, "bootstrap": [cfg.bootstrap_b, cfg.bootstrap_seed]})
 
 
 def _print_dry_run(cfg: JudgeConfig, todo_prompts: list[str], cached: int, planned: int) -> None:
@@ -330,14 +325,8 @@ def _write_outputs(cfg, template, runs, pairs, judgments, new, retries, transpor
         samples_file=samples_path.name,
         judge=judge_block,
     )
-    payload = results.model_dump(mode="json")
-    errors = validate_results(payload)
-    if errors:
-        raise RuntimeError("judge results do not match the results schema: " + "; ".join(errors))
-    atomic_write_jsonl(samples_path, sample_rows)
-    atomic_write_jsonl(ledger_path, ledger_rows)
     write_chart(summaries, cfg.judge_model, chart_path)
-    atomic_write_json(out_json, payload)
+    write_results(results, out_json, {samples_path: sample_rows, ledger_path: ledger_rows})
     for s in summaries:
         print(f"{s['model_a']} vs {s['model_b']} (n={s['n']}): "
               f"win {s['win']['value']:.3f}  tie {s['tie']['value']:.3f}  "

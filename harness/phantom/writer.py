@@ -175,3 +175,19 @@ def generate_phantom(
         manifest=out_dir / MANIFEST, n_images=len(factory.truth),
         seconds=time.perf_counter() - start,
     )
+
+
+def ensure_phantom(out: Path, n_per_pair: int, seed: int, disparity: str,
+                   n_fairness: int) -> Path:
+    """Reuse an identical earlier phantom set; regenerate when the arguments differ."""
+    disp = None if disparity.lower() == "none" else Disparity.parse(disparity)
+    manifest = out / "phantom.json"
+    if manifest.is_file():
+        old = json.loads(manifest.read_text())
+        if (old.get("n_per_pair"), old.get("seed"), old.get("disparity"),
+                old.get("n_fairness")) == (n_per_pair, seed, asdict(disp) if disp else None,
+                                           n_fairness):
+            return out
+    generate_phantom(out, n_per_pair=n_per_pair, seed=seed, disparity=disp,
+                     n_fairness=n_fairness)
+    return out

@@ -21,9 +21,9 @@ from harness.stats.multiplicity import holm
 from harness.stats.paired import mcnemar_exact, paired_delta_ci, paired_permutation_test
 from harness.stats.ranking import RankPart, rank_table
 from harness.stats.run_files import RunFiles
+from harness.taxonomy import PERCEPTION_HEADLINE, higher_is_better
 
-ACCURACY = "acc_chexbench"  # the headline perception metric; per-item value is `correct`
-LOWER_IS_BETTER = ("radcliq",)
+ACCURACY = PERCEPTION_HEADLINE  # per-item value is `correct`
 
 
 @dataclass
@@ -148,14 +148,14 @@ def rank_runs(runs: Sequence[RunFiles], B: int, seed: int, unit: str = "cluster"
             ok = ~np.isnan(scores).any(axis=0)
             if not ok.any():
                 continue
-            sign = -1.0 if any(t in metric.lower() for t in LOWER_IS_BETTER) else 1.0
+            sign = 1.0 if higher_is_better(metric) else -1.0
             family = "perception/" + metric if metric == ACCURACY else "text/" + metric
             families.setdefault(family, []).append(RankPart(
                 subtask, sign * scores[:, ok], None if clusters is None else clusters[ok]))
     rankings = {}
     for family, parts in sorted(families.items()):
         table = rank_table(names, parts, B, derive_seed(seed, family))
-        sign = -1.0 if any(t in family.lower() for t in LOWER_IS_BETTER) else 1.0
+        sign = 1.0 if higher_is_better(family.split("/", 1)[1]) else -1.0
         rankings[family] = {
             "members": [p.name for p in parts],
             "higher_is_better": sign > 0,

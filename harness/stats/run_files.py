@@ -7,7 +7,6 @@ saying which inputs, seed and bootstrap settings produced them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +73,3 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             raise UserError(f"{path}: line {lineno} is not a JSON object")
     return rows
 
-
-def stable_id(prefix: str, payload: dict[str, Any]) -> str:
-    """Same inputs and settings give the same run_id."""
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-    return f"{prefix}-{digest[:12]}"

@@ -7,8 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.defaults import BERTSCORE_PRESET, BERTSCORE_PRESET_NAMES, TEXT_METRIC_FAMILIES
+from harness.errors import UserError
+
 MetricFamily = Literal["rougeL", "bertscore", "chexbert", "radgraph", "radcliq"]
-ALL_FAMILIES: tuple[str, ...] = ("rougeL", "bertscore", "chexbert", "radgraph", "radcliq")
+ALL_FAMILIES: tuple[str, ...] = TEXT_METRIC_FAMILIES
 
 
 class BertScoreConfig(BaseModel):
@@ -34,13 +37,16 @@ BERTSCORE_PRESETS: dict[str, BertScoreConfig] = {
     # The input RadCliQ-v1 was fitted on (CXR-Report-Metric): distilroberta-base, rescaled.
     "radcliq": BertScoreConfig(model="distilroberta-base", num_layers=5),
 }
+if tuple(BERTSCORE_PRESETS) != BERTSCORE_PRESET_NAMES:  # the CLI lists presets without pydantic
+    raise ImportError("harness.defaults.BERTSCORE_PRESET_NAMES is out of date")
 
 
 class TextMetricsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metrics: list[MetricFamily] = Field(default_factory=lambda: list(ALL_FAMILIES))
-    bertscore: BertScoreConfig = Field(default_factory=lambda: BERTSCORE_PRESETS["radeval"])
+    bertscore: BertScoreConfig = Field(
+        default_factory=lambda: BERTSCORE_PRESETS[BERTSCORE_PRESET])
     radcliq_bertscore: BertScoreConfig = Field(
         default_factory=lambda: BERTSCORE_PRESETS["radcliq"])
     radgraph_model_type: Literal["radgraph", "radgraph-xl", "modern-radgraph-xl"] = "radgraph"
@@ -51,5 +57,5 @@ class TextMetricsConfig(BaseModel):
     @classmethod
     def with_bertscore_preset(cls, preset: str, **kwargs: object) -> TextMetricsConfig:
         if preset not in BERTSCORE_PRESETS:
-            raise ValueError(f"unknown BERTScore preset {preset!r}; known: {sorted(BERTSCORE_PRESETS)}")
+            raise UserError(f"unknown BERTScore preset {preset!r}; known: {sorted(BERTSCORE_PRESETS)}")
         return cls(bertscore=BERTSCORE_PRESETS[preset], **kwargs)

@@ -14,12 +14,13 @@ import numpy as np
 
 from harness.results_schema import MetricValue
 from harness.stats.bootstrap import DEFAULT_B, DEFAULT_SEED
+from harness.taxonomy import TEXT_HEADLINES
 from harness.text_metrics import aggregate
 from harness.text_metrics.cache import ScorerUnavailable, cache_root
 from harness.text_metrics.cleaning import clean_report
 from harness.text_metrics.config import TextMetricsConfig
 
-HEADLINE = "radgraph_partial"  # RG_ER, the usual headline of report generation tables
+HEADLINE = TEXT_HEADLINES["findings_generation"]  # RG_ER, the report-generation headline
 FAMILY_METRICS: dict[str, tuple[str, ...]] = {
     "rougeL": ("rougeL",),
     "bertscore": ("bertscore_f1",),

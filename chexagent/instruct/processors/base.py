@@ -16,6 +16,7 @@ import pandas as pd
 
 from chexagent.instruct.schema import Instance, Split
 from chexagent.instruct.templates import format_options, pick
+from harness.errors import UserError
 
 # The 14 CheXpert observations (CheXpert and MIMIC-CXR label files share them), names as the
 # benchmark writes them in options.
@@ -27,7 +28,7 @@ CHEXPERT_LABELS: tuple[str, ...] = (
 DISEASES = tuple(label for label in CHEXPERT_LABELS if label != "No Finding")
 
 
-class MetadataError(FileNotFoundError):
+class MetadataError(UserError, FileNotFoundError):
     """A dataset's official metadata file is missing or has the wrong columns."""
 
 
