@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from harness.errors import UserError
+from harness.errors import UserError, one_line
 
 # A film with more than this share of its pixels at 0 or 255 after conversion is reported:
 # the phantom films have at most ~4%, real chest films rarely more than a third (borders).
@@ -35,11 +35,6 @@ HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 COLOR_DICOM = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _warned: set[tuple[str, str]] = set()
-
-
-def _short(exc: BaseException) -> str:
-    """A library's error message folded onto one line (the CLI prints one line per error)."""
-    return " ".join(str(exc).split()) or exc.__class__.__name__
 
 
 class RadiographError(UserError, ValueError):
@@ -202,7 +197,7 @@ def _dicom_to_rgb(path: Path) -> Image.Image:
     try:
         ds = pydicom.dcmread(path, force=not is_dicom(path))
     except (InvalidDicomError, OSError, ValueError, EOFError, struct.error) as exc:
-        raise RadiographError(path, f"not a readable DICOM file ({_short(exc)})") from exc
+        raise RadiographError(path, f"not a readable DICOM file ({one_line(exc)})") from exc
     if "PixelData" not in ds:
         raise RadiographError(path, "DICOM file without pixel data")
     frames = int(ds.get("NumberOfFrames") or 1)
@@ -219,7 +214,7 @@ def _dicom_to_rgb(path: Path) -> Image.Image:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         syntax_name = getattr(syntax, "name", syntax) or "unknown transfer syntax"
         raise RadiographError(
-            path, f"cannot decode DICOM pixel data ({syntax_name}): {_short(exc)}"
+            path, f"cannot decode DICOM pixel data ({syntax_name}): {one_line(exc)}"
         ) from exc
     if photometric in ("MONOCHROME1", "MONOCHROME2") and pixels.ndim == 2:
         return Image.fromarray(to_8bit(_dicom_unit(ds, pixels), 0.0, 1.0), "L").convert("RGB")
@@ -257,6 +252,6 @@ def decode(path: str | Path) -> Image.Image:
             with Image.open(path) as im:
                 rgb = to_rgb8(im, path)
         except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise RadiographError(path, f"{exc.__class__.__name__}: {_short(exc)}") from exc
+            raise RadiographError(path, f"{exc.__class__.__name__}: {one_line(exc)}") from exc
     _warn_if_saturated(rgb, path)
     return rgb

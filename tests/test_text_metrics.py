@@ -8,6 +8,7 @@ import pytest
 from rouge_score.rouge_scorer import RougeScorer
 from sklearn.metrics import classification_report
 
+from harness.errors import UserError
 from harness.results_schema import MetricValue
 from harness.text_metrics import BERTSCORE_PRESETS, TextMetricsConfig, clean_report, score_texts
 from harness.text_metrics.aggregate import f1_metric, label_f1, label_f1_replicates
@@ -89,7 +90,7 @@ def test_bertscore_presets():
     assert BERTSCORE_PRESETS["bertscore-default"].model == "roberta-large"
     assert BERTSCORE_PRESETS["bertscore-default"].num_layers == 17
     assert TextMetricsConfig.with_bertscore_preset("bertscore-default").bertscore.num_layers == 17
-    with pytest.raises(ValueError, match="unknown BERTScore preset"):
+    with pytest.raises(UserError, match="unknown BERTScore preset"):
         TextMetricsConfig.with_bertscore_preset("nope")
 
 

@@ -1,4 +1,4 @@
-"""`chexbench lm-eval ...`: lm-eval's own CLI with CheXbench models and tasks registered.
+r"""`chexbench lm-eval ...`: lm-eval's own CLI with CheXbench models and tasks registered.
 
 lm-eval has no plug-in discovery for models, so this registers every adapter (built-in,
 installed plug-ins) as an lm-eval model and adds our task folder to --include_path, then
@@ -47,6 +47,9 @@ def _refuse_uncounted(argv: list[str]) -> None:
 
 
 def run_passthrough(argv: list[str]) -> int:
+    if argv in ([], ["--help"], ["-h"]):  # ours, without importing lm-eval or torch
+        print(__doc__.strip() + "\n\nlm-eval's own options: chexbench lm-eval run --help")
+        return 0
     from lm_eval.__main__ import cli_evaluate
 
     from harness.run_card import TASKS_DIR

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one run folder or results.json (model vs physician reference), or two "
                         "(model vs model; the first is the one positive scores favour)")
     e.add_argument("--task", required=True,
-                   choices=["findings_generation", "findings_summarization"])
+                   choices=["findings_generation", "findings_summarization"],
+                   help="which text task's reports the readers compare")
     e.add_argument("--n", type=common.positive_int, default=20,
                    help="items in the study (paper: 20)")
     e.add_argument("--readers", type=common.positive_int, default=5,

@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "submissions", help="review leaderboard submissions",
         description="List submissions, or accept / reject one by id. Accepted ones show on the "
                     "leaderboard as 'submitted (accepted)'; rejected ones are hidden.")
-    p.add_argument("action", choices=["list", "accept", "reject"])
+    p.add_argument("action", choices=["list", "accept", "reject"],
+                   help="list submissions, or accept / reject the one named by ID")
     p.add_argument("id", nargs="?", help="submission id (from `list`)")
     p.add_argument("--note", help="reason recorded in the submission's history")
     p.add_argument("--results", default="results", help="leaderboard results folder")
