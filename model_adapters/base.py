@@ -45,6 +45,9 @@ class GenerationSettings:
     max_new_tokens: int = 256
     source: str = ""  # file:line of the official value
     deviations: tuple[str, ...] = ()
+    # Text that ends a generation where the official code stops on it (LLaVA-Med's "###"
+    # keyword, XrayGPT's "###" token ids); the text is cut before it. EOS ids: `eos_token_ids`.
+    stop_strings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -126,6 +129,24 @@ class VisionLanguageAdapter(abc.ABC):
         generation-mode multiple choice): the official `generate()` wrapper's conversation
         template. Defaults to the multiple-choice template."""
         return self.prompt_segments(context, n_images)
+
+    def postprocess_generation(self, text: str) -> str:
+        """The official `generate()` wrapper's clean-up of the decoded text (findings generation
+        and summarization), applied after the stop strings are cut. Identity by default."""
+        return text
+
+    def split_option(self, last_piece: str, continuation: str
+                     ) -> tuple[list[int], list[int]] | None:
+        """(context ids, scored option ids) of the last prompt piece followed by the option,
+        when the official scorer locates the option its own way (`model_adapters.spans`).
+
+        The context ids are fed but not scored; they may differ between the options of one item
+        (LLaVA-Med's "▁" after `<im_end>`). None: the engine's rule, the tail of
+        tokenize(piece + option) after tokenize(piece). Also None when the official rule is
+        undefined for this text (the official code would have failed its assert); the engine
+        then falls back to its own rule and counts it.
+        """
+        return None
 
     def bos(self) -> list[Segment]:
         """The tokenizer's BOS as a segment (empty when it has none), for `prompt_segments`."""

@@ -298,13 +298,20 @@ class CheXbenchLM(LM):
     def split_continuation(self, last_piece: str, continuation: str) -> tuple[list[int], list[int]]:
         """Token ids of the last prompt piece and of the continuation, exact at the boundary.
 
-        The continuation's tokens are the tail of tokenize(piece + continuation) whenever the
-        piece's own tokens are a prefix of it; only when a tokenizer merges across the boundary
-        do we fall back to tokenising the continuation on its own (counted in stats).
+        The adapter's `split_option` (the official scorer's rule) decides when it has one.
+        Otherwise the continuation's tokens are the tail of tokenize(piece + continuation)
+        whenever the piece's own tokens are a prefix of it; only when a tokenizer merges across
+        the boundary do we fall back to tokenising the continuation on its own (counted in stats).
         """
+        official = self.adapter.split_option(last_piece, continuation)
+        if official is not None:  # the adapter's official rule (model_adapters.spans)
+            return official
+        # An adapter with its own rule returns None only where that rule is undefined.
+        fell_back = type(self.adapter).split_option is not VisionLanguageAdapter.split_option
         ctx = self.adapter.tokenize(last_piece) if last_piece else []
         whole = self.adapter.tokenize(last_piece + continuation)
         if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
+            self.stats.boundary_fallbacks += int(fell_back)
             return ctx, whole[len(ctx):]
         self.stats.boundary_fallbacks += 1
         return ctx, self.adapter.tokenize(continuation)
@@ -423,18 +430,21 @@ class CheXbenchLM(LM):
         for item in items:
             parts, last = self._prefix_parts(item.context, len(item.images))
             splits = [self.split_continuation(last, c) for c in item.continuations]
-            ctx_last = splits[0][0]  # the same for every option: it depends on `last` only
+            # The options share the context up to where their context ids part (an official
+            # rule may leave a token such as "▁" unscored); the rest is fed, not scored.
+            ctx_last = _common_prefix([ctx for ctx, _ in splits])
             embeds, item_media = self._embed_parts(parts + [ctx_last], item, encodings)
             prefixes.append(embeds)
             media.append(item_media)
-            option_ids.append([s[1] for s in splits])
+            option_ids.append([(ctx[len(ctx_last):] + opt, len(ctx) - len(ctx_last))
+                               for ctx, opt in splits])
         last_logits, cache, mask, lengths, media_batch = self._run_prefix(prefixes, media)
         last_logp = torch.log_softmax(last_logits, dim=-1)
 
         # Row indices stay on the CPU for the cache: its layers may sit on several devices.
         rows_cpu = torch.tensor([i for i, opts in enumerate(option_ids) for _ in opts])
         rows = rows_cpu.to(mask.device)
-        flat = [ids for opts in option_ids for ids in opts]
+        flat = [ids for opts in option_ids for ids, _ in opts]
         width = max(len(ids) for ids in flat)
         pad = 0
         tok = torch.full((len(flat), width), pad, dtype=torch.long, device=mask.device)
@@ -457,14 +467,12 @@ class CheXbenchLM(LM):
         r = 0
         for i, opts in enumerate(option_ids):
             scores = []
-            for ids in opts:
+            for ids, skip in opts:  # the first `skip` ids are context: fed, not scored
                 t = torch.tensor(ids, device=mask.device)
-                first = last_logp[i, t[0]]
-                rest = logp[r, : len(ids) - 1].gather(-1, t[1:, None]).squeeze(-1)
-                greedy_first = bool(last_logp[i].argmax() == t[0])
-                greedy_rest = bool((logp[r, : len(ids) - 1].argmax(-1) == t[1:]).all())
-                scores.append(OptionScore(float(first + rest.sum()), greedy_first and greedy_rest,
-                                          len(ids)))
+                step = torch.cat([last_logp[i, None], logp[r, : len(ids) - 1]])
+                lp = step.gather(-1, t[:, None]).squeeze(-1)[skip:]
+                greedy = bool((step.argmax(-1) == t)[skip:].all())
+                scores.append(OptionScore(float(lp.sum()), greedy, len(ids) - skip))
                 r += 1
             out.append(scores)
         return out
@@ -560,6 +568,8 @@ class CheXbenchLM(LM):
                 [f"max_new_tokens overridden to {self.max_gen_toks} (official "
                  f"{official.max_new_tokens})"]
                 if self.max_gen_toks not in (None, official.max_new_tokens) else []),
+            "stop_strings": list(official.stop_strings),
+            "postprocess": type(self.adapter).postprocess_generation.__qualname__,
             "generation_template_sha256": _sha(templates),
             "mc_template_sha256": _sha(mc),
             "mc_generate_max_new_tokens": MC_MAX_NEW_TOKENS,
@@ -570,6 +580,8 @@ class CheXbenchLM(LM):
                         max_new: int, stop_when: Callable[[str], bool] | None = None
                         ) -> list[str]:
         items = [_Item(c, im) for c, im in zip(contexts, images, strict=True)]
+        # The model's own stop strings (its official generate() wrapper) join the task's.
+        until = [[*stops, *self.adapter.generation.stop_strings] for stops in until]
         encodings = self._encode_unique(items)
         prefixes, media = [], []
         for item in items:
@@ -644,6 +656,7 @@ class CheXbenchLM(LM):
             texts = self._generate_batch([b[1] for b in batch], [b[3] for b in batch], untils,
                                          max_new)
             for (i, _, _, _, key), text in zip(batch, texts, strict=True):
+                text = self.adapter.postprocess_generation(text)  # the official clean-up
                 results[i] = text
                 self.store.put(key, text)
                 self.stats.requests_scored += 1
@@ -677,6 +690,15 @@ class CheXbenchLM(LM):
                 for k in range(len(item.continuations))
             ])
         return out
+
+
+def _common_prefix(seqs: list[list[int]]) -> list[int]:
+    first = seqs[0]
+    n = len(first)
+    for other in seqs[1:]:
+        n = next((k for k, (a, b) in enumerate(zip(first[:n], other, strict=False)) if a != b),
+                 min(n, len(other)))
+    return first[:n]
 
 
 def _batches(items: list, size: int, n_images: Callable[[Any], int]) -> list[list]:
