@@ -6,7 +6,11 @@ device, `device_map="auto"` and 8-bit, and the "what to download, where to put i
 
 Official evaluation (Stanford-AIMI/CheXagent, evaluation_chexbench/models/blip2.py): 8-bit
 fp16 weights, one image, prompt `{question} {option}` after the image's query embeddings, the
-tokenizer's BOS between them (the model prepends the queries to the tokenised prompt).
+tokenizer's BOS (OPT's `</s>`, id 2) between them (the model prepends the queries to the
+tokenised prompt); the option's ids are `tok(" " + option)[1:]`, found at the end of the row.
+The official call passes `images=None` to the processor, which on transformers >= 4.57 inserts
+no image tokens, so the image is silently dropped there (docs/protocol.md); the engine splices
+the queries itself.
 """
 
 from __future__ import annotations
@@ -19,8 +23,17 @@ import torch
 from PIL import Image
 
 from harness.errors import UserError
-from model_adapters.base import ImageEncoding, ImageSlot, Segment, VisionLanguageAdapter
+from model_adapters.base import (
+    GenerationSettings,
+    ImageEncoding,
+    ImageSlot,
+    Segment,
+    VisionLanguageAdapter,
+)
 from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
+from model_adapters.spans import option_text, trailing_standalone
+
+OFFICIAL = "Stanford-AIMI/CheXagent evaluation_chexbench/models"  # cited as OFFICIAL/<file>:<line>
 
 
 # ----- loading chores shared by the transformers-native adapters -----------------------------
@@ -106,6 +119,10 @@ class Blip2Adapter(VisionLanguageAdapter):
     name = "blip2"
     display_name = "BLIP-2"
     max_images = 1  # the official code asserts a single image ("BLIP2 only support one image")
+    # The official wrapper has no generate() and BLIP-2 is in neither Table 3 nor Table 4.
+    generation = GenerationSettings(
+        max_new_tokens=256, source=f"none ({OFFICIAL}/blip2.py has no generate())",
+        deviations=("no official generation protocol: the multiple-choice template, greedy",))
     hub_id: ClassVar[str] = "Salesforce/blip2-opt-2.7b"
     what_to_download: ClassVar[str] = (
         "config.json, the *.safetensors shards, the tokenizer files and preprocessor_config.json")
@@ -143,10 +160,17 @@ class Blip2Adapter(VisionLanguageAdapter):
 
     # ----- the adapter interface ---------------------------------------------------------------
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
-        # Official template (evaluation_chexbench/models/blip2.py): f"{question} {option}",
-        # tokenised with BOS, after the image's query embeddings.
+        # OFFICIAL/blip2.py:22-24 f"{question} {option}", tokenised whole with the tokenizer's
+        # BOS (:37); the query embeddings go before it (transformers 4.36/4.40
+        # modeling_blip_2.py: torch.cat([language_model_inputs, inputs_embeds])).
         images: list[Segment] = [ImageSlot(i) for i in range(n_images)]
         return [*images, *self.bos(), context]
+
+    def split_option(self, last_piece: str, continuation: str
+                     ) -> tuple[list[int], list[int]] | None:
+        # OFFICIAL/blip2.py:43-47: tok(f" {ans}").input_ids[1:], asserted to be the row's end.
+        whole = self.tokenize(last_piece + continuation)
+        return trailing_standalone(whole, self.tokenize(" " + option_text(continuation)))
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]

@@ -6,8 +6,10 @@ Two loading paths:
 - the released `StanfordAIMI/CheXagent-8b`, whose modeling code lives on the hub and therefore
   needs `trust_remote_code=true`, which is only ever set by the user.
 
-Prompt: ` USER: <s>{prompt} ASSISTANT: <s>` with at most 2 images (CheXagent-8b model card and
-the official CheXbench evaluation code); the images' query embeddings come first.
+Prompt: ` USER: <s>{prompt} ASSISTANT: <s>` with at most 2 images (CheXagent-8b's released
+demo.py, Stanford-AIMI/CheXagent 1eb70b4 lines 16-22); the images' query embeddings come first,
+then the tokenizer's BOS. Free text uses the same template; the hub's generation_config asks for
+5 beams and max_length 256, and here decoding is greedy with 512 new tokens (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import torch
 from PIL import Image
 
 from chexagent.modeling import PROMPT_TEMPLATE
-from model_adapters.base import ImageEncoding, ImageSlot, Segment, VisionLanguageAdapter
+from model_adapters.base import (
+    GenerationSettings,
+    ImageEncoding,
+    ImageSlot,
+    Segment,
+    VisionLanguageAdapter,
+)
 from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
 
 HUB_ID = "StanfordAIMI/CheXagent-8b"
@@ -30,7 +38,14 @@ SMOKE = "smoke"  # pretrained=smoke: the random tiny model built from the shippe
 class CheXagentAdapter(VisionLanguageAdapter):
     name = "chexagent"
     display_name = "CheXagent"
-    max_images = 2
+    max_images = 2  # demo.py:18 images[:2]; hub config num_max_images 2
+    generation = GenerationSettings(
+        max_new_tokens=512,
+        source="Stanford-AIMI/CheXagent 1eb70b4 demo.py:16-22 (template); max_new_tokens=512 as "
+               "the official CheXbench code gives CheXagent (evaluation_chexbench/models/"
+               "chexagent.py:47)",
+        deviations=("CheXagent-8b's hub generation_config (num_beams=5, max_length=256, "
+                    "do_sample=false): greedy, 512 new tokens here",))
 
     def __init__(self, pretrained: str = HUB_ID, dtype: str = "auto", device: str = "auto",
                  trust_remote_code: bool = False, device_map: str | None = None,

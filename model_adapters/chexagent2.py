@@ -3,10 +3,13 @@
 Loading runs that code, so it happens only when the user passes `trust_remote_code=true`
 (or `--trust-remote-code`). The prompt is the model's own chat template with the system turn
 "You are a helpful assistant." and the images placed the way the tokenizer's
-`from_list_format` places them (Qwen-VL style `Picture i: <img>...</img>`), exactly as the
-official evaluation builds it (Stanford-AIMI/CheXagent, evaluation_chexbench/models/chexagent.py).
-Official multiple choice is generation-based (`--mc-mode generate`, the engine's lettered
-prompt and `\\(([A-Z])\\)` parse; an unparseable answer counts as wrong and is counted).
+`from_list_format` places them (`Picture i:<|img|>...<|/img|>\n` before the text), exactly as
+the official evaluation builds it (Stanford-AIMI/CheXagent, evaluation_chexbench/models/
+chexagent.py:34-38); no BOS (the tokenizer's add_bos_token is False). The image embeddings
+fill the span between `<|img|>` and `<|/img|>`. Official multiple choice is generation-based
+(`--mc-mode generate`, the engine's lettered prompt and `\\(([A-Z])\\)` parse; an
+unparseable answer counts as wrong and is counted). Free text: greedy, 512 new tokens
+(:39-49); the official decode drops the last generated token, the EOS the engine stops on.
 
 Not verified against the hub code (it cannot be fetched here): where the vision encoder sits.
 The default `vision_module=transformer.visual` is Qwen-VL's layout, whose `visual` module maps a
@@ -23,7 +26,14 @@ import torch
 from PIL import Image
 
 from harness.errors import UserError
-from model_adapters.base import ImageEncoding, ImageSlot, Segment, VisionLanguageAdapter
+from model_adapters.base import (
+    GenerationSettings,
+    ImageEncoding,
+    ImageSlot,
+    Segment,
+    TokenIds,
+    VisionLanguageAdapter,
+)
 from model_adapters.blip2 import (
     check_unused,
     from_pretrained_kwargs,
@@ -36,11 +46,19 @@ from model_adapters.loading import parse_dtype, resolve_device
 HUB_ID = "StanfordAIMI/CheXagent-2-3b"
 SYSTEM_PROMPT = "You are a helpful assistant."  # official evaluation and model card
 _MARK = "\x00chexbench-image-{}\x00"  # stands where the image goes while the template renders
+# The image tags of CheXagent-2's tokenizer (its `image_start_tag` / `image_end_tag`).
+IMAGE_TAGS = ("<|img|>", "<|/img|>")
 
 
 class CheXagent2Adapter(VisionLanguageAdapter):
     name = "chexagent2"
     display_name = "CheXagent-2"
+    generation = GenerationSettings(
+        max_new_tokens=512, source="Stanford-AIMI/CheXagent evaluation_chexbench/models/"
+                                   "chexagent.py:34-50",
+        deviations=("official decode(output[prompt:-1]) drops the last generated token: the EOS "
+                    "when generation stopped (the engine drops it too), a real token when the "
+                    "512-token limit was hit (kept here)",))
 
     def __init__(self, pretrained: str = HUB_ID, dtype: str = "auto", device: str = "auto",
                  device_map: str | None = None, revision: str | None = None,
@@ -82,20 +100,25 @@ class CheXagent2Adapter(VisionLanguageAdapter):
         items = [*({"image": _MARK.format(i)} for i in range(n_images)), {"text": context}]
         if hasattr(self.tokenizer, "from_list_format"):
             return self.tokenizer.from_list_format(items)
-        # Qwen-VL's from_list_format, for tokenizers that do not ship it
-        pics = "".join(f"Picture {i + 1}: <img>{_MARK.format(i)}</img>\n" for i in range(n_images))
+        # CheXagent-2's from_list_format (tokenization_chexagent.py), for stand-in tokenizers
+        start, end = IMAGE_TAGS
+        pics = "".join(f"Picture {i + 1}:{start}{_MARK.format(i)}{end}\n" for i in range(n_images))
         return pics + context
 
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
+        # chexagent.py:36-38: from_list_format([images..., text]), a system and a human turn,
+        # apply_chat_template(add_generation_prompt=True), tokenised without special tokens.
         conv = [{"from": "system", "value": SYSTEM_PROMPT},
                 {"from": "human", "value": self._query(context, n_images)}]
         text = self.tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+        start, end = (self.tokenizer.convert_tokens_to_ids(t) for t in IMAGE_TAGS)
         segments: list[Segment] = []
         for i in range(n_images):
-            before, sep, text = text.partition(_MARK.format(i))
+            # The tags are tokens of their own; the model overwrites what lies between them.
+            before, sep, text = text.partition(f"{IMAGE_TAGS[0]}{_MARK.format(i)}{IMAGE_TAGS[1]}")
             if not sep:
                 raise ValueError(f"chexagent2: the chat template dropped image {i}")
-            segments += [before, ImageSlot(i)]
+            segments += [before, TokenIds((start,)), ImageSlot(i), TokenIds((end,))]
         return [*segments, text]
 
     # ----- model -------------------------------------------------------------------------------

@@ -6,10 +6,12 @@ text, and `encode_images(pixels, texts)` takes one text per image. The engine mu
 image cache on (image, text) for this adapter.
 
 Official evaluation (Stanford-AIMI/CheXagent, evaluation_chexbench/models/instructblip.py):
-8-bit weights, one image, LLM prompt `{question} {option}` (BOS first, after the queries). The
-official code hands the processor the whole `{question} {option}` string, so its Q-Former reads
-the option being scored as well (`image_text_reads_option`): the image embeddings differ per
-option, and the engine scores each option from its own prefix, as the official code does.
+8-bit weights, one image, LLM prompt `{question} {option}` after the queries, with the
+tokenizer's BOS first (the hub tokenizer's `bos_token` is `</s>`, id 2); the option's ids are
+`tok(option)[1:]`, found at the end of the row. The official code hands the processor the whole
+`{question} {option}` string, so its Q-Former reads the option being scored as well
+(`image_text_reads_option`): the image embeddings differ per option, and the engine scores each
+option from its own prefix, as the official code does.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import Any
 
 import torch
 
-from model_adapters.base import ImageEncoding
-from model_adapters.blip2 import Blip2Adapter, load_or_explain
+from model_adapters.base import GenerationSettings, ImageEncoding
+from model_adapters.blip2 import OFFICIAL, Blip2Adapter, load_or_explain
+from model_adapters.spans import option_text, trailing_standalone
 
 
 class InstructBlipAdapter(Blip2Adapter):
@@ -28,6 +31,16 @@ class InstructBlipAdapter(Blip2Adapter):
     hub_id = "Salesforce/instructblip-vicuna-7b"
     what_to_download = ("config.json, the *.safetensors shards, the tokenizer files, the "
                         "qformer_tokenizer/ folder and preprocessor_config.json")
+    generation = GenerationSettings(
+        max_new_tokens=256, source=f"none ({OFFICIAL}/instructblip.py has no generate())",
+        deviations=("no official generation protocol: the multiple-choice template, greedy",))
+
+    def split_option(self, last_piece: str, continuation: str
+                     ) -> tuple[list[int], list[int]] | None:
+        # OFFICIAL/instructblip.py:45-49: tok(f"{ans}").input_ids[1:] (SentencePiece adds the
+        # "▁" itself), asserted to be the row's end.
+        whole = self.tokenize(last_piece + continuation)
+        return trailing_standalone(whole, self.tokenize(option_text(continuation)))
 
     def _load(self, kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
         from transformers import (

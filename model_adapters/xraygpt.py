@@ -5,18 +5,28 @@ weights are converted once with `chexbench convert xraygpt SRC DST`
 (model_adapters/converters/xraygpt.py), and `pretrained=DST` loads them here.
 
 Official evaluation (Stanford-AIMI/CheXagent, evaluation_chexbench/models/xraygpt.py): prompt
-`<Img><ImageHere></Img> {question} {option}`, split at `<ImageHere>`, BOS only on the first
-piece, the 32 projected query embeddings spliced in between; images resized to 224x224
-(Blip2ImageEvalProcessor), one image.
+`<Img><ImageHere></Img> {question} {option}`, split at `<ImageHere>`, each piece tokenised on
+its own with BOS only on the first, the 32 projected query embeddings spliced in between; the
+option's ids are `tok(option)[1:]` at the end of the last piece; images resized to 224x224
+(Blip2ImageEvalProcessor), one image. Free text: the wrapper's Doctor/Assistant turn, 300 new
+tokens, stop at "###", the "impression" cut (sampling there, greedy here).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from harness.errors import UserError
-from model_adapters.base import ImageSlot, Segment
-from model_adapters.blip2 import Blip2Adapter
+from model_adapters.base import GenerationSettings, ImageSlot, Segment
+from model_adapters.blip2 import OFFICIAL, Blip2Adapter
+from model_adapters.spans import option_text, trailing_standalone
+
+# OFFICIAL/xraygpt.py:128-129 (the system text before the Doctor's turn), verbatim.
+GENERATION_PREFIX = (
+    "You are an experienced Doctor, give the following medical scan: <Img>ImageContent</Img>. "
+    "You will be able to see the medical scan once I provide it to you. Please answer my "
+    "questions. ")
 
 CONVERT_HINT = (
     "XrayGPT has no Hugging Face repository in transformers' layout. Download the release "
@@ -31,6 +41,18 @@ class XrayGPTAdapter(Blip2Adapter):
     display_name = "XrayGPT"
     hub_id = "(converted) XrayGPT"
     what_to_download = "the converted folder"
+    generation = GenerationSettings(
+        max_new_tokens=300, source=f"{OFFICIAL}/xraygpt.py:112-186",
+        deviations=(
+            "official samples (do_sample=True, top_p=0.9, temperature=1.0, unseeded): greedy here",
+            "official stops on the token ids of '###' ([835] or [2277, 29937]); here on the text "
+            "'###', cut before it as the official split('###')[0] does",
+            "official decode keeps special tokens (an EOS appears as '</s>'); here they are "
+            "skipped",
+            "official keeps only the last 1700 prompt embeddings (max_length=2000); CheXbench "
+            "prompts are far shorter, so nothing is cut here",
+        ),
+        stop_strings=("###",))
 
     def __init__(self, pretrained: str | None = None, **kwargs: Any):
         if not pretrained:
@@ -55,8 +77,35 @@ class XrayGPTAdapter(Blip2Adapter):
             raise ValueError(f"xraygpt: the tokenizer in {self.pretrained} has no BOS token")
 
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
-        # Official template (evaluation_chexbench/models/xraygpt.py):
-        # '<Img><ImageHere></Img> ' + f"{question} {option}", image embeddings at <ImageHere>.
+        # OFFICIAL/xraygpt.py:56-65: '<Img><ImageHere></Img> ' + f"{question} {option}", split
+        # at <ImageHere>, each piece tokenised alone, BOS on the first only; the image
+        # embeddings between the pieces (:79-81).
         if n_images == 0:
             return [*self.bos(), context]
         return [*self.bos(), "<Img>", ImageSlot(0), f"</Img> {context}"]
+
+    def split_option(self, last_piece: str, continuation: str
+                     ) -> tuple[list[int], list[int]] | None:
+        # OFFICIAL/xraygpt.py:96-100: tok(f"{ans}").input_ids[1:], asserted to end the last piece.
+        whole = self.tokenize(last_piece + continuation)
+        return trailing_standalone(whole, self.tokenize(option_text(continuation)))
+
+    def generation_segments(self, context: str, n_images: int) -> list[Segment]:
+        # OFFICIAL/xraygpt.py:135-142: prefix + "### Doctor: " + '<Img><ImageHere></Img> ' +
+        # prompt + " " + "### Assistant: ", split at <ImageHere>, BOS on the first piece only.
+        if n_images == 0:  # no official text-only call: the same turn without the image
+            return [*self.bos(), f"{GENERATION_PREFIX}### Doctor: {context} ### Assistant: "]
+        return [*self.bos(), f"{GENERATION_PREFIX}### Doctor: <Img>", ImageSlot(0),
+                f"</Img> {context} ### Assistant: "]
+
+    def postprocess_generation(self, text: str) -> str:
+        # OFFICIAL/xraygpt.py:175-185: cut at '###', keep what follows 'Doctor:', then keep the
+        # sentences before the first one that mentions "impression", ending with a period.
+        text = text.split("###")[0].split("Doctor:")[-1].strip()
+        findings = []
+        for sentence in re.sub(r"\s+", " ", text).split(". "):
+            if "impression" in sentence.lower():
+                break
+            findings.append(sentence)
+        text = ". ".join(findings)
+        return text + "." if text and not text.endswith(".") else text

@@ -47,6 +47,16 @@ def _instructblip(root: Path) -> dict[str, Any]:
 
 
 def _llava_med(root: Path) -> dict[str, Any]:
+    """LLaVA-Med v0 (the paper's): LLaMA + linear projector, the CLIP tower passed apart."""
+    from model_adapters.converters.llava_med import convert_llava_med
+    from model_adapters.converters.tiny import write_tiny_llava_med_release
+
+    src = write_tiny_llava_med_release(root / "release", v0=True)
+    convert_llava_med(src, root / "model", vision_tower=src / "clip")
+    return {"pretrained": str(root / "model")}
+
+
+def _llava_med_v15(root: Path) -> dict[str, Any]:
     from model_adapters.converters.llava_med import convert_llava_med
     from model_adapters.converters.tiny import write_tiny_llava_med_release
 
@@ -80,7 +90,8 @@ def _radfm(root: Path) -> dict[str, Any]:
 
 TINY_BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "chexagent": _chexagent, "chexagent2": _chexagent2, "blip2": _blip2,
-    "instructblip": _instructblip, "llava_med": _llava_med, "xraygpt": _xraygpt,
+    "instructblip": _instructblip, "llava_med": _llava_med, "llava_med_v15": _llava_med_v15,
+    "xraygpt": _xraygpt,
     "medflamingo": _medflamingo, "radfm": _radfm,
 }
 

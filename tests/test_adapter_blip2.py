@@ -25,7 +25,7 @@ def run_e2e(tmp_path, model: str, model_args: str, extra: tuple[str, ...] = ()) 
     out = tmp_path / "runs"
     rc = main(["run", "--model", model, "--model-args", model_args, "--data", str(ph.data_json),
                "--image-root", str(ph.out_dir), "--output", str(out), "--tasks", TASK,
-               "--text-metrics", "rouge", "--bootstrap-b", "20", "--batch-size", "2", *extra])
+               "--text-metrics", "rouge", "--bootstrap-samples", "20", "--batch-size", "2", *extra])
     assert rc == 0
     (results,) = out.glob("*/results.json")
     return json.loads(results.read_text())

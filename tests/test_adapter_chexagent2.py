@@ -10,7 +10,7 @@ import math
 import pytest
 from PIL import Image
 
-from model_adapters.base import ImageSlot
+from model_adapters.base import ImageSlot, TokenIds
 from model_adapters.chexagent2 import CheXagent2Adapter
 from model_adapters.converters.tiny import write_tiny_chexagent2_standin
 from model_adapters.engine import CheXbenchLM
@@ -29,10 +29,11 @@ def test_remote_code_only_with_the_explicit_flag(folder):
 def test_chat_template_with_system_turn_and_image_slots(folder):
     a = CheXagent2Adapter(pretrained=str(folder), device="cpu", trust_remote_code=True)
     segs = a.prompt_segments("Is there effusion?", 2)
-    assert segs[1] == ImageSlot(0) and segs[3] == ImageSlot(1)
-    assert "You are a helpful assistant." in segs[0] and segs[0].endswith("Picture 1: <img>")
-    assert segs[2] == "</img>\nPicture 2: <img>"
-    assert segs[4].startswith("</img>\nIs there effusion?") and segs[4].endswith("assistant\n")
+    start, end = (TokenIds((a.tokenizer.convert_tokens_to_ids(t),)) for t in ("<|img|>", "<|/img|>"))
+    assert segs == [
+        "<|system|>\nYou are a helpful assistant.<|endoftext|>\n<|user|>\nPicture 1:",
+        start, ImageSlot(0), end, "\nPicture 2:", start, ImageSlot(1), end,
+        "\nIs there effusion?<|endoftext|>\n<|assistant|>\n"]
 
 
 def test_generate_mode_counts_unparseable_and_loglikelihood_equals_naive(folder):

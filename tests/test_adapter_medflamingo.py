@@ -21,7 +21,7 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from chexagent.tokenizer import load_tokenizer
+from model_adapters.converters.tiny_tokenizers import llama_tokenizer
 from model_adapters.engine import CheXbenchLM
 from model_adapters.medflamingo import MedFlamingoAdapter
 from model_adapters.medflamingo.checkpoint import convert_open_clip_visual, released_key_plan
@@ -78,7 +78,7 @@ def _released_state(vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
 def build_tiny(root):
     """The tiny model's files in the released layout (also used for `chexbench run` checks)."""
     torch.manual_seed(0)
-    tok = load_tokenizer()
+    tok = llama_tokenizer()  # LLaMA-7B's (SentencePiece, legacy fast layout)
     tok.save_pretrained(root / "llama-7b-hf")
     llama = LlamaForCausalLM(LlamaConfig(
         vocab_size=len(tok), hidden_size=HID, intermediate_size=128, num_hidden_layers=LAYERS,
@@ -90,7 +90,7 @@ def build_tiny(root):
     clip.save_pretrained(root / "clip-vit-large-patch14")
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
                        ).save_pretrained(root / "clip-vit-large-patch14")
-    vocab = len(tok) + 1  # + <|endofchunk|> (<image> and a pad token already exist)
+    vocab = len(tok) + 3  # + <|endofchunk|>, <image>, <PAD> (open_flamingo 0.0.2 factory.py)
     state = _released_state(vocab)
     torch.save(state, root / "model.pt")
     return state, llama, clip

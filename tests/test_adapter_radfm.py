@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from chexagent.tokenizer import load_tokenizer
+from model_adapters.converters.tiny_tokenizers import llama_tokenizer
 from model_adapters.engine import CheXbenchLM
 from model_adapters.medflamingo.state_dict import CheckpointKeyError, convert_state_dict
 from model_adapters.radfm import RadFMAdapter
@@ -94,7 +94,7 @@ def _released_state(llama: LlamaForCausalLM, seed: int = 0) -> dict[str, torch.T
 def build_tiny(root):
     """The tiny model's files in the released layout (also used for `chexbench run` checks)."""
     torch.manual_seed(0)
-    tok = load_tokenizer()
+    tok = llama_tokenizer()  # Language_files/tokenizer.model: LLaMA's
     config = LlamaConfig(vocab_size=len(tok), hidden_size=HID, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                          max_position_embeddings=512)
@@ -230,10 +230,9 @@ def test_converted_model_matches_reference_forward(bundle):
     ours, _ = adapter.lm_forward(embeds, torch.ones(embeds.shape[:2], dtype=torch.long),
                                  torch.arange(embeds.shape[1])[None])
     assert torch.allclose(ours, ref, atol=1e-5, rtol=0), (ours - ref).abs().max()
-    # and the prompt the adapter builds tokenises to exactly these ids
-    segs = adapter.prompt_segments("Is there cardiomegaly?", 2)
-    assert segs[0].ids == (ids[0, 0].item(),) and segs[1] == "<image>"
-    assert adapter.tokenize(segs[3]) == [vocab + 1, vocab]
+    # and the prompt the adapter builds (one image, as the official code) tokenises to these ids
+    segs = adapter.prompt_segments("Is there cardiomegaly?", 1)
+    assert segs[0].ids == (ids[0, 0].item(),) and adapter.tokenize(segs[1]) == [vocab]
     assert adapter.tokenize(segs[-1] + " yes") == [vocab + 1] + text
 
 

@@ -195,10 +195,11 @@ def _llava_reference(src, pixels, ids_before, ids_after, v0):
 
 @pytest.mark.parametrize("v0", [False, True], ids=["v1.5-mistral", "v0-llama"])
 def test_llava_med_logits_match_original_layout_reference(llava, v0):
-    from model_adapters.llava_med import LlavaMedAdapter
+    from model_adapters.llava_med import LlavaMedAdapter, LlavaMedV15Adapter
 
     src, dst = (llava / "src0", llava / "dst0") if v0 else (llava / "src", llava / "dst")
-    adapter = LlavaMedAdapter(pretrained=str(dst), device="cpu", dtype="float32")
+    cls = LlavaMedAdapter if v0 else LlavaMedV15Adapter
+    adapter = cls(pretrained=str(dst), device="cpu", dtype="float32")
     pixels = torch.randn(1, 3, VISION["image"], VISION["image"], generator=torch.Generator().manual_seed(2))
     tok = adapter.tokenizer
     ids_b = torch.tensor([[tok.bos_token_id, *tok("Is there effusion?\n", add_special_tokens=False)["input_ids"]]])

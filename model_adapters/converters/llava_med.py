@@ -12,6 +12,18 @@ Config: `mm_vision_select_layer` (-2) -> `vision_feature_layer`; `mm_vision_sele
 "patch" -> "default" (drop CLS); `image_aspect_ratio` "pad" -> pad to a square with the mean
 colour before the CLIP resize/crop (LlavaImageProcessor do_pad). A v0 single linear projector
 becomes `linear_1` with an identity `linear_2` and a linear activation (exact).
+
+Two releases, two variants that must never be mixed up (results of one are not the other's):
+- v0, the paper's LLaVA-Med and the one the official CheXbench wrapper loads
+  (`LlavaLlamaForCausalLM`): LLaMA-7B plus delta weights. Download the delta
+  `llava_med_in_text_60k_ckpt2_delta.zip` (microsoft/LLaVA-Med README, "Model Download", at
+  commit b9a98a7, before v1.5), unzip it, and with LLaMA-7B in Hugging Face format run, from a
+  checkout of that commit, `python3 -m llava.model.apply_delta --base-model-path LLAMA7B
+  --target-model-path SRC --delta-path DELTA` (the README's `--base/--target/--delta` are not
+  the script's argument names). The tower is not in SRC: pass openai/clip-vit-large-patch14.
+- v1.5 (`microsoft/llava-med-v1.5-mistral-7b`, `LlavaMistralForCausalLM`), tower included.
+The variant read off the source config is written to the converted config
+(`chexbench_llava_med_variant`); each adapter refuses the other's folder.
 """
 
 from __future__ import annotations
@@ -44,6 +56,10 @@ _RULES = [
     (r"model\.mm_projector\.(weight|bias)", r"model.multi_modal_projector.linear_1.\1"),
     (r"model\.vision_tower\.vision_tower\.(vision_model\..+)", r"model.vision_tower.\1"),
 ]
+V0, V15 = "v0", "v1.5"
+# What each variant's adapter is called (model_adapters/llava_med.py).
+ADAPTER_FOR = {V0: "llava_med", V15: "llava_med_v15"}
+V0_IMAGE_TOKENS = ("<im_patch>", "<im_start>", "<im_end>")  # LLaVA v0 llava/model/llava.py:372-377
 _TEXT_DROP = ("architectures", "transformers_version", "_name_or_path", "model_type",
               "auto_map", "torch_dtype")
 
@@ -89,8 +105,22 @@ def llava_med_state_to_hf(state: dict[str, torch.Tensor], source: str = "LLaVA-M
     return out
 
 
+def detect_variant(src_cfg: dict[str, Any], where: str) -> str:
+    """v0 (LlavaLlamaForCausalLM, model_type "llava") or v1.5 (LlavaMistralForCausalLM)."""
+    kind = str(src_cfg.get("model_type", ""))
+    archs = [str(a) for a in src_cfg.get("architectures") or []]
+    if kind == "llava_mistral" or "LlavaMistralForCausalLM" in archs:
+        return V15
+    if kind == "llava" and archs in ([], ["LlavaLlamaForCausalLM"]):
+        return V0
+    raise ConversionError(
+        f"{where}: not a LLaVA-Med release this converter knows (model_type {kind!r}, "
+        f"architectures {archs}); expected v0 (LlavaLlamaForCausalLM after apply_delta) or "
+        "v1.5 (microsoft/llava-med-v1.5-mistral-7b)")
+
+
 def build_config(src_cfg: dict[str, Any], state: dict[str, torch.Tensor],
-                 vision_config=None):
+                 vision_config=None, variant: str = V15):
     from transformers import LlavaConfig
 
     text = _text_config(src_cfg)
@@ -109,6 +139,7 @@ def build_config(src_cfg: dict[str, Any], state: dict[str, torch.Tensor],
         multimodal_projector_bias=True,
     )
     config.chexbench_arch = "llava_med"
+    config.chexbench_llava_med_variant = variant
     config.chexbench_mm_use_im_start_end = bool(src_cfg.get("mm_use_im_start_end", False))
     config.chexbench_image_aspect_ratio = src_cfg.get("image_aspect_ratio", "square")
     config.chexbench_mm_projector_type = projector
@@ -131,11 +162,12 @@ def convert_llava_med(src: str | Path, dst: str | Path,
     cfg_path = src / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(
-            f"llava-med convert: {cfg_path} not found. Download the whole Hugging Face repository "
-            "microsoft/llava-med-v1.5-mistral-7b (config.json, *.safetensors, tokenizer files) "
-            "into SRC first (`huggingface-cli download microsoft/llava-med-v1.5-mistral-7b "
-            "--local-dir SRC`).")
+            f"llava-med convert: {cfg_path} not found. SRC is either LLaVA-Med v0 (the paper's: "
+            "the folder llava.model.apply_delta writes from LLaMA-7B and the delta "
+            "llava_med_in_text_60k_ckpt2_delta, see docs/adapters/llava_med.md) or v1.5 "
+            "(`huggingface-cli download microsoft/llava-med-v1.5-mistral-7b --local-dir SRC`).")
     src_cfg = json.loads(cfg_path.read_text())
+    variant = detect_variant(src_cfg, str(cfg_path))
     state = read_state_dict(src)
     has_tower = any(k.startswith("model.vision_tower.") for k in state)
     if has_tower and vision_tower:
@@ -156,14 +188,31 @@ def convert_llava_med(src: str | Path, dst: str | Path,
             f"{src}: the checkpoint has no vision tower weights (model.vision_tower.*). Download "
             f"the CLIP tower it names ({src_cfg.get('mm_vision_tower', 'openai/clip-vit-large-patch14')}) "
             "and pass its folder as --vision-tower")
-    config = build_config(src_cfg, state, vcfg)
+    config = build_config(src_cfg, state, vcfg, variant)
     hf_state = llava_med_state_to_hf(state, source=str(src))
     check_against_model(hf_state, meta_model(LlavaForConditionalGeneration, config), str(src))
     tokenizer = AutoTokenizer.from_pretrained(src)
+    if variant == V0:
+        _check_v0_tokens(tokenizer, config, str(src))
     manifest = {"format": "llava_med", "converter": "chexbench convert llava-med",
+                "variant": variant, "adapter": ADAPTER_FOR[variant],
                 "source": str(src), "vision_tower": str(vision_tower) if vision_tower else None,
                 "projector": config.chexbench_mm_projector_type, "n_tensors": len(hf_state)}
     processor = build_image_processor(vcfg.image_size,
                                       config.chexbench_image_aspect_ratio == "pad")
     write_checkpoint(hf_state, config, dst, manifest, [tokenizer, processor])
     return manifest
+
+
+def _check_v0_tokens(tokenizer: Any, config: Any, where: str) -> None:
+    """v0 was trained with `<im_patch>` (and `<im_start>`/`<im_end>`) rows in its embedding;
+    its tokenizer must carry them, or the official prompt cannot be written."""
+    needed = V0_IMAGE_TOKENS if config.chexbench_mm_use_im_start_end else V0_IMAGE_TOKENS[:1]
+    vocab = tokenizer.get_vocab()
+    rows = config.text_config.vocab_size
+    bad = [t for t in needed if t not in vocab or vocab[t] >= rows]
+    if bad:
+        raise ConversionError(
+            f"{where}: the tokenizer lacks {bad} within the model's {rows} embedding rows; "
+            "a LLaVA-Med v0 folder made by llava.model.apply_delta carries them (it saves the "
+            "delta's tokenizer)")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from model_adapters.converters.tiny_tokenizers import llama_tokenizer, opt_tokenizer, phi_tokenizer
+
 VISION = {"hidden": 32, "layers": 2, "heads": 2, "inter": 64, "image": 32, "patch": 8}
 QFORMER = {"hidden": 32, "layers": 2, "heads": 2, "inter": 64, "queries": 4}
 TEXT = {"hidden": 32, "layers": 2, "heads": 4, "kv_heads": 2, "inter": 64}
@@ -71,7 +73,7 @@ def write_tiny_blip2(out: str | Path, seed: int = 0) -> Path:
     """Blip2ForConditionalGeneration with a 2-layer OPT decoder (blip2-opt's architecture)."""
     from transformers import Blip2Config, Blip2ForConditionalGeneration, OPTConfig
 
-    tok = _tokenizer()
+    tok = opt_tokenizer(special=["<image>"])  # OPT's: </s> (id 2) is BOS; <image> as on the hub
     text = OPTConfig(vocab_size=len(tok), hidden_size=TEXT["hidden"], ffn_dim=TEXT["inter"],
                      num_hidden_layers=TEXT["layers"], num_attention_heads=TEXT["heads"],
                      word_embed_proj_dim=TEXT["hidden"], max_position_embeddings=512,
@@ -79,7 +81,8 @@ def write_tiny_blip2(out: str | Path, seed: int = 0) -> Path:
                      pad_token_id=tok.pad_token_id)
     config = Blip2Config(vision_config=_vision_config().to_dict(),
                          qformer_config=_qformer_config(len(tok), False).to_dict(),
-                         text_config=text.to_dict(), num_query_tokens=QFORMER["queries"])
+                         text_config=text.to_dict(), num_query_tokens=QFORMER["queries"],
+                         image_token_index=tok.convert_tokens_to_ids("<image>"))
     torch.manual_seed(seed)
     model = Blip2ForConditionalGeneration(config).eval()
     _randomise(model, seed)
@@ -95,7 +98,8 @@ def write_tiny_instructblip(out: str | Path, seed: int = 0) -> Path:
         InstructBlipVisionConfig,
     )
 
-    tok = _tokenizer()
+    # Vicuna's tokenizer as Salesforce/instructblip-vicuna-7b ships it: BOS is `</s>` (id 2).
+    tok = llama_tokenizer(bos_token="</s>", pad_token="[PAD]", special=["<image>"])
     vision = InstructBlipVisionConfig(**_vision_config().to_dict())
     qformer = InstructBlipQFormerConfig(
         hidden_size=QFORMER["hidden"], num_hidden_layers=QFORMER["layers"],
@@ -103,12 +107,13 @@ def write_tiny_instructblip(out: str | Path, seed: int = 0) -> Path:
         encoder_hidden_size=VISION["hidden"], vocab_size=len(tok), pad_token_id=tok.pad_token_id)
     config = InstructBlipConfig(vision_config=vision.to_dict(), qformer_config=qformer.to_dict(),
                                 text_config=_llama_config(tok).to_dict(),
-                                num_query_tokens=QFORMER["queries"])
+                                num_query_tokens=QFORMER["queries"],
+                                image_token_index=tok.convert_tokens_to_ids("<image>"))
     torch.manual_seed(seed)
     model = InstructBlipForConditionalGeneration(config).eval()
     _randomise(model, seed)
     path = _save(out, model, tok, _blip_processor())
-    tok.save_pretrained(path / "qformer_tokenizer")
+    _tokenizer().save_pretrained(path / "qformer_tokenizer")  # (BERT's, in the release)
     return path
 
 
@@ -187,7 +192,7 @@ def write_tiny_xraygpt_release(out: str | Path, seed: int = 0) -> Path:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = _tokenizer()
+    tok = llama_tokenizer()  # Vicuna's (LLaMA) tokenizer
     torch.save(eva_vit_state(seed), out / "eva_vit_g.pth")
     torch.save({"model": blip2_qformer_state(seed + 1)}, out / "blip2_pretrained_flant5xxl.pth")
     g = torch.Generator().manual_seed(seed + 2)
@@ -213,7 +218,10 @@ def write_tiny_llava_med_release(out: str | Path, seed: int = 0, v0: bool = Fals
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = _tokenizer()
+    # v0's tokenizer carries what LLaVA's training added ([PAD], then the image tokens,
+    # llava/train/train.py:513-516 and llava/model/llava.py:372-377 at LLaVA-Med b9a98a7).
+    tok = (llama_tokenizer(pad_token="[PAD]", added=("<im_patch>", "<im_start>", "<im_end>"))
+           if v0 else llama_tokenizer())
     text_cfg = _llama_config(tok, "LlamaConfig" if v0 else "MistralConfig")
     torch.manual_seed(seed)
     lm = (LlamaForCausalLM if v0 else MistralForCausalLM)(text_cfg).eval()
@@ -233,14 +241,18 @@ def write_tiny_llava_med_release(out: str | Path, seed: int = 0, v0: bool = Fals
         state |= _lin(g, "model.mm_projector.2", TEXT["hidden"], TEXT["hidden"])
         state |= {f"model.vision_tower.vision_tower.{k}": v for k, v in tower.state_dict().items()}
     save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"))
-    cfg = text_cfg.to_dict() | {
-        "model_type": "llava" if v0 else "llava_mistral",
-        "architectures": ["LlavaLlamaForCausalLM" if v0 else "LlavaMistralForCausalLM"],
-        "mm_vision_tower": "openai/clip-vit-large-patch14" if v0 else "openai/clip-vit-large-patch14-336",
-        "mm_hidden_size": 64, "mm_vision_select_layer": -2, "mm_vision_select_feature": "patch",
-        "mm_projector_type": "linear" if v0 else "mlp2x_gelu", "use_mm_proj": True,
-        "image_aspect_ratio": "square" if v0 else "pad", "mm_use_im_start_end": False,
-    }
+    # v0 (LlavaLlamaForCausalLM after LLaVA-Med's apply_delta) knows only the fields its
+    # llava/model/llava.py sets; v1.5 names its projector, feature and aspect-ratio handling.
+    common = {"mm_hidden_size": 64, "mm_vision_select_layer": -2, "use_mm_proj": True}
+    cfg = text_cfg.to_dict() | common | ({
+        "model_type": "llava", "architectures": ["LlavaLlamaForCausalLM"],
+        "mm_vision_tower": "openai/clip-vit-large-patch14", "mm_use_im_start_end": True,
+    } if v0 else {
+        "model_type": "llava_mistral", "architectures": ["LlavaMistralForCausalLM"],
+        "mm_vision_tower": "openai/clip-vit-large-patch14-336", "mm_use_im_start_end": False,
+        "mm_vision_select_feature": "patch", "mm_projector_type": "mlp2x_gelu",
+        "image_aspect_ratio": "pad",
+    })
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     tok.save_pretrained(out)
     return out
@@ -288,11 +300,17 @@ class TinyCheXagent2ForCausalLM(PhiForCausalLM):
         self.post_init()
 '''
 
+# CheXagent-2's chat template as its tokenizer sets it (DEFAULT_CHAT_TEMPLATE of
+# tokenization_chexagent.py; third-party copy in GitHub 4-thkind/VERA @ 57d96e5).
 CHEXAGENT2_CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ 'system' if m['from'] == 'system' else 'user' }}\n"
-    "{{ m['value'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}"
-    "<|im_start|>assistant\n{% endif %}"
+    "{% for message in messages %}\n{% if message['from'] == 'human' %}\n"
+    "{{ '<|user|>\n' + message['value'] + eos_token }}\n{% elif message['from'] == 'system' %}\n"
+    "{{ '<|system|>\n' + message['value'] + eos_token }}\n{% elif message['from'] == 'gpt' %}\n"
+    "{{ '<|assistant|>\n'  + message['value'] + eos_token }}\n{% endif %}\n"
+    "{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n"
+    "{% endfor %}"
 )
+CHEXAGENT2_IMAGE_TAGS = ("<|img|>", "<|/img|>", "<|imgpad|>")
 
 
 def write_tiny_chexagent2_standin(out: str | Path, seed: int = 0) -> Path:
@@ -307,7 +325,7 @@ def write_tiny_chexagent2_standin(out: str | Path, seed: int = 0) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "modeling_tiny_chexagent2.py").write_text(_CHEXAGENT2_CODE)
-    tok = _tokenizer()
+    tok = phi_tokenizer(special=CHEXAGENT2_IMAGE_TAGS)  # CodeGen/Phi BPE, no BOS added
     tok.chat_template = CHEXAGENT2_CHAT_TEMPLATE
     cfg = {"model_type": "tiny_chexagent2", "vocab_size": len(tok), "hidden_size": TEXT["hidden"],
            "intermediate_size": TEXT["inter"], "num_hidden_layers": TEXT["layers"],

@@ -8,11 +8,14 @@ What the user downloads (no code from any of them is run):
 Default layout: `pretrained=DIR` with `DIR/model.pt`, `DIR/llama-7b-hf/`,
 `DIR/clip-vit-large-patch14/`; `llama=` and `clip=` override the last two.
 
-Prompt (official CheXbench evaluation, see docs/research-notes.md, "Models"):
-`You are a helpful medical assistant. You are being provided with images, a question about the
-image and an answer. Answer the question. <image>Question: {question} Answer: {option}`;
-with several images, one `<image>` per image in a row. Preprocessing: CLIP's own (shortest side
-224 bicubic, centre crop, OpenAI mean/std), deterministic.
+Prompt (Stanford-AIMI/CheXagent evaluation_chexbench/models/medflamingo.py:90-96), tokenised
+whole with BOS: `You are a helpful medical assistant. You are being provided with images, a
+question about the image and an answer. Answer the question. <image>Question: {question}
+Answer: {option}`, one image (:101 asserts it). The option is scored from the token holding its
+first character to the end (:121-126). Free text (:139-166): the shorter generation prefix,
+128 new tokens, greedy, stop on `<|endofchunk|>` only (open-flamingo 0.0.2 passes it as the
+EOS), then `clean_generation`. Preprocessing: CLIP's own (shortest side 224 bicubic, centre
+crop, OpenAI mean/std), deterministic.
 """
 
 from __future__ import annotations
@@ -24,18 +27,31 @@ from typing import Any
 import torch
 from PIL import Image
 
-from model_adapters.base import ImageEncoding, ImageSlot, Segment, VisionLanguageAdapter
+from model_adapters.base import (
+    GenerationSettings,
+    ImageEncoding,
+    ImageSlot,
+    Segment,
+    TokenIds,
+    VisionLanguageAdapter,
+)
 from model_adapters.loading import parse_dtype, resolve_device
 from model_adapters.medflamingo.checkpoint import assemble
 from model_adapters.medflamingo.modeling import MEDIA_ATTENTION, FlamingoSpec
 from model_adapters.medflamingo.state_dict import load_tensors
+from model_adapters.spans import from_first_char, option_text
 
 HUB_ID = "med-flamingo/med-flamingo"
 CLIP_HUB_ID = "openai/clip-vit-large-patch14"
 CHECKPOINT_FILE = "model.pt"
-# The official CheXbench evaluation's Med-Flamingo prompt (research notes, "Models" table).
+OFFICIAL = "Stanford-AIMI/CheXagent evaluation_chexbench/models/medflamingo.py"
+MEDIA_TOKEN = "<image>"
+# OFFICIAL:91-94, the text before <image> in multiple choice, verbatim.
 SYSTEM_PROMPT = ("You are a helpful medical assistant. You are being provided with images, a "
                  "question about the image and an answer. Answer the question. ")
+# OFFICIAL:144-146, the text before <image> in generate(), verbatim (no "and an answer").
+GENERATION_PROMPT = ("You are a helpful medical assistant. You are being provided with images "
+                     "and a question about the image. ")
 DOWNLOAD_HELP = (
     "Med-Flamingo needs three downloads: (1) `model.pt` from the Hugging Face repository "
     f"{HUB_ID!r} (`huggingface-cli download {HUB_ID} model.pt --local-dir models/med-flamingo`); "
@@ -82,6 +98,12 @@ def _check_loading_info(kind: str, path: str, info: dict[str, Any]) -> None:
 class MedFlamingoAdapter(VisionLanguageAdapter):
     name = "medflamingo"
     display_name = "Med-Flamingo"
+    max_images = 1  # OFFICIAL:101 asserts one image (MC and generate())
+    generation = GenerationSettings(
+        max_new_tokens=128,
+        source=f"{OFFICIAL}:139-166; open_flamingo 0.0.2 src/flamingo.py:107-170",
+        deviations=("official decode keeps special tokens (a trailing '<|endofchunk|>', any "
+                    "'</s>'); here they are skipped",))
 
     def __init__(self, pretrained: str = HUB_ID, path: str | None = None,
                  llama: str | None = None, clip: str | None = None, dtype: str = "auto",
@@ -149,9 +171,41 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
         self.model = model
 
     # ----- the adapter interface -------------------------------------------------------------
+    def _template(self, head: str, question: str, n_images: int) -> list[Segment]:
+        """The official string `head + <image> + question`, tokenised whole with BOS
+        (OFFICIAL:41-44): `head` as it starts the string, `question` as it follows `<image>`
+        (see `tokenize`), the `<image>` token's embedding at the image slot."""
+        if n_images == 0:  # no official text-only call: the same text without `<image>`
+            ids = self.tokenizer(head + question, add_special_tokens=False)["input_ids"]
+            return [*self.bos(), TokenIds(tuple(ids)), ""]
+        head_ids = self.tokenizer(head, add_special_tokens=False)["input_ids"]
+        return [*self.bos(), TokenIds(tuple(head_ids)), ImageSlot(0), question]
+
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
-        return [*self.bos(), SYSTEM_PROMPT, *(ImageSlot(i) for i in range(n_images)),
-                f"Question: {context} Answer:"]
+        # OFFICIAL:90-96 f"{SYSTEM_PROMPT}<image>Question: {question} Answer: {option}".
+        return self._template(SYSTEM_PROMPT, f"Question: {context} Answer:", n_images)
+
+    def generation_segments(self, context: str, n_images: int) -> list[Segment]:
+        # OFFICIAL:144-148 "...about the image. <image>Question: {} Answer: ".
+        return self._template(GENERATION_PROMPT, f"Question: {context} Answer: ", n_images)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Text pieces here all follow the `<image>` token in the official string, and a LLaMA
+        tokenizer may write text after a special token differently from text on its own (the
+        legacy "▁" prefix or not), so the piece is tokenised after `<image>`, which is dropped."""
+        ids = self.tokenizer(MEDIA_TOKEN + text, add_special_tokens=False)["input_ids"]
+        if not ids or ids[0] != self.media_token_id:
+            raise ValueError(f"medflamingo: {MEDIA_TOKEN} is not one token for this tokenizer")
+        return list(ids[1:])
+
+    def split_option(self, last_piece: str, continuation: str
+                     ) -> tuple[list[int], list[int]] | None:
+        # OFFICIAL:121-126: from char_to_token(prompt.rfind(option)) to the end of the row.
+        return from_first_char(self.tokenizer, last_piece + continuation,
+                               option_text(continuation), lead=MEDIA_TOKEN)
+
+    def postprocess_generation(self, text: str) -> str:
+        return text.replace("<unk> ", "").strip()  # OFFICIAL:52-56 clean_generation
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
@@ -172,7 +226,9 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
 
     @property
     def eos_token_ids(self) -> list[int]:
-        return [t for t in (self.tokenizer.eos_token_id, self.eoc_token_id) if t is not None]
+        # open_flamingo 0.0.2 flamingo.py:159 generate(eos_token_id=self.eoc_token_id): the only
+        # stop; a "</s>" does not end the text.
+        return [self.eoc_token_id]
 
     def model_info(self) -> dict[str, Any]:
         digest = hashlib.sha256()

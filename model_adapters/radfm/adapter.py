@@ -9,10 +9,13 @@ Layout: `pretrained=DIR` with `DIR/pytorch_model.bin` and `DIR/Language_files/`
 (`language_files=` overrides the latter). An optional `DIR/radfm_vision.json` overrides the
 vision-side sizes (`RadFMVisionSpec`), for small variants such as the tests' tiny model.
 
-Prompt (official CheXbench evaluation, research notes "Models"): `<image>` + the image's 32
-tokens + `</image>{question} {option}`, one block per image, images first. The original
-tokenizer splits `<image>`/`</image>` out as ids 32000/32001 and encodes the text between them
-on its own; `tokenize` below does the same without needing those tokens in the tokenizer.
+Prompt (Stanford-AIMI/CheXagent evaluation_chexbench/models/radfm.py:32-36): BOS, `<image>` +
+the image's 32 tokens + `</image>{question} {option}`, tokenised whole, one image (the path is
+never split). `<image>`/`</image>` are special tokens the official code adds to the tokenizer
+(src/radfm/__init__.py:16-24), ids 32000/32001, right after LLaMA's vocabulary; they are added
+here the same way. The option is scored from the token holding its first character to the end
+(radfm.py:50-55). Free text (:68-77): the same block + the prompt, 200 new tokens, greedy,
+stopping on the language model config's EOS id, as the official `generate` does.
 
 Preprocessing differs from the official code on purpose: RadFM's demo applies
 `RandomResizedCrop([512, 512], scale=(0.8, 1.0), bicubic)`, a random 80-100% crop with random
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +36,24 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model_adapters.base import ImageEncoding, ImageSlot, Segment, VisionLanguageAdapter
+from model_adapters.base import (
+    GenerationSettings,
+    ImageEncoding,
+    ImageSlot,
+    Segment,
+    VisionLanguageAdapter,
+)
 from model_adapters.loading import parse_dtype, resolve_device
 from model_adapters.medflamingo.state_dict import load_tensors
 from model_adapters.radfm.checkpoint import build_from_released
 from model_adapters.radfm.modeling import RadFMVisionSpec
+from model_adapters.spans import from_first_char, option_text
 
 HUB_ID = "chaoyi-wu/RadFM"
 WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.safetensors", "model.safetensors")
 SPEC_FILE = "radfm_vision.json"
-_MARKERS = re.compile(r"(<image>|</image>)")
+OFFICIAL = "Stanford-AIMI/CheXagent evaluation_chexbench/models/radfm.py"
+IMAGE_MARKERS = ("<image>", "</image>")  # src/radfm/__init__.py:16, the figure tokens
 DOWNLOAD_HELP = (
     f"RadFM needs two downloads: (1) the checkpoint from the Hugging Face repository {HUB_ID!r} "
     f"(`huggingface-cli download {HUB_ID} --local-dir models/radfm`, then unzip it so that "
@@ -65,6 +75,12 @@ def _weights_file(folder: Path) -> Path:
 class RadFMAdapter(VisionLanguageAdapter):
     name = "radfm"
     display_name = "RadFM"
+    max_images = 1  # OFFICIAL:23 passes the path unsplit: one image
+    generation = GenerationSettings(
+        max_new_tokens=200,
+        source=f"{OFFICIAL}:68-77; src/radfm/Model/RadFM/multimodality_model.py:75-80",
+        deviations=("top_k=50 is passed without do_sample, so the official decoding is greedy "
+                    "too; no deviation in decoding",))
 
     def __init__(self, pretrained: str = "models/radfm", path: str | None = None,
                  language_files: str | None = None, dtype: str = "auto", device: str = "auto",
@@ -91,10 +107,16 @@ class RadFMAdapter(VisionLanguageAdapter):
             tokenizer.bos_token = "<s>"
         if not tokenizer.eos_token:
             tokenizer.eos_token = "</s>"
+        tokenizer.add_special_tokens({"additional_special_tokens": list(IMAGE_MARKERS)})
         self.tokenizer = tokenizer
         model = build_from_released(load_tensors(str(self.weights_path)),
                                     LlamaConfig.from_pretrained(str(lang)), self.spec,
                                     origin=str(self.weights_path))
+        marker_ids = tokenizer.convert_tokens_to_ids(list(IMAGE_MARKERS))
+        if marker_ids != [model.text_vocab, model.text_vocab + 1]:
+            raise ValueError(f"radfm: the tokenizer in {lang} gives <image>/</image> ids "
+                             f"{marker_ids}, not {model.text_vocab}/{model.text_vocab + 1} (right "
+                             "after the language model's vocabulary) as the released model needs")
         model = model.to(self.dtype).eval()
         if device_map == "auto":
             from accelerate import dispatch_model, infer_auto_device_map
@@ -111,23 +133,25 @@ class RadFMAdapter(VisionLanguageAdapter):
 
     # ----- the adapter interface -------------------------------------------------------------
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
-        segments: list[Segment] = [*self.bos()]
-        for i in range(n_images):
-            segments += ["<image>" if i == 0 else "</image><image>", ImageSlot(i)]
-        segments.append(f"</image>{context}" if n_images else context)
-        return segments
+        # OFFICIAL:32-36 "<image>" + "<image0>...<image31>" + "</image>" + f"{question} {option}",
+        # tokenised whole with BOS (Language_files add_bos_token); the 32 image tokens pick the
+        # 32 vision embeddings in place (src/radfm/Model/RadFM/my_embedding_layer.py:122-135).
+        if n_images == 0:  # no official text-only call (:69 opens an image): the prompt alone
+            return [*self.bos(), context]
+        return [*self.bos(), "<image>", ImageSlot(0), f"</image>{context}"]
 
-    def tokenize(self, text: str) -> list[int]:
-        vocab = self.model.text_vocab
-        ids: list[int] = []
-        for piece in _MARKERS.split(text):
-            if piece == "<image>":
-                ids.append(vocab)
-            elif piece == "</image>":
-                ids.append(vocab + 1)
-            elif piece:
-                ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
-        return ids
+    def split_option(self, last_piece: str, continuation: str
+                     ) -> tuple[list[int], list[int]] | None:
+        # OFFICIAL:50-55: from char_to_token(text.rfind(option)) to the end of the row.
+        return from_first_char(self.tokenizer, last_piece + continuation,
+                               option_text(continuation))
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        # The official generate (multimodality_model.py:79) stops on the language model config's
+        # eos_token_id; the released Language_files/config.json says 1, not </s> (2).
+        eos = self.model.language_model.config.eos_token_id
+        return [eos] if eos is not None else []
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         size = self.spec.image_size
