@@ -13,9 +13,14 @@ from harness.docs import build_docs
 from harness.images import ImageRef
 from harness.scoring import MissingTokenCount, correctness
 
+# Stanford-AIMI/CheXagent evaluation_chexbench/axis_3_text_generation/
+# run_findings_generation.py:34-38 and run_findings_summarization.py:33-36, verbatim.
 GENERATION_PROMPT = 'Given the indication: "{indication}", write a structured findings section for the CXR.'
-GENERATION_PROMPT_NO_INDICATION = "Write a structured findings section for the CXR."
 SUMMARIZATION_PROMPT = "Summarize the following Findings: {findings}"
+# The official f-string has no other prompt for an item without an indication: a null field
+# renders as "None", which is also what CheXinstruct wrote for a missing indication in training
+# (data_chexinstruct/dataset_processors/mimic_cxr_struct.py:122-125).
+MISSING_INDICATION = "None"
 
 
 def load_docs(subtask: str, data: str | None = None, image_root: str | None = None,
@@ -35,9 +40,7 @@ def doc_to_text(doc: dict) -> str:
 
 
 def generation_text(doc: dict) -> str:
-    if doc.get("indication"):
-        return GENERATION_PROMPT.format(indication=doc["indication"])
-    return GENERATION_PROMPT_NO_INDICATION
+    return GENERATION_PROMPT.format(indication=doc.get("indication") or MISSING_INDICATION)
 
 
 def summarization_text(doc: dict) -> str:
