@@ -14,6 +14,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from harness.safe_text import printable
+
 
 class UserError(Exception):
     """Bad input or a missing prerequisite; the message says what and how to fix it."""
@@ -35,9 +37,15 @@ class RemoteCodeRefused(UserError, PermissionError):
     """A model needs code from its hub repository and the user has not allowed it."""
 
 
+class OutputError(UserError, OSError):
+    """A file or folder the harness must write cannot be written: the disk is full, the file
+    system is read-only, or permission is denied. Nothing half-written is left behind."""
+
+
 def one_line(exc: BaseException) -> str:
-    """An error as the single line the CLI prints (embedded newlines folded)."""
-    return " ".join(str(exc).split()) or exc.__class__.__name__
+    """An error as the single line the CLI prints: embedded newlines folded, and control
+    characters (an ANSI escape in a bundle's file name, say) shown as escapes, not obeyed."""
+    return printable(" ".join(str(exc).split())) or exc.__class__.__name__
 
 
 def did_you_mean(kind: str, name: str, known: Iterable[str], hint: str = "") -> UserError:

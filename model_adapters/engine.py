@@ -162,10 +162,11 @@ class ResumeStore:
         self.done: dict[str, Any] = {}
         self._log: AppendLog | None = None
         if self.path is not None:
-            if self.path.exists():
-                for row in read_jsonl(self.path):
-                    self.done[row["key"]] = row["value"]
+            # Opened first: the log takes the journal's lock and cuts a torn last record, so
+            # what is read here is what later records are appended to (harness.io.AppendLog).
             self._log = AppendLog(self.path)
+            for row in read_jsonl(self.path):
+                self.done[row["key"]] = row["value"]
 
     def get(self, key: str) -> Any | None:
         return self.done.get(key)
