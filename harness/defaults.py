@@ -9,6 +9,10 @@ BOOTSTRAP_SAMPLES = 1000  # resamples per confidence interval
 PERMUTATIONS = 10_000
 BATCH_SIZE = 8  # items per forward batch
 RUNS_DIR = "results/runs"
+# Largest image (width x height) decoded; larger files are refused before their pixels are
+# read (a 20000 x 20000 PNG needs 1.2 GB as RGB). Pillow's own decompression-bomb threshold;
+# chest films are at most ~4300 x 4300 (18.5 Mpx). `--max-image-pixels` changes it.
+MAX_IMAGE_PIXELS = 89_478_485
 DEMO_DIR = "results/demo"
 
 # Text metric families and BERTScore presets by name (their configurations live in

@@ -22,7 +22,7 @@ import yaml
 from PIL import Image
 
 from harness.errors import UserError
-from harness.radiograph import RadiographError, decode
+from harness.radiograph import RadiographError, decode, pixel_limit
 from harness.taxonomy import resolve_dataset
 
 _AUTHORS_ROOT = re.compile(r"^(?:\./)?data/[^/]+/")
@@ -86,13 +86,14 @@ def check_image(path: Path) -> str | None:
         return "missing"
     if not stat.S_ISREG(st.st_mode):
         return "missing"
-    return _decode_problem(str(path), st.st_mtime_ns, st.st_size)
+    return _decode_problem(str(path), st.st_mtime_ns, st.st_size, pixel_limit())
 
 
 @lru_cache(maxsize=1 << 16)
-def _decode_problem(path: str, mtime_ns: int, size: int) -> str | None:
+def _decode_problem(path: str, mtime_ns: int, size: int, limit: int) -> str | None:
     """Keyed by the file's mtime and size: the pre-flight and lm-eval's task loader check the
-    same images in one process, and a large set should be decoded once for that, not twice."""
+    same images in one process, and a large set should be decoded once for that, not twice.
+    The size limit is part of the key: a file refused under one limit may pass another."""
     try:
         decode(path)
     except RadiographError as exc:

@@ -18,6 +18,7 @@ The exact conversion per format is specified in docs/images.md; in short:
 
 from __future__ import annotations
 
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from harness.defaults import MAX_IMAGE_PIXELS
 from harness.errors import UserError, one_line
 
 # A film with more than this share of its pixels at 0 or 255 after conversion is reported:
@@ -35,6 +37,7 @@ HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 COLOR_DICOM = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _warned: set[tuple[str, str]] = set()
+_pixel_limit = MAX_IMAGE_PIXELS
 
 
 class RadiographError(UserError, ValueError):
@@ -208,6 +211,7 @@ def _dicom_to_rgb(path: Path) -> Image.Image:
             "one picture per file (export the frame you mean)",
         )
     photometric = str(ds.get("PhotometricInterpretation", ""))
+    _check_size(int(ds.get("Columns") or 0), int(ds.get("Rows") or 0), path)
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom's decoders raise many kinds; name them
@@ -225,6 +229,32 @@ def _dicom_to_rgb(path: Path) -> Image.Image:
         f"unsupported DICOM image: PhotometricInterpretation "
         f"{photometric or 'missing'}, {pixels.dtype} {pixels.shape}",
     )
+
+
+# ----- size limit ----------------------------------------------------------------------------
+def set_pixel_limit(limit: int | None) -> None:
+    """The largest width x height `decode` reads (None: the default, `MAX_IMAGE_PIXELS`).
+
+    Pillow's own check is moved with it: it warns above its limit and refuses above twice that,
+    before our check sees the size."""
+    global _pixel_limit
+    if limit is not None and limit < 1:
+        raise UserError(f"the image size limit must be at least 1 pixel, got {limit}")
+    _pixel_limit = limit or MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = _pixel_limit
+
+
+def pixel_limit() -> int:
+    return _pixel_limit
+
+
+def _check_size(width: int, height: int, path: Path) -> None:
+    if width * height > _pixel_limit:
+        raise RadiographError(path, _too_large(f"{width}x{height} pixels"))
+
+
+def _too_large(size: str) -> str:
+    return f"{size} is over the image size limit of {_pixel_limit:,} pixels (--max-image-pixels)"
 
 
 # ----- the one entry point -------------------------------------------------------------------
@@ -249,9 +279,17 @@ def decode(path: str | Path) -> Image.Image:
         rgb = _dicom_to_rgb(path)
     else:
         try:
-            with Image.open(path) as im:
+            with warnings.catch_warnings():  # the size is checked (and refused) just below
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(path)
+            with im:
+                _check_size(*im.size, path)
                 rgb = to_rgb8(im, path)
-        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError as exc:  # Pillow's own check, above twice ours
+            count = re.search(r"\((\d+) pixels\)", str(exc))
+            size = f"{int(count.group(1)):,} pixels" if count else "the image"
+            raise RadiographError(path, _too_large(size)) from exc
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise RadiographError(path, f"{exc.__class__.__name__}: {one_line(exc)}") from exc
     _warn_if_saturated(rgb, path)
     return rgb

@@ -41,14 +41,20 @@ def test_null_and_nan_options_are_dropped_and_2_to_4_options_kept(tmp_path):
     assert data.perception[0].cluster_id == "p10000032"
 
 
-def test_nan_between_options_shifts_the_answer_index_onto_remaining_options(tmp_path):
-    # The answer indexes the options that REMAIN, so a gap must not be counted.
+def test_a_gap_in_the_options_is_refused_saying_how_answer_counts(tmp_path):
+    # The official code drops null options and `answer` indexes the options that REMAIN, so a
+    # gap silently moves the answer; a file that means the raw index would be scored wrong.
     path = _write(tmp_path, {"Visual Question Answering": [
         {"data_source": "Rad-Restruct", "image_path": "data/rad-restruct/images/1.png",
          "question": "How large?", "option_0": "small", "option_1": float("nan"),
          "option_2": "large", "option_3": None, "answer": 1}]})
-    item = load_data(path).perception[0]
-    assert item.options == ["small", "large"] and item.options[item.answer] == "large"
+    with pytest.raises(DataError) as exc:
+        load_data(path)
+    message = str(exc.value)
+    assert "'Visual Question Answering', item 0" in message
+    assert "option_1 is NaN but option_2 is not" in message
+    assert "answer 1 means option_2, not option_1" in message
+    assert "run_likelihood.py:73-75" in message
 
 
 def test_multi_image_paths_as_pipe_string_and_as_list(tmp_path):

@@ -19,6 +19,7 @@ from harness.defaults import (
     BERTSCORE_PRESET,
     BERTSCORE_PRESET_NAMES,
     BOOTSTRAP_SAMPLES,
+    MAX_IMAGE_PIXELS,
     SEED,
 )
 from harness.errors import did_you_mean  # noqa: F401  (re-exported for commands)
@@ -67,6 +68,61 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """argparse type for seeds: numpy and torch take 0 .. 2**32 - 1."""
+    value = non_negative_int(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be below 2**32, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type for durations and tolerances that must be > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type for prices and delays where 0 is allowed."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type for levels strictly between 0 and 1 (significance levels)."""
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def add_max_image_pixels(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-image-pixels", type=positive_int, default=None,
+                   help="refuse images larger than this many pixels (width x height) before "
+                   f"decoding them (default {MAX_IMAGE_PIXELS:,})")
+
+
 def add_output(p: argparse.ArgumentParser, default: Any, help: str, type: Any = None) -> None:
     p.add_argument("--output", "-o", default=default, type=type, help=help)
     _aliases(p, ["--out", "--output-dir"], "--output", "output", type)
@@ -75,8 +131,8 @@ def add_output(p: argparse.ArgumentParser, default: Any, help: str, type: Any = 
 def add_seed(p: argparse.ArgumentParser, default: int = SEED,
              help: str = "seed of the bootstrap and any other resampling (recorded in the "
              "results; default %(default)s)") -> None:
-    p.add_argument("--seed", type=int, default=default, help=help)
-    _aliases(p, ["--bootstrap-seed"], "--seed", "seed", int)
+    p.add_argument("--seed", type=seed_int, default=default, help=help)
+    _aliases(p, ["--bootstrap-seed"], "--seed", "seed", seed_int)
 
 
 def add_bootstrap(p: argparse.ArgumentParser, default: int = BOOTSTRAP_SAMPLES) -> None:

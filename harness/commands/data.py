@@ -9,6 +9,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.commands import args as common
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -41,10 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     v = data_sub.add_parser(
         "validate", help="check a data.json and its images",
-        description="Parse a CheXbench data.json, count items per task and dataset against "
-                    "Table 9, and check that every image resolves and decodes. Exit 0 when "
-                    "everything is usable, 1 when images are missing or unreadable, 2 on "
-                    "malformed data.",
+        description="Parse a CheXbench data.json with the loader `chexbench run` uses (which "
+                    "refuses what could be scored wrong without a word: empty files or tasks, "
+                    "keys given twice, one task under two aliases, option lists with gaps, "
+                    "empty or repeated options, invalid Unicode, deep nesting; docs/data.md), "
+                    "count items per task and dataset against Table 9, and decode every image "
+                    "in full. Exit 0 when everything is usable, 1 when images are missing, "
+                    "unreadable or over the size limit (each listed), 2 on malformed data "
+                    "(one line naming file, task and item).",
     )
     v.add_argument("--data", required=True, help="the data.json (official or phantom)")
     v.add_argument("--image-root", default=None,
@@ -52,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "that holds the data file)")
     v.add_argument("--image-map", default=None,
                    help="YAML with 'prefixes' and/or 'sources' mapping to local folders")
+    common.add_max_image_pixels(v)
     v.set_defaults(func=run_validate)
 
 
@@ -59,7 +66,9 @@ def run_validate(args: argparse.Namespace) -> int:
     from harness.data import load_data
     from harness.data_validation import validate
     from harness.images import ImageResolver
+    from harness.radiograph import set_pixel_limit
 
+    set_pixel_limit(args.max_image_pixels)
     data = load_data(args.data)  # DataError -> "error: ..." and exit 2 (harness.cli)
     image_root = args.image_root or str(Path(args.data).resolve().parent)
     resolver = ImageResolver.from_args(image_root, args.image_map)

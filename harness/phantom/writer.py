@@ -80,7 +80,10 @@ def _text(builder: TaskBuilder, n: int) -> dict[str, list[dict]]:
             "section_findings": findings_text(study.findings, rng),
             "section_impression": impression_text(study.findings),
         })
-    return {"Findings Generation": generation, "Findings Summarization": summarization}
+    # A task with no items is refused by the loader (an empty list is a broken file), so a
+    # set without text items has no text keys.
+    texts = {"Findings Generation": generation, "Findings Summarization": summarization}
+    return {key: items for key, items in texts.items() if items}
 
 
 def _fairness(builder: TaskBuilder, n: int) -> dict[str, list[dict]]:
