@@ -179,7 +179,7 @@ class LlavaMedAdapter(_LlavaMed):
     """LLaVA-Med v0, as the official CheXbench wrapper runs it."""
 
     name = "llava_med"
-    display_name = "LLaVA-Med (v0)"
+    display_name = "LLaVA-Med"  # the paper's column name: this is the paper's model
     variant = V0
     generation = GenerationSettings(
         max_new_tokens=1024,

@@ -8,6 +8,7 @@ official input, token by token, is in test_protocol_golden.py.)"""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -18,6 +19,8 @@ from model_adapters.base import ImageSlot, TokenIds
 from model_adapters.converters.tiny import write_tiny_llava_med_release
 from model_adapters.engine import CheXbenchLM
 from model_adapters.llava_med import LlavaMedAdapter, LlavaMedV15Adapter
+
+PAPER_ROW = Path(__file__).resolve().parents[1] / "results" / "paper" / "llava-med.json"
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def test_v0_official_template_and_engine_equals_naive(folders):
         "<im_end>",
     ]
     assert not a.image_processor.do_pad  # v0: CLIP's resize and centre crop
-    assert a.display_name == "LLaVA-Med (v0)" and a.model_info()["llava_med_variant"] == "v0"
+    assert a.display_name == "LLaVA-Med" and a.model_info()["llava_med_variant"] == "v0"
     _engine_equals_naive(a)
 
 
@@ -87,8 +90,20 @@ def test_each_variant_refuses_the_others_folder(folders):
 
 @pytest.mark.parametrize("name,which", [("llava_med", 0), ("llava_med_v15", 1)])
 def test_chexbench_run_end_to_end_names_the_variant(tmp_path, folders, name, which):
+    """Only a v0 run is the paper's LLaVA-Med (the leaderboard pairs them for paper deltas)."""
+    import shutil
+
     from test_adapter_blip2 import run_e2e
+
+    from leaderboard.loader import load_folder
 
     results = run_e2e(tmp_path, name, f"pretrained={folders[which]},device=cpu,dtype=float32")
     assert results["model"]["adapter"] == name
-    assert results["model"]["name"] == ("LLaVA-Med (v0)", "LLaVA-Med v1.5 (Mistral)")[which]
+    assert results["model"]["name"] == ("LLaVA-Med", "LLaVA-Med v1.5 (Mistral)")[which]
+    board = tmp_path / "board"
+    board.mkdir()
+    shutil.copy(PAPER_ROW, board / "paper-llava-med.json")
+    (run,) = (tmp_path / "runs").glob("*/results.json")
+    shutil.copytree(run.parent, board / "run")
+    entries = {e.results.source: e for e in load_folder(board).entries}
+    assert entries["paper"].same_model(entries[results["source"]]) == (name == "llava_med")

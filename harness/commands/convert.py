@@ -12,8 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "transformers folder; every key must map, or nothing is written.")
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
 
-    llava = kinds.add_parser("llava-med", help="LLaVA-Med (v1.5 Mistral or v0 LLaMA) -> "
-                             "LlavaForConditionalGeneration")
+    llava = kinds.add_parser("llava-med", help="LLaVA-Med (v0 LLaMA, the paper's, or v1.5 "
+                             "Mistral; the variant is recorded) -> LlavaForConditionalGeneration")
     llava.add_argument("src", help="folder of the released checkpoint (config.json, weights, tokenizer)")
     llava.add_argument("dst", help="new folder to write (pass it as pretrained=DST)")
     llava.add_argument("--vision-tower", help="CLIP folder, for checkpoints that do not carry "
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         from model_adapters.converters.llava_med import convert_llava_med
 
         manifest = convert_llava_med(args.src, args.dst, vision_tower=args.vision_tower)
-        model = "llava_med"
+        model = manifest["adapter"]  # llava_med (v0, the paper's) or llava_med_v15
     else:
         from model_adapters.converters.xraygpt import convert_xraygpt
 
