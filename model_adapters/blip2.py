@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
-from harness.errors import UserError
+from harness.errors import UserError, WeightsMissing
 from model_adapters.base import (
     GenerationSettings,
     ImageEncoding,
@@ -77,7 +77,7 @@ def load_or_explain(loader: Any, pretrained: str, adapter: str, hub_id: str, wha
     try:
         return loader.from_pretrained(pretrained, **kwargs)
     except (OSError, HFValidationError) as exc:  # absent folder / not a valid hub id
-        raise FileNotFoundError(
+        raise WeightsMissing(
             f"{weights_missing_message(adapter, pretrained, hub_id, what)} ({exc.__class__.__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''})"
         ) from exc

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from chexagent.modeling import PROMPT_TEMPLATE
+from harness.errors import WeightsMissing
 from model_adapters.base import (
     GenerationSettings,
     ImageEncoding,
@@ -110,7 +111,7 @@ class CheXagentAdapter(VisionLanguageAdapter):
             return load_remote_chexagent(self.pretrained, self.dtype, self.device, device_map,
                                          self.revision, trust_remote_code)
         except OSError as exc:
-            raise FileNotFoundError(weights_missing_message(
+            raise WeightsMissing(weights_missing_message(
                 "chexagent", self.pretrained, HUB_ID,
                 "the whole repository (config, *.safetensors, tokenizer, processor and the "
                 "custom *.py files)")) from exc

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from harness.errors import UserError
+from harness.errors import UserError, WeightsMissing
 from model_adapters.base import GenerationSettings, ImageSlot, Segment
 from model_adapters.blip2 import OFFICIAL, Blip2Adapter
 from model_adapters.spans import option_text, trailing_standalone
@@ -69,7 +69,7 @@ class XrayGPTAdapter(Blip2Adapter):
         try:
             return super()._load(kwargs)
         except FileNotFoundError as exc:
-            raise FileNotFoundError(f"xraygpt: cannot load {self.pretrained!r}. {CONVERT_HINT}") \
+            raise WeightsMissing(f"xraygpt: cannot load {self.pretrained!r}. {CONVERT_HINT}") \
                 from exc
 
     def _check_bos(self) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from harness.errors import WeightsMissing
 from model_adapters.converters.common import (
     ConversionError,
     check_against_model,
@@ -161,7 +162,7 @@ def convert_llava_med(src: str | Path, dst: str | Path,
     src = Path(src)
     cfg_path = src / "config.json"
     if not cfg_path.is_file():
-        raise FileNotFoundError(
+        raise WeightsMissing(
             f"llava-med convert: {cfg_path} not found. SRC is either LLaVA-Med v0 (the paper's: "
             "the folder llava.model.apply_delta writes from LLaMA-7B and the delta "
             "llava_med_in_text_60k_ckpt2_delta, see docs/adapters/llava_med.md) or v1.5 "

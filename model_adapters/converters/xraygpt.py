@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from harness.errors import WeightsMissing
 from model_adapters.converters.common import (
     ConversionError,
     check_against_model,
@@ -185,7 +186,7 @@ def convert_xraygpt(src: str | Path, dst: str | Path, vit: str | None = None,
              "llama": Path(llama) if llama else src / DEFAULT_FILES["llama"]}
     absent = [f"{k}: {p}" for k, p in paths.items() if not p.exists()]
     if absent:
-        raise FileNotFoundError(
+        raise WeightsMissing(
             "xraygpt convert: missing release pieces (" + "; ".join(absent) + "). Download "
             "eva_vit_g.pth and blip2_pretrained_flant5xxl.pth (LAVIS, links in the MiniGPT-4 / "
             "XrayGPT README), xraygpt_pretrained1.pth and the Vicuna_Radiology_fp16 folder "

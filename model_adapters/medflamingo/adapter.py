@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from harness.errors import UserError, WeightsMissing
 from model_adapters.base import (
     GenerationSettings,
     ImageEncoding,
@@ -76,16 +77,16 @@ def _resolve_checkpoint(pretrained: str, revision: str | None) -> Path:
         try:
             return Path(hf_hub_download(HUB_ID, CHECKPOINT_FILE, revision=revision))
         except Exception as exc:  # offline, gated, absent: all end in the same advice
-            raise FileNotFoundError(f"medflamingo: cannot fetch {HUB_ID}/{CHECKPOINT_FILE} "
+            raise WeightsMissing(f"medflamingo: cannot fetch {HUB_ID}/{CHECKPOINT_FILE} "
                                     f"({exc.__class__.__name__}). {DOWNLOAD_HELP}") from exc
-    raise FileNotFoundError(f"medflamingo: no {CHECKPOINT_FILE} at {pretrained!r}. "
+    raise WeightsMissing(f"medflamingo: no {CHECKPOINT_FILE} at {pretrained!r}. "
                             f"{DOWNLOAD_HELP}")
 
 
 def _require_dir(kind: str, path: str | Path) -> str:
     if Path(path).is_dir() and (Path(path) / "config.json").is_file():
         return str(path)
-    raise FileNotFoundError(f"medflamingo: no {kind} folder (with config.json) at {str(path)!r}. "
+    raise WeightsMissing(f"medflamingo: no {kind} folder (with config.json) at {str(path)!r}. "
                             f"{DOWNLOAD_HELP}")
 
 
@@ -149,7 +150,7 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
                                                            output_loading_info=True)
             self.image_processor = CLIPImageProcessor.from_pretrained(clip_dir)
         except OSError as exc:
-            raise FileNotFoundError(f"medflamingo: cannot load CLIP from {clip_dir!r}. "
+            raise WeightsMissing(f"medflamingo: cannot load CLIP from {clip_dir!r}. "
                                     f"{DOWNLOAD_HELP}") from exc
         _check_loading_info("CLIP vision tower", str(clip_dir), info)
         model = assemble(load_tensors(str(self.checkpoint_path)), language_model, vision,
@@ -195,7 +196,7 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
         legacy "▁" prefix or not), so the piece is tokenised after `<image>`, which is dropped."""
         ids = self.tokenizer(MEDIA_TOKEN + text, add_special_tokens=False)["input_ids"]
         if not ids or ids[0] != self.media_token_id:
-            raise ValueError(f"medflamingo: {MEDIA_TOKEN} is not one token for this tokenizer")
+            raise UserError(f"medflamingo: {MEDIA_TOKEN} is not one token for this tokenizer")
         return list(ids[1:])
 
     def split_option(self, last_piece: str, continuation: str

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from harness.errors import UserError, WeightsMissing
 from model_adapters.base import (
     GenerationSettings,
     ImageEncoding,
@@ -68,7 +69,7 @@ def _weights_file(folder: Path) -> Path:
     for name in WEIGHT_FILES:
         if (folder / name).is_file():
             return folder / name
-    raise FileNotFoundError(f"radfm: no {' / '.join(WEIGHT_FILES)} in {str(folder)!r}. "
+    raise WeightsMissing(f"radfm: no {' / '.join(WEIGHT_FILES)} in {str(folder)!r}. "
                             f"{DOWNLOAD_HELP}")
 
 
@@ -96,7 +97,7 @@ class RadFMAdapter(VisionLanguageAdapter):
         self.weights_path = _weights_file(folder)
         lang = Path(language_files) if language_files else folder / "Language_files"
         if not (lang / "config.json").is_file():
-            raise FileNotFoundError(f"radfm: no LLaMA config/tokenizer folder at {str(lang)!r}. "
+            raise WeightsMissing(f"radfm: no LLaMA config/tokenizer folder at {str(lang)!r}. "
                                     f"{DOWNLOAD_HELP}")
         spec_path = folder / SPEC_FILE
         self.spec = (RadFMVisionSpec(**json.loads(spec_path.read_text()))
@@ -114,7 +115,7 @@ class RadFMAdapter(VisionLanguageAdapter):
                                     origin=str(self.weights_path))
         marker_ids = tokenizer.convert_tokens_to_ids(list(IMAGE_MARKERS))
         if marker_ids != [model.text_vocab, model.text_vocab + 1]:
-            raise ValueError(f"radfm: the tokenizer in {lang} gives <image>/</image> ids "
+            raise UserError(f"radfm: the tokenizer in {lang} gives <image>/</image> ids "
                              f"{marker_ids}, not {model.text_vocab}/{model.text_vocab + 1} (right "
                              "after the language model's vocabulary) as the released model needs")
         model = model.to(self.dtype).eval()
