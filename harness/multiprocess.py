@@ -10,7 +10,8 @@ leaves to us, and what this module does:
 - one GPU per process (`cuda:<local_rank>`), or the CPU when the user asks for it;
 - one journal per rank (`journal.rank<k>.jsonl`): an append log must have a single writer. Every
   rank reads all journals of the run folder first, so a run resumes whatever the process count
-  was when it stopped;
+  was when it stopped. Rank 0 holds the scoring folder's lock for all ranks (`agree`), so ranks
+  never wait on each other while another run on the same folder is refused on every rank;
 - rank 0 must build every sample row, which needs the full score (token counts, greedy flags) of
   requests other ranks scored: after lm-eval's own gathers, each rank sends its score store and
   engine counters to rank 0.
@@ -29,13 +30,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.io import atomic_write_json, read_jsonl
+from harness.errors import UserError, one_line
+from harness.io import atomic_write_json, read_journal
 
 SINGLE_JOURNAL = "journal.jsonl"
 # A rank that finishes its shard early waits in the final gather for the slowest one; that wait
@@ -131,18 +133,39 @@ class DataParallel:
                             f"{self.world_size} items per task; these have fewer: {listed}. "
                             "Use fewer processes or run these tasks separately.")
 
+    def agree(self, action: Callable[[], Any]) -> None:
+        """Run `action` on rank 0 only (taking the folder lock); when it fails, every rank
+        raises its error, so all ranks stop together instead of waiting for rank 0."""
+        if not self.active:
+            action()
+            return
+        import torch.distributed as dist
+
+        failure: BaseException | None = None
+        if self.rank == 0:
+            try:
+                action()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after telling the others
+                failure = exc
+        message = [None if failure is None else one_line(failure)]
+        dist.broadcast_object_list(message, src=0)
+        if failure is not None:
+            raise failure
+        if message[0] is not None:
+            raise UserError(message[0])
+
     def preload(self, store: Any, run_dir: Path) -> int:
         """Load the other journals of the run folder into this rank's store (read only).
 
-        Returns how many entries came from them. A journal's last line may be torn by a kill;
-        `read_jsonl` is the same reader the store uses for its own journal.
+        Returns how many entries came from them. Another rank may be writing a journal (or
+        have been killed mid-record): `read_journal` skips what does not parse.
         """
         own = self.journal_path(run_dir)
         added = 0
         for path in sorted(run_dir.glob("journal*.jsonl")):
             if path == own:
                 continue
-            for row in read_jsonl(path):
+            for row in read_journal(path):
                 if row["key"] not in store.done:
                     store.done[row["key"]] = row["value"]
                     added += 1
@@ -211,6 +234,8 @@ def launch_data_parallel(spec: Any, num_processes: int) -> int:
     The ranks read the resolved spec from a file rather than a command line, so every rank runs
     exactly what the user's command resolved to (and the run card records it as typed).
     """
+    from harness.runner import check_before_launch
+
     if num_processes < 1:
         raise UserError("--num-processes must be at least 1")
     launched = int(os.environ.get("WORLD_SIZE", "0") or 0)
@@ -219,6 +244,7 @@ def launch_data_parallel(spec: Any, num_processes: int) -> int:
             raise UserError(f"--num-processes {num_processes} but the launcher started "
                             f"{launched} processes; drop --num-processes when launching by hand")
         return _run_rank(spec)
+    check_before_launch(spec)  # one line here rather than N failing ranks
     with tempfile.TemporaryDirectory(prefix="chexbench-ranks-") as tmp:
         spec_file = Path(tmp) / "spec.json"
         atomic_write_json(spec_file, spec.to_json())
@@ -240,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     spec = RunSpec.from_json(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
-    return _run_rank(spec)
+    try:
+        return _run_rank(spec)
+    except UserError as exc:  # as harness.cli does: one line, exit 2
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 def docs_per_task(tasks: list[str], data: str, image_root: str | None, image_map: str | None,

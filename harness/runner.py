@@ -7,21 +7,34 @@ scores are journaled as they finish under `<output>/.journal/<scoring_id>/`, key
 changes a score, so a killed run resumes where it stopped, and a re-analysis (another seed or
 bootstrap count) reuses every score instead of re-running the model. The results files are
 written atomically at the end.
+
+One run writes a scoring folder at a time: it holds the folder's lock (`harness.locking`) from
+before the model loads to the end, so a second run on the same folder is refused instead of
+scoring everything again; a run that fails leaves no folder it made empty (docs/runs.md).
+Before the first forward pass every request is measured against the model's context
+(`harness.prompt_lengths`). A data file that lacks some tasks runs the ones it has when the
+user asked for a group (`chexbench`, a task type), and the results say which were absent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.data import file_sha256
+from harness.data import DataError, file_sha256
 from harness.defaults import BATCH_SIZE, BOOTSTRAP_SAMPLES, RUNS_DIR, SEED
-from harness.docs import build_docs, cached_data
+from harness.docs import build_docs, cached_data, subtasks_of
 from harness.errors import did_you_mean
+from harness.io import make_dirs, remove_empty
+from harness.locking import FolderLock, probe
+from harness.radiograph import set_pixel_limit
 from harness.results_builder import (
     perception_groups,
     perception_row,
@@ -34,11 +47,15 @@ from harness.run_card import TASKS_DIR, make_run_card
 from harness.taxonomy import (
     PERCEPTION_GROUP,
     PERCEPTION_SUBTASKS,
+    SUBTASK_BY_NAME,
     TASK_TYPES,
     TEXT_TASK_NAMES,
     group_name,
 )
 from harness.text_results import text_subtask
+
+log = logging.getLogger(__name__)
+LOCK_FILE = "lock"
 
 ALL_TASKS = [s.name for s in PERCEPTION_SUBTASKS] + list(TEXT_TASK_NAMES.values())
 # Fields that change the model's scores; the others (seed, bootstrap, text metrics) only
@@ -65,6 +82,7 @@ class RunConfig:
     seed: int = SEED
     bootstrap_samples: int = BOOTSTRAP_SAMPLES
     text_metrics: str = "all"  # "all" or "rouge" (the in-loop metric only)
+    max_image_pixels: int | None = None  # None: harness.defaults.MAX_IMAGE_PIXELS
 
     def identity(self, data_sha256: str) -> dict[str, Any]:
         """The config as hashed: the data file by its content, not its path."""
@@ -134,11 +152,68 @@ def expand_tasks(names: list[str]) -> list[str]:
     return [t for t in ALL_TASKS if t in wanted]
 
 
-def preflight(config: RunConfig, tasks: list[str]) -> dict[str, dict[str, int]]:
-    """Validate data and images before loading any model; returns exclusions per task."""
+@dataclass(frozen=True)
+class TaskPlan:
+    """The tasks a run scores, and those it was asked for that the data file does not have."""
+
+    tasks: list[str]
+    absent: list[str]
+    requested: list[str]
+
+    def coverage(self) -> dict[str, Any]:
+        """What the run card records (`run_card.extra["coverage"]`, docs/runs.md)."""
+        return {"partial": bool(self.absent), "absent_subtasks": self.absent,
+                "requested_subtasks": self.requested}
+
+
+def plan_tasks(config: RunConfig) -> TaskPlan:
+    """Which requested tasks the data file has items for.
+
+    A name that stands for several tasks (`chexbench`, `chexbench_perception`, a task type)
+    runs those present, since many users can get only some of the datasets (MIMIC-CXR needs
+    credentialed access); a task named on its own must be present.
+    """
+    data = cached_data(config.data)
+    requested = expand_tasks(list(config.tasks))
+    named = {name.strip() for name in config.tasks}
+
+    def present(task: str) -> bool:
+        return any(data.items_for(SUBTASK_BY_NAME[s]) for s in subtasks_of(task))
+
+    absent = [t for t in requested if not present(t)]
+    for task in absent:
+        if task in named:
+            raise DataError(f"{config.data}: task {task} has no items in this data file")
+    tasks = [t for t in requested if t not in absent]
+    if not tasks:
+        raise DataError(f"{config.data}: none of the requested tasks ({', '.join(config.tasks)})"
+                        " has items in this data file")
+    return TaskPlan(tasks, absent, requested)
+
+
+def preflight(config: RunConfig, tasks: list[str]
+              ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, int]]]:
+    """Validate data and images before loading any model; returns docs and exclusions per task
+    (the docs cut to `--limit`, as lm-eval will)."""
+    set_pixel_limit(config.max_image_pixels)
     cached_data(config.data)
-    return {t: build_docs(t, config.data, config.image_root, config.image_map,
-                          config.skip_missing)[1] for t in tasks}
+    docs, excluded = {}, {}
+    for task in tasks:
+        docs[task], excluded[task] = build_docs(task, config.data, config.image_root,
+                                                config.image_map, config.skip_missing)
+        if config.limit:
+            docs[task] = docs[task][: config.limit]
+    return docs, excluded
+
+
+def check_before_launch(spec: RunSpec) -> None:
+    """What a launcher checks before it starts processes that would each fail the same way:
+    the data, its images, and whether another run holds the scoring folder."""
+    plan = plan_tasks(spec.config)
+    preflight(spec.config, plan.tasks)
+    scoring_id = spec.config.scoring_id(file_sha256(Path(spec.config.data)))
+    folder = journal_dir(spec.options.output, scoring_id)
+    probe(folder / LOCK_FILE, f"scoring folder {folder}")
 
 
 @dataclass(frozen=True)
@@ -154,23 +229,60 @@ def journal_dir(output: str | Path, scoring_id: str) -> Path:
     return Path(output) / ".journal" / scoring_id
 
 
-def run_benchmark(spec: RunSpec) -> RunOutcome:
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
+@contextlib.contextmanager
+def scoring_folder(folder: Path, dp: Any) -> Iterator[None]:
+    """Hold `folder`'s lock for the run (rank 0 holds it for all ranks of a data-parallel run;
+    each rank still has its own journal). If the run fails, what it made and left without a
+    score (an empty journal, the lock file, folders) is removed again."""
+    created = make_dirs(folder)
+    journal = dp.journal_path(folder)
+    had_journal = journal.exists()
+    lock = FolderLock(folder / LOCK_FILE, f"scoring folder {folder}")
+    try:
+        dp.agree(lock.acquire)
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if not had_journal and journal.stat().st_size == 0:
+                journal.unlink()
+        if lock.held and created:
+            lock.path.unlink(missing_ok=True)
+        lock.release()
+        remove_empty(created)
+        raise
+    finally:
+        lock.release()
 
+
+def run_benchmark(spec: RunSpec) -> RunOutcome:
     from harness.multiprocess import DataParallel
-    from model_adapters.registry import build_lm
 
     config, options = spec.config, spec.options
-    tasks = expand_tasks(list(config.tasks))
-    excluded = preflight(config, tasks)
+    plan = plan_tasks(config)
+    tasks = plan.tasks
+    docs, excluded = preflight(config, tasks)
     dp = DataParallel.from_env()  # rank 0 of 1 unless started by a launcher (--num-processes)
     dp.check_shards(config, tasks)
+    if plan.absent and dp.rank == 0:
+        log.warning("note: %s has no items for %s; running the %d present (the results are "
+                    "marked partial coverage)", config.data, ", ".join(plan.absent), len(tasks))
     data_sha = file_sha256(Path(config.data))
     run_id, scoring_id = config.run_id(data_sha), config.scoring_id(data_sha)
     run_dir = Path(options.output) / run_id
     scores_dir = journal_dir(options.output, scoring_id)
+    with scoring_folder(scores_dir, dp):
+        return _run(spec, plan, docs, excluded, dp, data_sha, run_dir, scores_dir)
 
+
+def _run(spec: RunSpec, plan: TaskPlan, docs: dict[str, list[dict[str, Any]]],
+         excluded: dict[str, dict[str, int]], dp: Any, data_sha: str, run_dir: Path,
+         scores_dir: Path) -> RunOutcome:
+    """Load the model, check every prompt fits, score, and write the results."""
+    from harness.prompt_lengths import check_prompt_lengths
+    from model_adapters.registry import build_lm
+
+    config, options = spec.config, spec.options
+    scoring_id = scores_dir.name
     started = time.time()
     for name in ("lm_eval", "lm-eval"):  # its per-task notices drown our progress bars
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -179,6 +291,22 @@ def run_benchmark(spec: RunSpec) -> RunOutcome:
                   max_gen_toks=config.max_gen_toks, resume_path=dp.journal_path(scores_dir),
                   fingerprint=scoring_id, show_progress=options.show_progress,
                   rank=dp.rank, world_size=dp.world_size)
+    try:  # the journal is closed (and its lock dropped) however the run ends
+        prompts = check_prompt_lengths(lm, docs, str(config.data))  # before any forward
+        return _evaluate(spec, plan, excluded, dp, lm, prompts, data_sha, run_dir, scores_dir,
+                         started)
+    finally:
+        lm.store.close()
+
+
+def _evaluate(spec: RunSpec, plan: TaskPlan, excluded: dict[str, dict[str, int]], dp: Any,
+              lm: Any, prompts: dict[str, Any], data_sha: str, run_dir: Path, scores_dir: Path,
+              started: float) -> RunOutcome:
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    config, options, tasks = spec.config, spec.options, plan.tasks
+    run_id, scoring_id = run_dir.name, scores_dir.name
     dp.preload(lm.store, scores_dir)
     resumed = len(lm.store.done)
     metadata = {"data": str(config.data), "image_root": config.image_root,
@@ -192,7 +320,6 @@ def run_benchmark(spec: RunSpec) -> RunOutcome:
     )
     dp.collect(lm)  # rank 0 needs the scores the other ranks computed, for the sample rows
     if out is None:  # non-zero ranks in a multi-process run
-        lm.store.close()
         return RunOutcome(run_dir, None)
 
     B, seed = config.bootstrap_samples, config.seed
@@ -234,7 +361,7 @@ def run_benchmark(spec: RunSpec) -> RunOutcome:
         mc_mode=config.mc_mode, batch_size=options.batch_size, engine=lm.stats.as_dict(),
         requests_resumed=resumed, limit=config.limit, skip_missing=config.skip_missing,
         num_processes=dp.world_size, generation=lm.generation_settings(),
-        config=resolved, scoring_id=scoring_id,
+        config=resolved, scoring_id=scoring_id, coverage=plan.coverage(), prompts=prompts,
     )
     results = Results(
         run_id=run_id,
@@ -242,8 +369,13 @@ def run_benchmark(spec: RunSpec) -> RunOutcome:
         model=model, run_card=card, subtasks=subtasks,
         groups=perception_groups(perception_rows, B, seed), samples_file="samples.jsonl",
     )
-    lm.store.close()
-    path = write_results(results, run_dir / "results.json", {"samples.jsonl": rows})
+    new_dir = not run_dir.exists()
+    try:
+        path = write_results(results, run_dir / "results.json", {"samples.jsonl": rows})
+    except BaseException:
+        if new_dir:  # a results file that exists is complete; a half-written folder goes
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return RunOutcome(run_dir, path)
 
 

@@ -13,6 +13,7 @@ transformers and lm-eval are installed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -133,11 +134,10 @@ def test_rank_placement_and_refusals(phantom, tmp_path):
     if not torch.cuda.is_available():
         assert rank1.model_args("chexagent", {"pretrained": "smoke"}) == {"pretrained": "smoke"}
     # lm-eval cannot give a rank zero docs of a task: refuse before loading any model.
-    spec = _spec(phantom, tmp_path)
-    spec.limit = 1
+    config = dataclasses.replace(_spec(phantom, tmp_path).config, limit=1)
     with pytest.raises(UserError, match=r"at least 2 items per task.*view_classification"):
-        rank1.check_shards(spec, TASKS)
-    single.check_shards(spec, TASKS)  # one process needs one doc
+        rank1.check_shards(config, TASKS)
+    single.check_shards(config, TASKS)  # one process needs one doc
 
 
 # ----- one model over several devices (device_map) ---------------------------------------------

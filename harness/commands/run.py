@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-map", help="YAML map from path prefix / data_source to folders")
     p.add_argument("--skip-missing", action="store_true",
                    help="exclude items whose images are missing (counted in the results)")
+    common.add_max_image_pixels(p)
     common.add_output(p, RUNS_DIR, "results folder (default %(default)s)")
     common.add_batch_size(p)
     p.add_argument("--mc-mode", choices=["loglikelihood", "generate"], default=None,
@@ -102,7 +103,8 @@ def build_spec(args: argparse.Namespace) -> Any:
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
         image_root=args.image_root, image_map=args.image_map, skip_missing=args.skip_missing,
         mc_mode=mc_mode, max_gen_toks=args.max_gen_toks, limit=args.limit, seed=args.seed,
-        bootstrap_samples=args.bootstrap_samples, text_metrics=args.text_metrics)
+        bootstrap_samples=args.bootstrap_samples, text_metrics=args.text_metrics,
+        max_image_pixels=args.max_image_pixels)
     options = RunOptions(output=args.output, batch_size=args.batch_size,
                          show_progress=not args.no_progress, display_name=args.display_name,
                          command=("chexbench", *sys.argv[1:]))

@@ -1,0 +1,192 @@
+"""Every prompt of a run measured against the model's context length before anything is scored.
+
+A prompt longer than the model's context does not fail cleanly: a learned position table
+raises an index error mid-run, and a 360 KB question grew one process to 21 GB before the
+kernel killed it. So once the model is loaded, and before the first forward pass, each
+request the run will make is laid out exactly as the engine will feed it
+(`CheXbenchLM.layout`: the adapter's template, special tokens, image slots, the option) and
+counted; a request that does not fit is an error naming the task and item.
+
+What counts: for multiple choice by log-likelihood, the prompt plus the longest option; for
+free text (and generation-mode multiple choice), the prompt plus one new token. Generation may
+then run past the context before reaching its token limit, as it would in the model's own
+`generate()`; the run card records how many prompts leave less room than that limit.
+An image takes the number of embeddings the adapter's vision side returns for it (measured
+on one of the run's images; every built-in adapter resizes to one fixed size).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+from harness.errors import UserError
+from model_adapters.base import ImageSlot
+from model_adapters.engine import MC_MAX_NEW_TOKENS
+
+# Where an adapter's language model states its context, most specific first.
+_LIMIT_KEYS = (
+    "max_position_embeddings",
+    "n_positions",
+    "max_sequence_length",
+    "seq_length",
+    "n_ctx",
+    "max_seq_len",
+)
+_SUBCONFIGS = ("text_config", "language_config", "llm_config")
+
+
+class PromptTooLong(UserError):
+    """A request longer than the model's context; the message names the task and item."""
+
+
+def context_length(adapter: Any) -> int | None:
+    """The language model's context in tokens: an adapter's own `context_length`, else its
+    language model's config. None when the adapter exposes neither (nothing is checked)."""
+    own = getattr(adapter, "context_length", None)
+    if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+        return own
+    model = getattr(adapter, "model", None)
+    config = getattr(model, "config", None)
+    candidates = [
+        getattr(getattr(model, "language_model", None), "config", None),
+        *(getattr(config, name, None) for name in _SUBCONFIGS),
+        config,
+    ]
+    for cfg in candidates:
+        for key in _LIMIT_KEYS:
+            value = getattr(cfg, key, None) if cfg is not None else None
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def image_tokens(lm: Any, image_path: str, context: str) -> int:
+    """How many embeddings one image takes in the prompt (one vision call)."""
+    import torch
+
+    from harness.images import open_image
+
+    adapter = lm.adapter
+    pixels = adapter.preprocess(open_image(image_path))[None]
+    kwargs = {}
+    if "texts" in inspect.signature(adapter.encode_images).parameters:
+        image_text = getattr(adapter, "image_text", None)
+        kwargs["texts"] = [image_text(context) if image_text else context]
+    with torch.inference_mode():
+        encoding = adapter.encode_images(pixels, **kwargs)[0]
+    return int(encoding.slot_embeds.shape[0])
+
+
+def _length(
+    lm: Any,
+    context: str,
+    continuation: str,
+    n_images: int,
+    per_image: int,
+    generation: bool = False,
+) -> int:
+    layout = lm.layout(context, continuation, n_images, generation=generation)
+    slots = sum(isinstance(t, ImageSlot) for t in layout.prefix)
+    return len(layout.prefix) - slots + slots * per_image + len(layout.option)
+
+
+def requests_of(lm: Any, task: str, doc: dict[str, Any]) -> Iterable[tuple[str, str, bool]]:
+    """(context, continuation, generation) of each request the task makes for one doc,
+    built by the same task hooks lm-eval calls (tasks/chexbench/utils.py)."""
+    from tasks.chexbench import utils
+
+    if "options" in doc:
+        question = utils.doc_to_text(doc)
+        if lm.mc_mode == "generate":
+            yield lm.mc_prompt(question.strip(), [o.strip() for o in doc["options"]]), "", True
+        else:
+            for option in doc["options"]:
+                yield question, " " + option, False  # the YAML's target_delimiter
+    elif task.endswith("summarization"):
+        yield utils.summarization_text(doc), "", True
+    else:
+        yield utils.generation_text(doc), "", True
+
+
+def check_prompt_lengths(
+    lm: Any, docs: dict[str, list[dict[str, Any]]], source: str = ""
+) -> dict[str, Any]:
+    """Raise `PromptTooLong` for the first request that cannot fit the model's context (the
+    message names `source`, the data file); returns what the run card records (the context,
+    the longest request per task)."""
+    limit = context_length(lm.adapter)
+    if limit is None:
+        return {"context_length": None, "checked": False}
+    per_image: int | None = None
+    longest: dict[str, int] = {}
+    room_short = 0
+    budget = lm.max_gen_toks or lm.adapter.generation.max_new_tokens
+    cap = lm.adapter.max_images
+
+    def where(task: str, doc: dict[str, Any]) -> str:
+        return (
+            f"{source + ': ' if source else ''}task {task}, item {doc.get('index')} "
+            f"({doc.get('item_id')})"
+        )
+
+    for task, task_docs in docs.items():
+        for doc in task_docs:
+            images = [] if task.endswith("summarization") else doc.get("image_paths", [])
+            n_images = len(images) if cap is None else min(len(images), cap)
+
+            prompt_checked = None
+            for context, continuation, generation in requests_of(lm, task, doc):
+                if n_images and per_image is None:
+                    per_image = image_tokens(lm, images[0], context)
+                if not generation and context != prompt_checked:
+                    # The options share the prompt: one too long on its own fails here, before
+                    # a huge text is tokenised once per option.
+                    prompt_checked = context
+                    tokens = _length(lm, context, "", n_images, per_image or 0)
+                    if tokens > limit:
+                        raise _refusal(
+                            where(task, doc),
+                            "prompt alone",
+                            tokens,
+                            n_images,
+                            per_image,
+                            lm.adapter.name,
+                            limit,
+                        )
+                tokens = _length(lm, context, continuation, n_images, per_image or 0, generation)
+                longest[task] = max(longest.get(task, 0), tokens)
+                if tokens + int(generation) > limit:
+                    what = "prompt and its first new token" if generation else "prompt and option"
+                    raise _refusal(
+                        where(task, doc),
+                        what,
+                        tokens + int(generation),
+                        n_images,
+                        per_image,
+                        lm.adapter.name,
+                        limit,
+                    )
+                if (
+                    generation
+                    and tokens + (MC_MAX_NEW_TOKENS if "options" in doc else budget) > limit
+                ):
+                    room_short += 1
+    return {
+        "context_length": limit,
+        "checked": True,
+        "image_tokens": per_image,
+        "longest_request": longest,
+        "generation_may_exceed_context": room_short,
+    }
+
+
+def _refusal(
+    where: str, what: str, tokens: int, n_images: int, per_image: int | None, model: str, limit: int
+) -> PromptTooLong:
+    return PromptTooLong(
+        f"{where}: {tokens} tokens ({what}, with {n_images} image(s) of {per_image or 0}) but "
+        f"{model} reads at most {limit}; shorten the item's text, or use a model with a longer "
+        "context"
+    )
