@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--image-map", help="YAML prefix/source map (as chexbench run)")
     b.add_argument("--ratio", action="append", default=[], metavar="(Task)Dataset=R",
                    help="sampling ratio for a pair missing from Table 7")
-    b.add_argument("--seed", type=int, default=0,
+    b.add_argument("--seed", type=common.seed_int, default=0,
                    help="seed of the instance sampling and mixing (default %(default)s)")
     b.add_argument("--shard-size", type=common.positive_int, default=50_000,
                    help="instances per store shard (default %(default)s)")
@@ -145,9 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps between checkpoints; 0: only at the end (default %(default)s)")
     t.add_argument("--max-steps", type=common.positive_int,
                    help="stop after this many steps (default: the config's)")
-    t.add_argument("--seed", type=int, help="training seed (default: the config's)")
-    t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
-    t.add_argument("--local_rank", type=int, help=argparse.SUPPRESS)  # set by deepspeed
+    t.add_argument("--seed", type=common.seed_int, help="training seed (default: the config's)")
+    t.add_argument("--threads", type=common.positive_int,
+                   help="CPU threads for torch (default: torch's)")
+    t.add_argument("--local_rank", type=common.non_negative_int,
+                   help=argparse.SUPPRESS)  # set by deepspeed
     t.set_defaults(func=_cmd_train)
 
     d = sub.add_parser("demo-train", help="train the shipped demo model on phantom data")
@@ -156,12 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", "-o", default=None,
                    help="where the trained model goes (default: chexagent/assets/demo-model)")
     d.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output")
-    d.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
-    d.add_argument("--n-per-pair", type=int,
+    d.add_argument("--seed", type=common.seed_int, default=0,
+                   help="training seed (default %(default)s)")
+    d.add_argument("--n-per-pair", type=common.positive_int,
                    help="phantom training items per task/dataset pair (default: the recipe's 400)")
     d.add_argument("--config", help="training config name or YAML (default: demo, the shipped "
                                     "recipe)")
-    d.add_argument("--threads", type=int, default=1,
+    d.add_argument("--threads", type=common.positive_int, default=1,
                    help="CPU threads for torch. Default 1: on a shared 2-core machine two "
                         "threads ran a stage-1 step 20x slower than one (docs/training.md)")
     d.add_argument("--fresh", action="store_true", help="ignore finished steps in --work")

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_model_options(p)
     p.add_argument("--items", type=common.positive_int, default=8,
                    help="phantom items to check on")
-    p.add_argument("--tolerance", type=float, default=1e-4,
+    p.add_argument("--tolerance", type=common.positive_float, default=1e-4,
                    help="allowed |log-prob| difference (raise it for bf16/fp16)")
     p.set_defaults(func=run)
 

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sign flips for the permutation test of continuous metrics")
     p.add_argument("--unit", choices=("cluster", "item"), default="cluster",
                    help="resampling unit: the row's cluster_id (patient/study) or the item")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level for the table")
+    p.add_argument("--alpha", type=common.probability, default=0.05,
+                   help="significance level for the table")
     p.set_defaults(func=run)
 
 

@@ -28,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use the random-weight smoke model instead of the trained demo model")
     p.add_argument("--n-per-pair", type=common.positive_int, default=20,
                    help="phantom items per task/dataset")
-    p.add_argument("--phantom-seed", type=int, default=0,
+    p.add_argument("--phantom-seed", type=common.seed_int, default=0,
                    help="seed of the phantom data (default %(default)s)")
     p.add_argument("--seed", action=common.DeprecatedAlias, new="--phantom-seed",
-                   dest="phantom_seed", type=int)
+                   dest="phantom_seed", type=common.seed_int)
     p.add_argument("--max-gen-toks", type=common.positive_int, default=None,
                    help="cap on generated tokens (default: the model's official limit)")
     common.add_batch_size(p)

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from harness.commands import args as common
 from harness.errors import UserError
 
 
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(paper rows in results/paper, your runs, submissions). Ctrl-C stops it.")
     p.add_argument("--results", default=os.environ.get("CHEXBENCH_RESULTS", "results"),
                    help="results folder to show (default: $CHEXBENCH_RESULTS or ./results)")
-    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--port", type=common.port, default=8501, help="port (default 8501)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; 0.0.0.0 to share on a network)")
     p.set_defaults(func=run)

@@ -24,14 +24,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--phantom-seed",
-        type=int,
+        type=common.seed_int,
         default=0,
         help="seed of the synthetic data (default %(default)s)",
     )
     p.add_argument(
-        "--seed", action=common.DeprecatedAlias, new="--phantom-seed", dest="phantom_seed", type=int
+        "--seed",
+        action=common.DeprecatedAlias,
+        new="--phantom-seed",
+        dest="phantom_seed",
+        type=common.seed_int,
     )
-    p.add_argument("--image-size", type=int, default=128, help="square image side in pixels")
+    p.add_argument(
+        "--image-size", type=common.positive_int, default=128, help="square image side in pixels"
+    )
     p.add_argument(
         "--split",
         choices=("test", "train"),
@@ -45,11 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="make one subgroup's images harder, e.g. race=Black:0.6",
     )
     p.add_argument(
-        "--n-text", type=int, default=20, help="findings generation and summarization items (each)"
+        "--n-text",
+        type=common.non_negative_int,
+        default=20,
+        help="findings generation and summarization items (each)",
     )
     p.add_argument(
         "--n-fairness",
-        type=int,
+        type=common.non_negative_int,
         default=200,
         help="cardiomegaly items over distinct CheXpert subjects (fairness.json)",
     )
