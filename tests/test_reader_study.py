@@ -1,8 +1,9 @@
 """Reader study: blinding, privacy, determinism, REDCap kit, round trip and agreement.
 
-Runs are small synthetic run folders written here (a results.json that passes the schema and
-a samples.jsonl) over a phantom data.json with real PNG radiographs: the same files
-`chexbench run` writes, made without running a model so the suite stays fast.
+Runs are small synthetic run folders (tests/helpers/reader_study.py: a results.json that passes
+the schema and a samples.jsonl) over a phantom data.json with real PNG radiographs: the same
+files `chexbench run` writes, made without running a model so the suite stays fast. The runs
+are synthetic, so every export passes force=True (which also accepts demo runs).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.reader_study import MODEL_NAME, TASK
+from helpers.reader_study import write_run as _write_run
 
 from harness.cli import main
-from harness.data import load_data
 from harness.errors import UserError
 from harness.phantom import generate_phantom
 from harness.reader_study.agreement import kendall_metric, ordinal_alpha
@@ -28,47 +30,7 @@ from harness.reader_study.redcap import DICTIONARY_COLUMNS, FIELD_TYPES
 from harness.reader_study.report import build_results
 from harness.reader_study.scrub import scrub
 from harness.reader_study.selection import assign_sides
-from harness.results_schema import ModelInfo, Results, RunCard, validate_results
-from harness.taxonomy import TEXT_TASK_NAMES
-from harness.text_metrics.rouge import rouge_l
-
-MODEL_NAME = "AcmeCXR-7B"
-TASK = "findings_generation"
-
-
-def _model_text(reference: str, k: int) -> str:
-    """Model-like output: lower case, one sentence dropped, some planted unblinding cues."""
-    sents = [s.strip() for s in reference.split(".") if s.strip()]
-    kept = sents[: max(1, len(sents) - (k % 2))]
-    body = ". ".join(s.lower() for s in kept) + "."
-    if k % 3 == 0:
-        body = "FINDINGS: 1. " + body.replace(". ", ". 2. ", 1)
-    if k % 4 == 0:
-        body += "\n\nElectronically signed by Dr. Jane Roe"
-    return body
-
-
-def _write_run(folder: Path, data_path: Path, *, name: str = MODEL_NAME,
-               plant: dict[int, str] | None = None) -> Path:
-    data = load_data(data_path)
-    rows = []
-    for k, item in enumerate(t for t in data.text if t.task == TASK):
-        pred = _model_text(item.reference, k) + (plant or {}).get(k, "")
-        rows.append({"task": TEXT_TASK_NAMES[TASK], "item_id": item.item_id, "doc_id": k,
-                     "dataset": item.dataset, "cluster_id": item.cluster_id,
-                     "image_paths": item.image_paths, "prompt": "irrelevant",
-                     "prediction": pred, "reference": item.reference,
-                     "metrics": {"rougeL": rouge_l([pred], [item.reference])[0]}})
-    card = RunCard(harness_version="0.1.0", harness_commit=None, packages={},
-                   created_at="2025-01-01T00:00:00+00:00", seed=0, data_file=str(data_path),
-                   synthetic=True)
-    res = Results(run_id=f"{name}-run", source="demo", model=ModelInfo(name=name),
-                  run_card=card, samples_file="samples.jsonl").model_dump(mode="json")
-    assert validate_results(res) == []
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps(res))
-    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return folder
+from harness.results_schema import validate_results
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +41,7 @@ def study(tmp_path_factory):
     run = _write_run(root / "run", data_path)
     out = root / "export"
     key = write_export(ExportConfig(runs=[str(run)], task=TASK, n=21, readers=2, seed=11,
-                                    out=out))
+                                    out=out, force=True))
     return {"root": root, "data": data_path, "run": run, "out": out, "key": key}
 
 
@@ -155,7 +117,8 @@ def test_planted_identifier_makes_export_refuse(study, tmp_path, planted):
     run = _write_run(tmp_path / "run", study["data"], plant={3: f" {planted}."})
     out = tmp_path / "out"
     with pytest.raises(UserError, match="patient identifier"):
-        write_export(ExportConfig(runs=[str(run)], task=TASK, n=24, readers=2, seed=1, out=out))
+        write_export(ExportConfig(runs=[str(run)], task=TASK, n=24, readers=2, seed=1, out=out,
+                                  force=True))
     assert not out.exists(), "a refused export must not write anything"
 
 
@@ -164,7 +127,7 @@ def test_planted_identifier_makes_export_refuse(study, tmp_path, planted):
 
 def test_same_seed_gives_byte_identical_packets(study, tmp_path):
     again = write_export(ExportConfig(runs=[str(study["run"])], task=TASK, n=21, readers=2,
-                                      seed=11, out=tmp_path / "again"))
+                                      seed=11, out=tmp_path / "again", force=True))
     assert again["study_id"] == study["key"]["study_id"]
     first = {p.relative_to(study["out"]): p.read_bytes() for p in study["out"].rglob("*")
              if p.is_file()}
@@ -172,7 +135,7 @@ def test_same_seed_gives_byte_identical_packets(study, tmp_path):
               for p in (tmp_path / "again").rglob("*") if p.is_file()}
     assert first == second
     other = build_export(ExportConfig(runs=[str(study["run"])], task=TASK, n=21, readers=2,
-                                      seed=12, out=tmp_path / "unused"))
+                                      seed=12, out=tmp_path / "unused", force=True))
     assert other["packets/R1.csv"] != first[Path("packets/R1.csv")]
 
 
