@@ -26,7 +26,7 @@ TWO_WAY_METHOD = "percentile-bootstrap/two-way(items x readers)"
 
 
 def score_frame(keys: Sequence[dict[str, Any]], ratings: Sequence[Rating]) -> pd.DataFrame:
-    """One row per answer, un-blinded: task, reader, item, attribute, code, score."""
+    """One row per answer, un-blinded: task, reader, item, attribute, code, score, comment."""
     by_study = {k["study_id"]: k for k in keys}
     items = {(k["study_id"], it["opaque_id"]): it for k in keys for it in k["items"]}
     rows = []
@@ -36,7 +36,7 @@ def score_frame(keys: Sequence[dict[str, Any]], ratings: Sequence[Rating]) -> pd
                      "reader": r.reader, "opaque_id": r.opaque_id, "item_id": it["item_id"],
                      "cluster_id": it.get("cluster_id"), "attribute": r.attribute,
                      "code": r.code, "x_side": it["x_side"],
-                     "score": score_for_x(r.code, it["x_side"])})
+                     "score": score_for_x(r.code, it["x_side"]), "comment": r.comment})
     return pd.DataFrame(rows)
 
 

@@ -2,7 +2,9 @@
 
 A reader study is expensive to repeat, so nothing is silently dropped: an unknown item, a
 blank answer, a value outside 1..5 or a reader rating an item twice is an error that names the
-file and CSV row (row 1 is the header), and all of them are reported at once.
+file and CSV row (row 1 is the header), and all of them are reported at once. A reader's
+comment on a case (the packet's `comment` column, REDCap's `<case>_comment`) travels with the
+ratings into scores.csv.
 """
 
 from __future__ import annotations
@@ -10,16 +12,18 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
 from harness.reader_study.design import ATTRIBUTES, SCALE, parse_answer
 from harness.reader_study.export import KEY_FORMAT
+from harness.reader_study.redcap import COMMENT
 
 MAX_REPORTED = 50
 _REDCAP_FIELD = re.compile(rf"^([a-z]{{2}}\d+)_({'|'.join(ATTRIBUTES)})$")
+_REDCAP_COMMENT = re.compile(rf"^([a-z]{{2}}\d+)_{COMMENT}$")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Rating:
     attribute: str
     code: int
     where: str  # "file row N"
+    comment: str = ""  # the reader's comment on the case (the same on its three ratings)
 
 
 def load_key(path: str | Path) -> dict[str, Any]:
@@ -66,6 +71,11 @@ class _Collector:
         self.ratings: dict[tuple[str, str, str, str], Rating] = {}
         self.attempted: dict[tuple[str, str], set[str]] = {}  # (study, reader) -> items
         self.file_of: dict[tuple[str, str], str] = {}
+        self.comments: dict[tuple[str, str, str], str] = {}  # (study, reader, item) -> text
+
+    def comment(self, study: str, reader: str, oid: str, raw: str | None) -> None:
+        if raw and raw.strip():
+            self.comments[(study, reader, oid)] = raw.strip()
 
     def add(self, study: str, reader: str, oid: str, attr: str, raw: str | None,
             where: str) -> None:
@@ -108,6 +118,7 @@ class _Collector:
                 continue
             for attr in ATTRIBUTES:
                 self.add(study, reader, oid, attr, row.get(attr), where)
+            self.comment(study, reader, oid, row.get(COMMENT))
 
     def read_redcap(self, path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
         fields = {}
@@ -129,6 +140,12 @@ class _Collector:
                 study = str(row.get("study_id") or "").strip() or self.study_of_item.get(oid, "")
                 if oid in self.study_of_item:
                     self.add(study, reader, oid, attr, row.get(col), where)
+            for col in header:
+                m = _REDCAP_COMMENT.match(col)
+                if m and m.group(1) in self.study_of_item:
+                    study = (str(row.get("study_id") or "").strip()
+                             or self.study_of_item[m.group(1)])
+                    self.comment(study, reader, m.group(1), row.get(col))
 
     def check_complete(self) -> None:
         """A reader who returned anything must have a row for every item of the study."""
@@ -168,4 +185,5 @@ def read_ratings(paths: list[str | Path], keys: list[dict[str, Any]]) -> list[Ra
                         + (f"\n  ... and {more} more" if more else ""))
     if not col.ratings:
         raise UserError("the ratings files hold no answers")
-    return list(col.ratings.values())
+    return [replace(r, comment=col.comments.get((r.study_id, r.reader, r.opaque_id), ""))
+            for r in col.ratings.values()]

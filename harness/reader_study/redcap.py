@@ -1,8 +1,9 @@
 """A REDCap data dictionary and import template for sites that run the study in REDCap.
 
 The dictionary has one record per reader: the reader's id, then per case a descriptive field
-(the input and the two texts) and three radio questions named `<case>_<attribute>`, coded 1..5
-exactly as in the CSV packets, so a REDCap raw export is read back by the same code.
+(the input and the two texts), three radio questions named `<case>_<attribute>`, coded 1..5
+exactly as in the CSV packets, and an optional `<case>_comment`, so a REDCap raw export is read
+back by the same code.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ DICTIONARY_COLUMNS = (
 FIELD_TYPES = frozenset({"text", "notes", "dropdown", "radio", "checkbox", "yesno", "truefalse",
                          "file", "slider", "calc", "descriptive", "sql"})
 DATA_FREE_TYPES = frozenset({"descriptive"})  # no column in the import template / export
+COMMENT = "comment"  # the free-text field per case, `<case>_comment`, as in the packets
 
 
 def choices() -> str:
@@ -59,7 +61,8 @@ def _row(**cells: str) -> list[str]:
     return row
 
 
-def dictionary_rows(study_id: str, task: str, items: list[BlindItem]) -> list[list[str]]:
+def dictionary_rows(study_id: str, task: str, items: list[BlindItem],
+                    warning: str | None = None) -> list[list[str]]:
     form = form_name(task)
     esc = html.escape
     rows = [list(DICTIONARY_COLUMNS),
@@ -68,6 +71,9 @@ def dictionary_rows(study_id: str, task: str, items: list[BlindItem]) -> list[li
                  note="as assigned by the study coordinator (R1, R2, ...)"),
             _row(name="study_id", form=form, type="text", label="Study ID",
                  annotation=f'@DEFAULT="{study_id}" @READONLY')]
+    if warning:  # a synthetic or random-weight run: said on top of the form, as in the packets
+        rows.append(_row(name="demo_warning", form=form, type="descriptive",
+                         label=f"<p style='color:#b3261e'><b>{esc(warning)}</b></p>"))
     for k, it in enumerate(items, 1):
         label = (f"<p>{esc(TASK_INSTRUCTIONS[task])}</p><p><b>Input:</b> {esc(it.task_input)}"
                  f"</p><p><b>A:</b> {esc(it.text_a)}</p><p><b>B:</b> {esc(it.text_b)}</p>")
@@ -79,6 +85,8 @@ def dictionary_rows(study_id: str, task: str, items: list[BlindItem]) -> list[li
             rows.append(_row(name=field_name(it.opaque_id, attr), form=form, type="radio",
                              label=f"{attr.capitalize()}: {QUESTIONS[attr]}", choices=choices(),
                              required="y", align="LH"))
+        rows.append(_row(name=field_name(it.opaque_id, COMMENT), form=form, type="notes",
+                         label="Comment (optional)"))
     return rows
 
 
@@ -88,8 +96,9 @@ def import_columns(dictionary: list[list[str]], forms: list[str]) -> list[str]:
     return names + [f"{f}_complete" for f in forms]
 
 
-def dictionary_csv(study_id: str, task: str, items: list[BlindItem]) -> str:
-    return to_csv(dictionary_rows(study_id, task, items))
+def dictionary_csv(study_id: str, task: str, items: list[BlindItem],
+                   warning: str | None = None) -> str:
+    return to_csv(dictionary_rows(study_id, task, items, warning))
 
 
 def import_template_csv(study_id: str, task: str, items: list[BlindItem],
