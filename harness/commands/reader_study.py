@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="items in the study (paper: 20)")
     e.add_argument("--readers", type=common.positive_int, default=5,
                    help="number of readers (paper: 5)")
-    e.add_argument("--seed", type=int, required=True, help="study seed (selection, sides, order)")
+    e.add_argument("--seed", type=common.seed_int, required=True,
+                   help="study seed (selection, sides, order)")
     e.add_argument("--output", "-o", type=Path, required=True,
                    help="folder for packets/, redcap/, key/")
     e.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output",
@@ -52,7 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--image-map", default=None, help="YAML prefix/source map (see chexbench run)")
     e.add_argument("--no-thumbnails", action="store_true",
                    help="do not embed images (e.g. when the images are shown another way)")
-    e.add_argument("--force", action="store_true", help="overwrite an existing study in --out")
+    e.add_argument("--force", action="store_true",
+                   help="overwrite an existing study in --output, and export a practice study "
+                        "from a synthetic-data or random-weight (smoke) run, which is refused "
+                        "otherwise (its packets then carry a warning banner)")
     e.set_defaults(func=run_export)
 
     a = rs.add_parser("analyze", help="un-blind ratings with the key: Figure 4 + results JSON",
@@ -93,6 +97,8 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"scrubber: {changes} edits; flagged in key/scrub_log.json: {prior} texts still refer "
           f"to a prior study, {blanks} hold de-identification blanks (___)")
     print(f"key: {args.output / 'key' / 'key.json'} (un-blinds the study: keep it from readers)")
+    if key["demo_warning"]:
+        print(f"warning: {key['demo_warning']} (shown on every packet)")
     return 0
 
 

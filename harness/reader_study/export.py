@@ -1,8 +1,9 @@
 """`reader-study export`: from finished runs to blinded packets, a REDCap kit and a key.
 
-Everything is rendered in memory first and checked (identifier patterns, system names, file
+Everything is rendered in memory first and checked (patient identifiers, system names, file
 names of the images) before the first byte is written, so a refused export leaves nothing
-behind; each file is then written atomically.
+behind; each file is then written atomically. Runs on synthetic data or from a random-weight
+(smoke) model are refused unless forced, and then every packet says so.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,12 @@ from harness.images import ImageResolver, check_image, open_image
 from harness.io import atomic_write_bytes
 from harness.reader_study.design import ATTRIBUTES, PHYSICIAN, SCALE, score_for_x
 from harness.reader_study.packets import BlindItem, packet_csv, packet_html
-from harness.reader_study.privacy import find_identifiers
+from harness.reader_study.privacy import find_identifiers, identifier_spans, normalise
 from harness.reader_study.redcap import dictionary_csv, import_template_csv
-from harness.reader_study.scrub import scrub
+from harness.reader_study.scrub import ScrubResult, scrub
 from harness.reader_study.selection import (
     Candidate,
+    System,
     assign_sides,
     load_candidates,
     opaque_ids,
@@ -36,7 +39,17 @@ from harness.reader_study.selection import (
 )
 
 KEY_FORMAT = "chexbench-reader-study-key/1"
-THUMBNAIL_PX = 384
+# Longest side of the films embedded in packets (and REDCap's images): large enough that the
+# packet's click-to-zoom shows detail a 320-pixel preview cannot.
+FILM_PX = 1024
+# Scrubber cuts logged as text: headers and list marks come from a closed vocabulary. Other
+# cuts (signatures, prior-study clauses) are free text that may hold a name no pattern finds,
+# so the log keeps only their length and the kinds of identifier found in them.
+_LOGGED_AS_TEXT = frozenset({"section_header", "list_numbering", "whitespace", "case"})
+# Embedded images are data, not text: the unblinding scan skips them.
+_DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]*")
+# Names shorter than this are not searched for (a two-letter name matches too much prose).
+MIN_FORBIDDEN_CHARS = 3
 
 
 @dataclass(frozen=True)
@@ -56,10 +69,10 @@ class ExportConfig:
     force: bool = False
 
 
-def _thumbnail(path: Path) -> bytes:
-    """A small grayscale PNG re-encoded from pixels only (no EXIF or text chunks survive)."""
+def _film(path: Path) -> bytes:
+    """A grayscale PNG re-encoded from pixels only (no EXIF or text chunks survive)."""
     img = open_image(path).convert("L")
-    img.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    img.thumbnail((FILM_PX, FILM_PX))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -74,18 +87,53 @@ def _images(c: Candidate, oid: str, resolver: ImageResolver) -> tuple[tuple[str,
             raise UserError(f"{c.where}: item {c.item_id}: image {path} is {problem}; pass "
                             "--image-root (and --image-map) to point at your copy of the data, "
                             "or --no-thumbnails")
-        out.append((f"{oid}_img{k}", _thumbnail(path)))
+        out.append((f"{oid}_img{k}", _film(path)))
     return tuple(out)
 
 
-def _guard_identifiers(fields: dict[str, str], where: str) -> None:
-    for name, value in fields.items():
-        hits = find_identifiers(value)
+def _guard_identifiers(fields: dict[str, dict[str, str]], where: str) -> None:
+    """Refuse a field in which any of its forms (as shown, as written) holds an identifier.
+
+    The message names the kind and where it is, never the identifier itself: it ends up in
+    terminals and CI logs.
+    """
+    for name, forms in fields.items():
+        hits = [(form, h) for form, text in forms.items() for h in find_identifiers(text)]
         if hits:
-            found = "; ".join(f"{h.kind} {h.match!r}" for h in hits[:3])
+            kinds = ", ".join(sorted({h.kind for _, h in hits}))
+            form, h = hits[0]
             raise UserError(f"{where}: field {name!r} looks like it holds a patient identifier "
-                            f"({found}); refusing to export. Remove it from the data, or see "
-                            "docs/reader-study.md for the patterns.")
+                            f"({kinds}; the first at characters {h.start}-{h.end} of the text "
+                            f"{form}); refusing to export, nothing was written. Remove it from "
+                            "the data (docs/reader-study.md lists the forms).")
+
+
+def _log_side(original: str, res: ScrubResult) -> dict[str, Any]:
+    """The scrub log of one text: what the scrubber did, without a copy of the text.
+
+    The original is named by its hash (it is in the run's samples file); identifiers in it,
+    all of which the scrubber cut (or the export would have refused), by kind and position.
+    """
+    changes = [c if c["rule"] in _LOGGED_AS_TEXT else
+               {"rule": c["rule"], "removed_chars": len(c["removed"]),
+                "identifiers": sorted({s["kind"] for s in identifier_spans(c["removed"])})}
+               for c in res.changes]
+    return {"original_sha256": hashlib.sha256(original.encode()).hexdigest(),
+            "normalised_chars": len(normalise(original)),
+            "identifiers_cut": identifier_spans(original),
+            "changes": changes, "flags": res.flags}
+
+
+def demo_warning(systems: list[System]) -> str | None:
+    """The banner of a study whose runs cannot say anything about a real model, or None."""
+    synthetic = any(s.synthetic for s in systems)
+    smoke = any(s.smoke for s in systems)
+    if not (synthetic or smoke):
+        return None
+    what = " and ".join(w for w, on in (("run on synthetic data", synthetic),
+                                         ("random-weight (smoke) model", smoke)) if on)
+    return (f"Practice packet: the texts come from a {what}. Ratings of it say nothing about "
+            "a real model; use it only to try the workflow.")
 
 
 def _forbidden_strings(cands: list[Candidate], names: list[str]) -> list[str]:
@@ -96,7 +144,30 @@ def _forbidden_strings(cands: list[Candidate], names: list[str]) -> list[str]:
         for raw in c.image_paths:
             out.add(Path(raw).name)
             out.add(Path(raw).stem)
-    return sorted(s for s in out if len(s) >= 4)
+    return sorted(s for s in out if len(s) >= MIN_FORBIDDEN_CHARS)
+
+
+def _unblinding_leak(files: dict[str, bytes], forbidden: list[str]) -> tuple[str, str] | None:
+    """(file, string) for the first forbidden string in a packet's text, or None.
+
+    The scan reads text only (embedded images are skipped) and matches whole words, case- and
+    width-insensitively: a name inside a longer word ("Medi" in "mediastinal") or inside
+    base64 image data is a coincidence, not a leak.
+    """
+    needles = sorted({normalise(s).casefold() for s in forbidden}, key=len, reverse=True)
+    if not needles:
+        return None
+    pattern = re.compile(r"(?<![0-9a-z_])(?:" + "|".join(map(re.escape, needles))
+                         + r")(?![0-9a-z_])")
+    for rel, data in files.items():
+        if rel.endswith(".png"):
+            continue
+        text = normalise(_DATA_URI.sub(" ", data.decode("utf-8"))).casefold()
+        m = pattern.search(text)
+        if m:
+            original = next(s for s in forbidden if normalise(s).casefold() == m.group(0))
+            return rel, original
+    return None
 
 
 def build_export(cfg: ExportConfig) -> dict[str, bytes]:
@@ -104,6 +175,16 @@ def build_export(cfg: ExportConfig) -> dict[str, bytes]:
     cands, x, y, data_path = load_candidates(cfg.runs, cfg.task, cfg.data)
     if cfg.readers < 1:
         raise UserError("--readers must be at least 1")
+    warning = demo_warning([x, y])
+    if warning and not cfg.force:
+        demo = [s for s in (x, y) if s.synthetic or s.smoke]
+        why = "; ".join(f"{s.run}: " + " and ".join(
+            w for w, on in (("synthetic data (run_card.synthetic)", s.synthetic),
+                            ("a random-weight smoke model (model.smoke)", s.smoke)) if on)
+            for s in demo)
+        raise UserError(f"{why}: reader ratings of it would measure nothing; refusing to export "
+                        "a study from it. Pass --force to export a practice study anyway (every "
+                        "packet then carries a warning).")
     chosen, stratum = select(cands, cfg.n, cfg.seed, cfg.stratify, cfg.score_metric)
     ids = [c.item_id for c in chosen]
     x_side = assign_sides(ids, cfg.seed)
@@ -117,11 +198,15 @@ def build_export(cfg: ExportConfig) -> dict[str, bytes]:
     for c in tqdm(sorted(chosen, key=lambda c: oid[c.item_id]), desc="reader-study export",
                   unit="item", disable=None):
         o = oid[c.item_id]
-        sx, sy = scrub(c.text_x), scrub(c.text_y)
-        task_input = " ".join(c.task_input.split())
+        # Readers see normalised text (full-width folded, invisible characters gone): the
+        # identifier gate checks exactly what is shown.
+        sx, sy = scrub(normalise(c.text_x)), scrub(normalise(c.text_y))
+        task_input = " ".join(normalise(c.task_input).split())
         text_a, text_b = (sx.text, sy.text) if x_side[c.item_id] == "A" else (sy.text, sx.text)
         where = f"{c.where} (task {cfg.task}, item {c.item_id})"
-        _guard_identifiers({"input": task_input, "x_text": sx.text, "y_text": sy.text}, where)
+        _guard_identifiers({"input": {"as shown": task_input},
+                            "x_text": {"as shown": sx.text, "as written": sx.as_written},
+                            "y_text": {"as shown": sy.text, "as written": sy.as_written}}, where)
         if not sx.text.strip() or not sy.text.strip():
             raise UserError(f"{where}: a text is empty after scrubbing; choose other items "
                             "(another --seed) or fix the run")
@@ -135,8 +220,8 @@ def build_export(cfg: ExportConfig) -> dict[str, bytes]:
             "x_side": x_side[c.item_id], "images": {i: raw for (i, _), raw in
                                                      zip(images, c.image_paths, strict=False)},
             "metrics_x": c.metrics_x, "metrics_y": c.metrics_y, "source_row": c.where})
-        scrub_log.append({"opaque_id": o, "x": {"original": c.text_x, **asdict(sx)},
-                          "y": {"original": c.text_y, **asdict(sy)}})
+        scrub_log.append({"opaque_id": o, "x": _log_side(c.text_x, sx),
+                          "y": _log_side(c.text_y, sy)})
 
     sid = study_id({"task": cfg.task, "seed": cfg.seed, "items": sorted(ids),
                     "x": x.results_sha256, "y": y.results_sha256 or y.name,
@@ -146,9 +231,10 @@ def build_export(cfg: ExportConfig) -> dict[str, bytes]:
     for r in readers:
         items = [blind[o] for o in orders[r]]
         files[f"packets/{r}.csv"] = packet_csv(sid, r, items).encode()
-        files[f"packets/{r}.html"] = packet_html(sid, r, cfg.task, items).encode()
+        files[f"packets/{r}.html"] = packet_html(sid, r, cfg.task, items, warning).encode()
     design_order = [blind[o] for o in sorted(blind)]
-    files["redcap/data_dictionary.csv"] = dictionary_csv(sid, cfg.task, design_order).encode()
+    files["redcap/data_dictionary.csv"] = dictionary_csv(sid, cfg.task, design_order,
+                                                         warning).encode()
     files["redcap/import_template.csv"] = import_template_csv(
         sid, cfg.task, design_order, readers).encode()
     for it in design_order:
@@ -157,14 +243,10 @@ def build_export(cfg: ExportConfig) -> dict[str, bytes]:
 
     forbidden = _forbidden_strings(chosen, [x.name, y.name, *(str(x.model.get(k) or "")
                                                               for k in ("model_id", "adapter"))])
-    for rel, data in files.items():
-        if rel.endswith(".png"):
-            continue
-        text = data.decode("utf-8").casefold()
-        leaked = [s for s in forbidden if s.casefold() in text]
-        if leaked:
-            raise UserError(f"{rel} would contain {leaked[0]!r} (a system name, item id or image "
-                            "file name), which unblinds the study; refusing to export")
+    leak = _unblinding_leak(files, forbidden)
+    if leak:
+        raise UserError(f"{leak[0]} would contain {leak[1]!r} (a system name, item id or image "
+                        "file name), which unblinds the study; refusing to export")
 
     balance = {"x_on_A": sum(v == "A" for v in x_side.values()),
                "x_on_B": sum(v == "B" for v in x_side.values())}
@@ -176,7 +258,7 @@ def build_export(cfg: ExportConfig) -> dict[str, bytes]:
         "scale": {str(k): v for k, v in SCALE.items()},
         "score_for_x": {"A": {str(k): score_for_x(k, "A") for k in SCALE},
                         "B": {str(k): score_for_x(k, "B") for k in SCALE}},
-        "balance": balance, "data_file": str(data_path),
+        "balance": balance, "demo_warning": warning, "data_file": str(data_path),
         "data_sha256": hashlib.sha256(data_path.read_bytes()).hexdigest(),
         "items": key_items,
     }

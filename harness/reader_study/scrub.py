@@ -69,9 +69,13 @@ _UNITS_LOWER = frozenset({"cm", "mm"})
 
 @dataclass
 class ScrubResult:
-    text: str
+    text: str  # what the reader sees
     changes: list[dict[str, str]] = field(default_factory=list)  # {"rule", "removed"}
     flags: list[dict[str, str]] = field(default_factory=list)  # {"rule", "match"}
+    # The text after the cuts but before the layout and case normalisation, which split
+    # "jsmith@mgh.harvard.edu" at its dots and lower "Mr Smith" to "mr smith" (as "MR
+    # imaging" is): the identifier gate reads this as well as `text`.
+    as_written: str = ""
 
 
 def _cut(pattern: re.Pattern[str], rule: str, text: str, changes: list[dict[str, str]],
@@ -128,4 +132,4 @@ def scrub(text: str) -> ScrubResult:
     # fill in, so they are flagged for the study coordinator.
     flags += [{"rule": "deidentification_placeholder", "match": m.group(0)}
               for m in re.finditer(r"_{3,}", cased)]
-    return ScrubResult(cased, changes, flags)
+    return ScrubResult(cased, changes, flags, as_written=out)
