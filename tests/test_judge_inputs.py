@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers.openai_server import text_rows, write_samples
 
 from harness.cli import main as cli_main
 from harness.errors import UserError
@@ -14,12 +15,6 @@ from harness.judge.pairs import against_reference, join_runs, load_run_samples
 def main(argv: list[str]) -> int:
     """`chexbench judge ...` in this process."""
     return cli_main(["judge", *argv])
-
-
-try:
-    from judge_server import text_rows, write_samples
-except ImportError:  # tests/ became a package
-    from tests.judge_server import text_rows, write_samples
 
 
 def test_duplicate_ids_name_both_lines(tmp_path):
@@ -149,7 +144,7 @@ def test_missing_key_is_a_clear_error_and_dry_run_needs_none(tmp_path, capsys, m
 
 
 def test_recorded_command_masks_url_credentials():
-    from harness.judge.pipeline import _base_url_host, redact_argv
+    from harness.openai_compat.endpoint import endpoint_host, redact_argv, resolve_base_url
 
     argv = [
         "chexbench",
@@ -163,5 +158,5 @@ def test_recorded_command_masks_url_credentials():
     assert "s3cret" not in " ".join(red) and "abc" not in " ".join(red)
     assert red[3] == "https://***@judge.example:8443/v1?***"
     assert red[:3] == argv[:3] and red[4:] == argv[4:]
-    assert _base_url_host("https://user:s3cret@judge.example:8443/v1") == "judge.example:8443"
-    assert _base_url_host(None) == "api.openai.com"
+    assert endpoint_host("https://judge.example:8443/v1") == "judge.example:8443"
+    assert endpoint_host(resolve_base_url(None, env={})) == "api.openai.com"

@@ -8,6 +8,7 @@ from harness.judge.cache import Judgment
 from harness.judge.outcome import item_outcome, pair_outcomes, pair_summary
 from harness.judge.pairs import PairItem
 from harness.judge.runner import PlannedPair
+from harness.openai_compat.cache import PaidCall
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,8 @@ def test_item_outcome(v_ab, v_ba, outcome, flipped, reversed_):
 
 
 def _judgment(key: str, verdict: str) -> Judgment:
-    return Judgment(key, "m", "t", "p", "resp", verdict, 10, 2, 1, 0.1, "now", "inv")
+    call = PaidCall(1, key, "http://h/v1", "m", 10, 2, True, 1, 0.1, "now", "inv", None)
+    return Judgment(key, "resp", verdict, call)
 
 
 def test_pair_summary_rates_counts_and_cis():
@@ -82,10 +84,8 @@ def test_no_parseable_item_gives_unavailable_not_zero():
 
 
 def test_pipeline_bootstrap_defaults_match_the_shared_ones():
-    from harness.judge import pipeline
+    from harness.judge.pipeline import JudgeConfig
     from harness.stats import bootstrap
 
-    assert (pipeline.DEFAULT_B, pipeline.DEFAULT_SEED) == (
-        bootstrap.DEFAULT_B,
-        bootstrap.DEFAULT_SEED,
-    )
+    cfg = JudgeConfig(runs=[], task="findings_generation")
+    assert (cfg.bootstrap_b, cfg.bootstrap_seed) == (bootstrap.DEFAULT_B, bootstrap.DEFAULT_SEED)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+from helpers.openai_server import ChatServer, text_rows, write_samples
+
 from harness.cli import main as cli_main
 
 
@@ -16,11 +18,6 @@ def main(argv: list[str]) -> int:
     """`chexbench judge ...` in this process."""
     return cli_main(["judge", *argv])
 
-
-try:
-    from judge_server import JudgeServer, text_rows, write_samples
-except ImportError:  # tests/ became a package
-    from tests.judge_server import JudgeServer, text_rows, write_samples
 
 KEY_ENV = "CHEXBENCH_JUDGE_TEST_KEY"
 
@@ -30,7 +27,10 @@ def _finished(db_path) -> set[str]:
         return set()
     try:
         with sqlite3.connect(db_path) as db:
-            return {r[0] for r in db.execute("SELECT prompt_sha256 FROM judgments")}
+            return {
+                r[0]
+                for r in db.execute("SELECT json_extract(meta, '$.prompt_sha256') FROM responses")
+            }
     except sqlite3.OperationalError:  # table not created yet
         return set()
 
@@ -41,7 +41,7 @@ def test_killed_run_resumes_without_losing_or_repeating_judgments(tmp_path, monk
     write_samples(a, text_rows(n, lambda i: f"A {i} quality={i % 3}"))
     write_samples(b, text_rows(n, lambda i: f"B {i} quality=1"))
     db_path = tmp_path / "cache" / "judge_cache.sqlite"
-    with JudgeServer(latency_s=0.05) as server:
+    with ChatServer(latency_s=0.05) as server:
         argv = [
             "--runs",
             str(a),

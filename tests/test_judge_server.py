@@ -1,5 +1,5 @@
 """`chexbench judge` end to end, driven by the real `openai` client against a real local
-chat-completions server (tests/judge_server.py) that scripts verdicts and failures."""
+chat-completions server (tests/helpers/openai_server.py) that scripts verdicts and failures."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.openai_server import ChatServer, text_rows, write_samples
 
 from harness.cli import main as cli_main
 from harness.results_schema import validate_results
@@ -16,11 +17,6 @@ def main(argv: list[str]) -> int:
     """`chexbench judge ...` in this process."""
     return cli_main(["judge", *argv])
 
-
-try:
-    from judge_server import JudgeServer, text_rows, write_samples
-except ImportError:  # tests/ became a package
-    from tests.judge_server import JudgeServer, text_rows, write_samples
 
 KEY = "sk-chexbench-test-3f9a1c7e5b"
 KEY_ENV = "CHEXBENCH_JUDGE_TEST_KEY"
@@ -44,7 +40,7 @@ def _inputs(
     return a, b
 
 
-def _argv(server: JudgeServer, tmp_path: Path, runs: list[Path], out: str, *extra: str):
+def _argv(server: ChatServer, tmp_path: Path, runs: list[Path], out: str, *extra: str):
     return [
         "--runs",
         *map(str, runs),
@@ -87,7 +83,7 @@ def test_scripted_verdicts_failures_retries_ledger_key_and_cached_rerun(
     monkeypatch.setenv(KEY_ENV, KEY)
     n = 12
     a, b = _inputs(tmp_path, n, FAILURES, bias=6)
-    with JudgeServer(slow_s=1.0, expected_key=KEY) as server:
+    with ChatServer(slow_s=1.0, expected_key=KEY) as server:
         assert main(_argv(server, tmp_path, [a, b], "first.json", "--concurrency", "4")) == 0
         first_requests = server.total_requests
         usage = (server.usage_prompt, server.usage_completion)
@@ -168,7 +164,7 @@ def test_scripted_verdicts_failures_retries_ledger_key_and_cached_rerun(
 def test_concurrency_never_exceeds_the_limit(tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     a, b = _inputs(tmp_path, 16)
-    with JudgeServer(latency_s=0.05) as server:
+    with ChatServer(latency_s=0.05) as server:
         assert main(_argv(server, tmp_path, [a, b], "c.json", "--concurrency", "3")) == 0
         assert server.total_requests == 32
         assert server.max_in_flight == 3  # reached, never exceeded
@@ -180,7 +176,7 @@ def test_concurrency_never_exceeds_the_limit(tmp_path, monkeypatch):
 def test_exhausted_retries_keep_finished_work_and_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(KEY_ENV, KEY)
     a, b = _inputs(tmp_path, 4, {0: " FAIL500:3"})
-    with JudgeServer() as server:
+    with ChatServer() as server:
         argv = _argv(server, tmp_path, [a, b], "r.json", "--max-attempts", "2")
         assert main(argv) == 1
         assert "2 of 8 judgments failed after retries" in capsys.readouterr().err
@@ -201,7 +197,7 @@ def test_run_against_references_through_the_chexbench_cli(tmp_path, monkeypatch)
 
     monkeypatch.setenv(KEY_ENV, KEY)
     a, _ = _inputs(tmp_path, 6)
-    with JudgeServer() as server:
+    with ChatServer() as server:
         argv = _argv(server, tmp_path, [a], "ref.json")
         argv[0] = "--run"
         assert chexbench(["judge", *argv, "--against-reference"]) == 0
@@ -216,7 +212,7 @@ def test_run_against_references_through_the_chexbench_cli(tmp_path, monkeypatch)
 def test_a_rejected_key_stops_at_once_without_retrying_or_leaking(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(KEY_ENV, KEY)
     a, b = _inputs(tmp_path, 5)
-    with JudgeServer(expected_key="sk-the-right-one", reject_bad_key=True) as server:
+    with ChatServer(expected_key="sk-the-right-one", reject_bad_key=True) as server:
         rc = main(_argv(server, tmp_path, [a, b], "k.json", "--concurrency", "1"))
         assert rc == 2
         assert server.total_requests == 1  # fatal: no retries, no further items
@@ -236,7 +232,7 @@ def test_without_the_aiohttp_extra_the_default_httpx_transport_judges(tmp_path, 
     monkeypatch.setattr(openai, "DefaultAioHttpClient", missing_extra)
     monkeypatch.setenv(KEY_ENV, KEY)
     a, b = _inputs(tmp_path, 3, {1: " FAIL429:1"})
-    with JudgeServer(expected_key=KEY) as server:
+    with ChatServer(expected_key=KEY) as server:
         assert main(_argv(server, tmp_path, [a, b], "h.json", "--concurrency", "2")) == 0
         assert server.auth_bad == 0 and server.connections <= 2
     judge = json.loads((tmp_path / "out" / "h.json").read_text())["judge"]

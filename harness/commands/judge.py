@@ -48,7 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="judge answer limit")
     p.add_argument("--concurrency", type=common.positive_int, default=16,
                    help="requests in flight at most")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="total seconds one request attempt may take, from connecting to the "
+                   "answer's last byte (default %(default)s)")
     p.add_argument("--max-attempts", type=common.positive_int, default=6,
                    help="attempts per judgment")
     p.add_argument("--backoff-base", type=float, default=1.0,
@@ -87,8 +89,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.judge.client import RetryPolicy
     from harness.judge.pipeline import JudgeConfig, run_judge
+    from harness.openai_compat.client import RetryPolicy
+    from harness.openai_compat.secrets import mask_logging
 
     task = resolve_task(args.task)
     if task is None or task.slug not in TEXT_TASK_NAMES:
@@ -100,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout <= 0 or args.backoff_base < 0 or args.backoff_max < 0:
         raise UserError("--timeout must be positive and backoff delays non-negative")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("chexbench.judge").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    mask_logging()  # a server may echo the key: no log line from any library prints it
+    level = logging.INFO if args.verbose else logging.WARNING
+    for name in ("chexbench.judge", "chexbench.openai_compat"):
+        logging.getLogger(name).setLevel(level)
     cfg = JudgeConfig(
         runs=[args.run] if args.run is not None else list(args.runs),
         task=task.slug,

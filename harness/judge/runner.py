@@ -1,24 +1,27 @@
-"""Planning the calls (both A/B orders per item) and running them concurrently.
+"""Planning the judge's calls (both A/B orders per item) and running them.
 
-Each judgment is committed to the cache by a single writer thread the moment it returns, so
-the event loop keeps other requests in flight while SQLite fsyncs, and a kill loses nothing
-that came back. Identical prompts (say, two runs that produced the same text) are asked once.
+Each order of each item is one chat-completions request; its cache key covers the endpoint,
+every request field (judge model, the rendered prompt, temperature, seed, max_tokens) and the
+template hash. Identical requests (two runs that produced the same text) are asked once. The
+calls themselves go through `harness.openai_compat.batch.fetch_all`: bounded concurrency,
+each answer committed the moment it returns, and claims so that judges sharing a cache never
+pay twice for one judgment.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from tqdm import tqdm
 
-from harness.judge.cache import Judgment, JudgmentCache, judgment_key, now_iso
-from harness.judge.client import CallResult, JudgeCallFailed, JudgeClient, JudgeFatalError
 from harness.judge.pairs import PairItem
-from harness.judge.prompt import Template, parse_verdict
+from harness.judge.prompt import Template
+from harness.openai_compat.batch import BatchOutcome, PlannedRequest, fetch_all
+from harness.openai_compat.cache import RequestCache, request_key
+from harness.openai_compat.client import OpenAICompatClient
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,17 @@ class JudgeSettings:
     judge_model: str
     seed: int
     max_tokens: int
+    base_url: str  # resolved and normalised (harness.openai_compat.endpoint)
 
-
-@dataclass(frozen=True)
-class Request:
-    key: str
-    prompt: str
-    label: str  # "<A> vs <B>, item <id>, order AB|BA" (for logs)
+    def body(self, prompt: str) -> dict[str, Any]:
+        """The chat-completions request: one user message, greedy."""
+        return {
+            "model": self.judge_model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0,
+            "seed": self.seed,
+            "max_tokens": self.max_tokens,
+        }
 
 
 @dataclass
@@ -45,10 +52,15 @@ class PlannedPair:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-def plan_requests(pairs: Sequence[PlannedPair], template: Template,
-                  settings: JudgeSettings) -> dict[str, Request]:
+def prompt_sha256(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+
+def plan_requests(
+    pairs: Sequence[PlannedPair], template: Template, settings: JudgeSettings
+) -> dict[str, PlannedRequest]:
     """Fill each pair's keys for both orders; return the distinct requests by key."""
-    requests: dict[str, Request] = {}
+    requests: dict[str, PlannedRequest] = {}
     for pair in pairs:
         pair.keys_ab, pair.keys_ba = [], []
         for item in pair.items:
@@ -56,74 +68,41 @@ def plan_requests(pairs: Sequence[PlannedPair], template: Template,
                 ("AB", item.prediction_a, item.prediction_b, pair.keys_ab),
                 ("BA", item.prediction_b, item.prediction_a, pair.keys_ba),
             ):
-                key = judgment_key(settings.judge_model, template.sha256, settings.seed,
-                                   settings.max_tokens, item.reference, r1, r2)
+                prompt = template.render(item.reference, r1, r2)
+                body = settings.body(prompt)
+                key = request_key(settings.base_url, body, {"template_sha256": template.sha256})
                 keys.append(key)
                 if key not in requests:
-                    requests[key] = Request(
-                        key, template.render(item.reference, r1, r2),
-                        f"{pair.model_a} vs {pair.model_b}, item {item.item_id}, order {order}")
+                    requests[key] = PlannedRequest(
+                        key,
+                        body,
+                        f"{pair.model_a} vs {pair.model_b}, item {item.item_id}, order {order}",
+                        {
+                            "prompt_sha256": prompt_sha256(prompt),
+                            "template_sha256": template.sha256,
+                        },
+                    )
     return requests
 
 
-def prompt_sha256(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class RunOutcome:
-    new: dict[str, Judgment]
-    failed: dict[str, str]  # key -> reason
-
-
-async def run_requests(todo: Sequence[Request], client: JudgeClient, cache: JudgmentCache,
-                       template: Template, concurrency: int, invocation: str,
-                       progress: bool = True) -> RunOutcome:
+async def run_requests(
+    todo: Sequence[PlannedRequest],
+    client: OpenAICompatClient,
+    cache: RequestCache,
+    concurrency: int,
+    invocation: str,
+    progress: bool = True,
+) -> BatchOutcome:
     """Ask the judge for every request in `todo`, never more than `concurrency` at once."""
-    if concurrency < 1:
-        raise ValueError("concurrency must be >= 1")
-    sem = asyncio.Semaphore(concurrency)
-    loop = asyncio.get_running_loop()
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-cache-writer")
-    outcome = RunOutcome({}, {})
     bar = tqdm(total=len(todo), desc="judging", unit="call", disable=not progress)
-    stopping = False
-
-    async def one(req: Request) -> None:
-        nonlocal stopping
-        try:
-            async with sem:
-                if stopping:
-                    return
-                try:
-                    res: CallResult = await client.complete(req.prompt, req.label)
-                except JudgeFatalError:
-                    stopping = True  # set before the semaphore is released: no waiter
-                    raise  # starts another call
-        except JudgeCallFailed as exc:
-            outcome.failed[req.key] = str(exc)
-            return
-        judgment = Judgment(
-            key=req.key, judge_model=client.model, template_sha256=template.sha256,
-            prompt_sha256=prompt_sha256(req.prompt), response=res.text,
-            verdict=parse_verdict(res.text), prompt_tokens=res.prompt_tokens,
-            completion_tokens=res.completion_tokens, attempts=res.attempts,
-            latency_s=round(res.latency_s, 4), created_at=now_iso(), invocation=invocation)
-        await loop.run_in_executor(writer, cache.put, judgment)
-        outcome.new[req.key] = judgment
-        bar.update(1)
-
-    tasks = [asyncio.create_task(one(r)) for r in todo]
     try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        # A fatal error (bad key, unknown model) or an interrupt: stop asking; what already
-        # came back is committed.
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        return await fetch_all(
+            todo,
+            client,
+            cache,
+            invocation=invocation,
+            concurrency=concurrency,
+            on_done=lambda _key: bar.update(1),
+        )
     finally:
         bar.close()
-        writer.shutdown(wait=True)
-    return outcome

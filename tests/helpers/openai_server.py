@@ -6,12 +6,20 @@ behaviour from markers inside the judged texts, so a test states the behaviour i
 - `quality=N` in a report: the report with the higher N is better (equal N: equal);
 - `BIAS` in a report: the judge always prefers Assistant 1 (a position-biased judge);
 - `MALFORMED` in the reference: the answer's last line is not a label;
-- `FAIL429:k`, `FAIL500:k`, `SLOW:k`, `GARBAGE:k` in the reference: the first k attempts of
-  that prompt get a 429, a 500, no answer within the client's timeout, or a 200 whose body
-  is not JSON.
+- `FAIL429:k`, `FAIL500:k`, `SLOW:k`, `GARBAGE:k`, `TRICKLE:k` in the reference: the first k
+  attempts of that prompt get a 429, a 500, no answer within the client's timeout, a 200
+  whose body is not JSON, or a valid answer (`TRICKLED_TEXT`) sent a few bytes at a time
+  over `trickle_s` seconds, each gap far shorter than any read timeout;
+- `USAGE=<json>` in the reference: the answer reports `prompt_tokens` as that raw JSON
+  literal (`1e400`, `-40000000`, `12.5`, ...).
 
-It counts what a test needs to check: requests per prompt, in-flight maximum, the `usage`
-it reported, and whether the Authorization header carried the expected key.
+Server-wide behaviours: `invert` (another judge: better and worse swapped), `echo_key_401`
+(every request gets a 401 whose message quotes the presented key, as some proxies do), and
+`gate_clients=N` (hold every answer until requests carrying N distinct keys have arrived, so
+that N client processes are provably in flight together).
+
+It counts what a test needs to check: requests per prompt, paid answers per prompt, in-flight
+maximum, the `usage` it reported, and whether the Authorization header carried the expected key.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+TRICKLED_TEXT = "Trickled answer.\nAssistant 1 is better than Assistant 2"
 LABELS = {
     "better": "Assistant 1 is better than Assistant 2",
     "worse": "Assistant 1 is worse than Assistant 2",
@@ -33,7 +42,7 @@ LABELS = {
 
 def _between(text: str, start: str, end: str) -> str:
     i = text.index(start) + len(start)
-    return text[i:text.index(end, i)].strip()
+    return text[i : text.index(end, i)].strip()
 
 
 def parse_prompt(prompt: str) -> tuple[str, str, str]:
@@ -63,13 +72,28 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class JudgeServer:
-    def __init__(self, latency_s: float = 0.0, slow_s: float = 2.0,
-                 expected_key: str | None = None, reject_bad_key: bool = False):
+class ChatServer:
+    def __init__(
+        self,
+        latency_s: float = 0.0,
+        slow_s: float = 2.0,
+        expected_key: str | None = None,
+        reject_bad_key: bool = False,
+        trickle_s: float = 30.0,
+        invert: bool = False,
+        echo_key_401: bool = False,
+        gate_clients: int = 0,
+        gate_timeout_s: float = 120.0,
+    ):
         self.latency_s = latency_s
         self.slow_s = slow_s
         self.expected_key = expected_key
         self.reject_bad_key = reject_bad_key
+        self.trickle_s = trickle_s
+        self.invert = invert
+        self.echo_key_401 = echo_key_401
+        self.gate_clients = gate_clients
+        self.gate_timeout_s = gate_timeout_s
         self.lock = threading.Lock()
         self.attempts: Counter[str] = Counter()  # prompt sha -> requests received
         self.successes: Counter[str] = Counter()  # prompt sha -> verdicts returned (200 + usage)
@@ -83,6 +107,11 @@ class JudgeServer:
         self.request_log: list[str] = []  # prompt sha per request, arrival order
         self.service_s = 0.0  # summed time from reading a request to sending its answer
         self.connections = 0  # connections that carried requests: keep-alive reuses them
+        self.trickles_completed = 0  # trickled answers sent to the last byte
+        self.trickles_abandoned = 0  # trickled answers the client hung up on
+        self.paid_by_client: Counter[str] = Counter()  # sha of the presented key -> answers
+        self.gate = threading.Event()
+        self.gate_opened_by_clients = False
         self._httpd: ThreadingHTTPServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -118,7 +147,7 @@ class JudgeServer:
             self._httpd.shutdown()
             self._httpd.server_close()
 
-    def __enter__(self) -> JudgeServer:
+    def __enter__(self) -> ChatServer:
         self.base_url = self.start()
         return self
 
@@ -131,13 +160,17 @@ class JudgeServer:
 
     def stats(self) -> dict:
         with self.lock:
-            return {"total_requests": self.total_requests, "max_in_flight": self.max_in_flight,
-                    "statuses": dict(self.statuses), "usage_prompt": self.usage_prompt,
-                    "usage_completion": self.usage_completion,
-                    "service_s": round(self.service_s, 4),
-                    "connections": self.connections,
-                    # This process's CPU: tells a benchmark whether the server kept up.
-                    "server_cpu_s": round(time.process_time(), 4)}
+            return {
+                "total_requests": self.total_requests,
+                "max_in_flight": self.max_in_flight,
+                "statuses": dict(self.statuses),
+                "usage_prompt": self.usage_prompt,
+                "usage_completion": self.usage_completion,
+                "service_s": round(self.service_s, 4),
+                "connections": self.connections,
+                # This process's CPU: tells a benchmark whether the server kept up.
+                "server_cpu_s": round(time.process_time(), 4),
+            }
 
     # -- request handling ------------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
@@ -145,21 +178,51 @@ class JudgeServer:
         body = json.loads(h.rfile.read(int(h.headers.get("Content-Length", 0))))
         prompt = body["messages"][-1]["content"]
         sha = hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+        presented = h.headers.get("Authorization", "").removeprefix("Bearer ")
+        client = hashlib.sha256(presented.encode("utf-8")).hexdigest()[:12]
         with self.lock:
             self.attempts[sha] += 1
             attempt = self.attempts[sha]
             self.request_log.append(sha)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            key_ok = h.headers.get("Authorization") == f"Bearer {self.expected_key}"
+            key_ok = presented == self.expected_key
             if self.expected_key is not None:
                 self.auth_ok += key_ok
                 self.auth_bad += not key_ok
+            self.paid_by_client.setdefault(client, 0)
+            if self.gate_clients and len(self.paid_by_client) >= self.gate_clients:
+                self.gate_opened_by_clients = True
+                self.gate.set()
         try:
+            if self.echo_key_401:
+                self._count("401")
+                return self._send(
+                    h,
+                    401,
+                    {
+                        "error": {
+                            "message": f"Incorrect API key provided: {presented}. You can find your "
+                            "API key at https://platform.openai.com/account/api-keys.",
+                            "type": "invalid_request_error",
+                            "code": "invalid_api_key",
+                        }
+                    },
+                )
             if self.reject_bad_key and not key_ok:
                 self._count("401")
-                return self._send(h, 401, {"error": {"message": "Incorrect API key provided",
-                                                     "type": "invalid_request_error"}})
+                return self._send(
+                    h,
+                    401,
+                    {
+                        "error": {
+                            "message": "Incorrect API key provided",
+                            "type": "invalid_request_error",
+                        }
+                    },
+                )
+            if self.gate_clients and not self.gate.wait(self.gate_timeout_s):
+                self.gate.set()  # give up waiting: the test sees gate_opened_by_clients False
             if self.latency_s:
                 time.sleep(self.latency_s)
             ref, r1, r2 = parse_prompt(prompt)
@@ -168,10 +231,13 @@ class JudgeServer:
                 time.sleep(self.slow_s)  # the client has given up by now
                 self._count("slow")
                 return self._send(h, 200, self._completion(body, "too late", sha, count=False))
+            if failure == "TRICKLE":
+                return self._trickle(h, self._completion(body, TRICKLED_TEXT, sha, count=False))
             if failure == "FAIL429":
                 self._count("429")
-                return self._send(h, 429, {"error": {"message": "rate limited",
-                                                     "type": "rate_limit"}})
+                return self._send(
+                    h, 429, {"error": {"message": "rate limited", "type": "rate_limit"}}
+                )
             if failure == "FAIL500":
                 self._count("500")
                 return self._send(h, 500, {"error": {"message": "boom", "type": "server"}})
@@ -181,8 +247,19 @@ class JudgeServer:
             if "MALFORMED" in ref:
                 text = "Both reports are similar.\nI cannot decide."
             else:
-                text = f"Analysis of the two reports.\n{LABELS[scripted_verdict(r1, r2)]}"
+                verdict = scripted_verdict(r1, r2)
+                if self.invert:
+                    verdict = {"better": "worse", "worse": "better"}.get(verdict, verdict)
+                text = f"Analysis of the two reports.\n{LABELS[verdict]}"
             self._count("200")
+            with self.lock:
+                self.paid_by_client[client] += 1
+            usage = re.search(r"USAGE=(\S+)", ref)
+            if usage:  # a raw literal json.dumps would refuse or rewrite (1e400 -> Infinity)
+                payload = self._completion(body, text, sha, count_usage=False)
+                payload["usage"]["prompt_tokens"] = "__USAGE__"
+                raw = json.dumps(payload).replace('"__USAGE__"', usage.group(1))
+                return self._send_raw(h, 200, raw.encode(), "application/json")
             self._send(h, 200, self._completion(body, text, sha))
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -191,8 +268,31 @@ class JudgeServer:
                 self.in_flight -= 1
                 self.service_s += time.perf_counter() - t0
 
+    def _trickle(self, h: BaseHTTPRequestHandler, payload: dict) -> None:
+        """A valid answer, a few bytes every trickle_s/100 seconds: every read of the client
+        gets data long before a read timeout, but the whole answer takes trickle_s."""
+        data = json.dumps(payload).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.flush()
+        pieces = 100
+        step = -(-len(data) // pieces)
+        try:
+            for start in range(0, len(data), step):
+                h.wfile.write(data[start : start + step])
+                h.wfile.flush()
+                time.sleep(self.trickle_s / pieces)
+        except (BrokenPipeError, ConnectionResetError):
+            with self.lock:
+                self.trickles_abandoned += 1
+            raise
+        with self.lock:
+            self.trickles_completed += 1
+
     def _scripted_failure(self, ref: str, attempt: int) -> str | None:
-        for kind in ("FAIL429", "FAIL500", "SLOW", "GARBAGE"):
+        for kind in ("FAIL429", "FAIL500", "SLOW", "GARBAGE", "TRICKLE"):
             m = re.search(kind + r":(\d+)", ref)
             if m and attempt <= int(m.group(1)):
                 return kind
@@ -202,26 +302,39 @@ class JudgeServer:
         with self.lock:
             self.statuses[status] += 1
 
-    def _completion(self, body: dict, text: str, sha: str, count: bool = True) -> dict:
+    def _completion(
+        self, body: dict, text: str, sha: str, count: bool = True, count_usage: bool = True
+    ) -> dict:
         p_tok = len(body["messages"][-1]["content"].split())
         c_tok = len(text.split())
         if count:
             with self.lock:
-                self.usage_prompt += p_tok
-                self.usage_completion += c_tok
+                if count_usage:
+                    self.usage_prompt += p_tok
+                    self.usage_completion += c_tok
                 self.successes[sha] += 1
         return {
-            "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok,
-                      "total_tokens": p_tok + c_tok},
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": text},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": p_tok,
+                "completion_tokens": c_tok,
+                "total_tokens": p_tok + c_tok,
+            },
         }
 
     @staticmethod
     def _send(h: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
-        JudgeServer._send_raw(h, status, json.dumps(payload).encode(), "application/json")
+        ChatServer._send_raw(h, status, json.dumps(payload).encode(), "application/json")
 
     @staticmethod
     def _send_raw(h: BaseHTTPRequestHandler, status: int, data: bytes, ctype: str) -> None:
@@ -239,11 +352,24 @@ def write_samples(path, rows: list[dict]) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def text_rows(n: int, prediction, reference=lambda i: f"reference findings {i}",
-              task: str = "chexbench_findings_generation") -> list[dict]:
-    return [{"task": task, "item_id": f"findings_generation/{i}", "doc_id": i,
-             "dataset": "mimic_cxr", "cluster_id": f"p{i % 5}",
-             "prediction": prediction(i), "reference": reference(i)} for i in range(n)]
+def text_rows(
+    n: int,
+    prediction,
+    reference=lambda i: f"reference findings {i}",
+    task: str = "chexbench_findings_generation",
+) -> list[dict]:
+    return [
+        {
+            "task": task,
+            "item_id": f"findings_generation/{i}",
+            "doc_id": i,
+            "dataset": "mimic_cxr",
+            "cluster_id": f"p{i % 5}",
+            "prediction": prediction(i),
+            "reference": reference(i),
+        }
+        for i in range(n)
+    ]
 
 
 if __name__ == "__main__":
@@ -255,7 +381,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency", type=float, default=0.0)
     opts = ap.parse_args()
-    srv = JudgeServer(latency_s=opts.latency)
+    srv = ChatServer(latency_s=opts.latency)
     print(srv.start(), flush=True)
     sys.stdin.read()
     srv.stop()
