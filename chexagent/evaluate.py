@@ -21,8 +21,7 @@ from chexagent.prompting import IGNORE_INDEX, build_inputs
 from chexagent.training.data import ImageLoader
 from harness.data import load_data
 from harness.images import ImageResolver
-from harness.scoring import HEADLINE, predictions
-from model_adapters.engine import OptionScore
+from harness.scoring import HEADLINE, OptionScore, predictions
 
 
 @torch.no_grad()

@@ -19,6 +19,37 @@ RULES = ("acc_chexbench", "acc", "acc_norm")
 HEADLINE = PERCEPTION_HEADLINE
 
 
+class OptionScore(tuple):
+    """lm-eval's (log-prob, is_greedy) pair, carrying what CheXbench scoring also needs.
+
+    `n_tokens` gives the official mean-token rule; `unparseable` marks a generation-mode answer
+    that named no option (counted wrong, never replaced by a random guess).
+    """
+
+    n_tokens: int
+    unparseable: bool
+    generated: str | None
+
+    def __new__(cls, logprob: float, is_greedy: bool, n_tokens: int,
+                unparseable: bool = False, generated: str | None = None) -> OptionScore:
+        obj = super().__new__(cls, (float(logprob), bool(is_greedy)))
+        obj.n_tokens = int(n_tokens)
+        obj.unparseable = bool(unparseable)
+        obj.generated = generated
+        return obj
+
+    def __getnewargs__(self) -> tuple:
+        return (self[0], self[1], self.n_tokens, self.unparseable, self.generated)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ll": self[0], "greedy": self[1], "n": self.n_tokens,
+                "unparseable": self.unparseable, "generated": self.generated}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> OptionScore:
+        return cls(d["ll"], d["greedy"], d["n"], d.get("unparseable", False), d.get("generated"))
+
+
 class MissingTokenCount(UserError):
     """A model returned plain (log-prob, is_greedy) pairs for a CheXbench task."""
 

@@ -1,9 +1,5 @@
 """BLIP-2 (`Salesforce/blip2-opt-2.7b`) on transformers' native `Blip2ForConditionalGeneration`.
 
-Also home of the loading chores shared by the other transformers-native baselines
-(InstructBLIP, XrayGPT, LLaVA-Med, CheXagent-2): from_pretrained keyword arguments for dtype,
-device, `device_map="auto"` and 8-bit, and the "what to download, where to put it" error.
-
 Official evaluation (Stanford-AIMI/CheXagent, evaluation_chexbench/models/blip2.py): 8-bit
 fp16 weights, one image, prompt `{question} {option}` after the image's query embeddings, the
 tokenizer's BOS (OPT's `</s>`, id 2) between them (the model prepends the queries to the
@@ -15,14 +11,12 @@ the queries itself.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from PIL import Image
 
-from harness.errors import UserError, WeightsMissing
+from harness.errors import UserError
 from model_adapters.base import (
     GenerationSettings,
     ImageEncoding,
@@ -30,86 +24,18 @@ from model_adapters.base import (
     Segment,
     VisionLanguageAdapter,
 )
-from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
+from model_adapters.loading import (
+    check_unused,
+    from_pretrained_kwargs,
+    load_or_explain,
+    parse_dtype,
+    place_model,
+    resolve_device,
+    weights_fingerprint,
+)
 from model_adapters.spans import option_text, trailing_standalone
 
 OFFICIAL = "Stanford-AIMI/CheXagent evaluation_chexbench/models"  # cited as OFFICIAL/<file>:<line>
-
-
-# ----- loading chores shared by the transformers-native adapters -----------------------------
-def from_pretrained_kwargs(adapter: str, dtype: torch.dtype, device: torch.device,
-                           load_in_8bit: bool, device_map: str | dict | None,
-                           revision: str | None) -> dict[str, Any]:
-    """Keyword arguments for `from_pretrained` honouring dtype, device map and 8-bit.
-
-    8-bit is how the official evaluation loaded BLIP-2 and InstructBLIP; it needs bitsandbytes
-    on a CUDA device, so asking for it anywhere else is an error rather than a silent fp32 run.
-    """
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if revision:
-        kwargs["revision"] = revision
-    if device_map:
-        kwargs["device_map"] = device_map
-    if load_in_8bit:
-        if device.type != "cuda":
-            raise UserError(
-                f"{adapter}: load_in_8bit=true needs a CUDA GPU (bitsandbytes int8 kernels); "
-                f"the device here is {device.type!r}. Drop load_in_8bit (and use "
-                "dtype=float32 on CPU) or run on a GPU."
-            )
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError:
-            raise UserError(f"{adapter}: load_in_8bit=true needs the `bitsandbytes` package "
-                            "(`pip install bitsandbytes`)") from None
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-        kwargs.setdefault("device_map", {"": device.index or 0})
-    return kwargs
-
-
-def load_or_explain(loader: Any, pretrained: str, adapter: str, hub_id: str, what: str,
-                    **kwargs: Any) -> Any:
-    """`loader.from_pretrained(pretrained)`, turning "not there" into a download instruction."""
-    from huggingface_hub.errors import HFValidationError
-
-    try:
-        return loader.from_pretrained(pretrained, **kwargs)
-    except (OSError, HFValidationError) as exc:  # absent folder / not a valid hub id
-        raise WeightsMissing(
-            f"{weights_missing_message(adapter, pretrained, hub_id, what)} ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from exc
-
-
-def place_model(model: torch.nn.Module, device: torch.device, device_map: Any,
-                load_in_8bit: bool) -> torch.device:
-    """Move the model unless accelerate placed it; returns where its inputs must go."""
-    if not device_map and not load_in_8bit:
-        model.to(device)
-    model.eval()
-    return model.get_input_embeddings().weight.device
-
-
-def weights_fingerprint(pretrained: str) -> str | None:
-    """sha256 over the local weight files (name + bytes), so the run card pins the weights."""
-    folder = Path(pretrained)
-    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def check_unused(adapter: str, unused: dict[str, Any]) -> None:
-    if unused:
-        raise TypeError(f"{adapter}: unknown model args {sorted(unused)}")
 
 
 # ----- the adapter -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from chexagent.modeling import PROMPT_TEMPLATE
-from harness.errors import WeightsMissing
+from harness.errors import RemoteCodeRefused, WeightsMissing
 from model_adapters.base import (
     GenerationSettings,
     ImageEncoding,
@@ -30,7 +30,12 @@ from model_adapters.base import (
     Segment,
     VisionLanguageAdapter,
 )
-from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
+from model_adapters.loading import (
+    check_unused,
+    parse_dtype,
+    resolve_device,
+    weights_missing_message,
+)
 
 HUB_ID = "StanfordAIMI/CheXagent-8b"
 SMOKE = "smoke"  # pretrained=smoke: the random tiny model built from the shipped config
@@ -51,8 +56,7 @@ class CheXagentAdapter(VisionLanguageAdapter):
     def __init__(self, pretrained: str = HUB_ID, dtype: str = "auto", device: str = "auto",
                  trust_remote_code: bool = False, device_map: str | None = None,
                  revision: str | None = None, seed: int = 0, **unused: Any):
-        if unused:
-            raise TypeError(f"chexagent: unknown model args {sorted(unused)}")
+        check_unused("chexagent", unused)
         from chexagent.modeling import build_model, is_chexagent_checkpoint, load_bundle
 
         self.device = resolve_device(device)
@@ -97,7 +101,7 @@ class CheXagentAdapter(VisionLanguageAdapter):
     def _load_hub(self, trust_remote_code: bool, device_map: str | None):
         """The released CheXagent-8b ships its own modeling code on the hub."""
         if not trust_remote_code:
-            raise PermissionError(
+            raise RemoteCodeRefused(
                 f"chexagent: {self.pretrained!r} is not a checkpoint written by this project's "
                 "`chexagent` package, so it needs the model's own code from the Hugging Face hub "
                 "(StanfordAIMI/CheXagent-8b ships custom modeling files). Running downloaded code "

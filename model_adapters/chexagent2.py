@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from harness.errors import UserError
+from harness.errors import RemoteCodeRefused, UserError
 from model_adapters.base import (
     GenerationSettings,
     ImageEncoding,
@@ -34,14 +34,15 @@ from model_adapters.base import (
     TokenIds,
     VisionLanguageAdapter,
 )
-from model_adapters.blip2 import (
+from model_adapters.loading import (
     check_unused,
     from_pretrained_kwargs,
     load_or_explain,
+    parse_dtype,
     place_model,
+    resolve_device,
     weights_fingerprint,
 )
-from model_adapters.loading import parse_dtype, resolve_device
 
 HUB_ID = "StanfordAIMI/CheXagent-2-3b"
 SYSTEM_PROMPT = "You are a helpful assistant."  # official evaluation and model card
@@ -67,7 +68,7 @@ class CheXagent2Adapter(VisionLanguageAdapter):
         check_unused(self.name, unused)
         self.pretrained, self.revision = str(pretrained), revision
         if not trust_remote_code:
-            raise PermissionError(
+            raise RemoteCodeRefused(
                 f"chexagent2: {self.pretrained!r} ships its own modeling and tokenizer code on the "
                 "Hugging Face hub (CheXagent-2 is not a transformers architecture), and loading it "
                 "means running that code. That is your decision: pass --trust-remote-code (or "

@@ -12,6 +12,8 @@ from types import SimpleNamespace
 
 import torch
 
+from harness.errors import RemoteCodeRefused
+
 
 class _RemoteAsBlip2(torch.nn.Module):
     def __init__(self, remote: torch.nn.Module):
@@ -40,7 +42,7 @@ def load_remote_chexagent(pretrained: str, dtype: torch.dtype, device: torch.dev
     from chexagent.modeling import ARCHS, CheXagentBundle
 
     if not trust_remote_code:  # the adapter asks first; this keeps the rule local too
-        raise PermissionError("CheXagent-8b's hub code runs only with --trust-remote-code")
+        raise RemoteCodeRefused("CheXagent-8b's hub code runs only with --trust-remote-code")
     processor = AutoProcessor.from_pretrained(pretrained, trust_remote_code=trust_remote_code,
                                               revision=revision)
     remote = AutoModelForCausalLM.from_pretrained(

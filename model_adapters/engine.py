@@ -29,7 +29,10 @@ from tqdm import tqdm
 from harness.images import ImageRef
 from harness.io import AppendLog, read_jsonl
 from harness.radiograph import to_rgb8
+from harness.scoring import OptionScore
+from model_adapters import native
 from model_adapters.base import ImageEncoding, ImageSlot, TokenIds, VisionLanguageAdapter
+from model_adapters.native import NativeAdapter
 
 MC_LETTERS = "ABCDEFGHIJ"
 _LETTER_RE = re.compile(r"\(([A-Z])\)")
@@ -37,37 +40,6 @@ _LETTER_RE = re.compile(r"\(([A-Z])\)")
 # max_new_tokens=512, the first "(X)" in the answer. Generation stops once an "(X)" has appeared:
 # the leftmost match of a fixed-width pattern cannot change as text is appended.
 MC_MAX_NEW_TOKENS = 512
-
-
-class OptionScore(tuple):
-    """lm-eval's (log-prob, is_greedy) pair, carrying what CheXbench scoring also needs.
-
-    `n_tokens` gives the official mean-token rule; `unparseable` marks a generation-mode answer
-    that named no option (counted wrong, never replaced by a random guess).
-    """
-
-    n_tokens: int
-    unparseable: bool
-    generated: str | None
-
-    def __new__(cls, logprob: float, is_greedy: bool, n_tokens: int,
-                unparseable: bool = False, generated: str | None = None) -> OptionScore:
-        obj = super().__new__(cls, (float(logprob), bool(is_greedy)))
-        obj.n_tokens = int(n_tokens)
-        obj.unparseable = bool(unparseable)
-        obj.generated = generated
-        return obj
-
-    def __getnewargs__(self) -> tuple:
-        return (self[0], self[1], self.n_tokens, self.unparseable, self.generated)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ll": self[0], "greedy": self[1], "n": self.n_tokens,
-                "unparseable": self.unparseable, "generated": self.generated}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> OptionScore:
-        return cls(d["ll"], d["greedy"], d["n"], d.get("unparseable", False), d.get("generated"))
 
 
 @dataclass
@@ -188,7 +160,7 @@ class CheXbenchLM(LM):
     MULTIMODAL = True
     image_text_aware = True  # encodings are keyed by image + `adapter.image_text(text)`
 
-    def __init__(self, adapter: VisionLanguageAdapter, batch_size: int = 8,
+    def __init__(self, adapter: VisionLanguageAdapter | NativeAdapter, batch_size: int = 8,
                  mc_mode: str = "loglikelihood", max_gen_toks: int | None = None,
                  resume_path: str | Path | None = None, fingerprint: str = "",
                  show_progress: bool = True, encoding_cache_size: int = 256,
@@ -285,7 +257,20 @@ class CheXbenchLM(LM):
 
     def layout(self, context: str, continuation: str = "", n_images: int = 1,
                generation: bool = False) -> PromptLayout:
-        """What is fed and scored for one request (`generation`: the free-text prompt)."""
+        """What is fed and scored for one request (`generation`: the free-text prompt).
+
+        For a native adapter the prefix is the prompt's text tokens (each image one
+        placeholder token, which its processor expands)."""
+        if self.native:
+            text = (self.adapter.generation_text if generation else self.adapter.prompt_text)(
+                context, n_images)
+            if generation or not continuation:
+                return PromptLayout(tuple(self.adapter.text_ids(text)), ())
+            drop, (split,) = native.split_options(self.adapter, text, [continuation])
+            prefix = self.adapter.text_ids(text)
+            prefix = prefix[: len(prefix) - drop]
+            fed_ctx = split.fed[: len(split.fed) - split.n_scored]
+            return PromptLayout(tuple(prefix + fed_ctx), tuple(split.fed[-split.n_scored:]))
         parts, last = self._prefix_parts(context, n_images, generation)
         if generation or not continuation:
             ctx_last, option = (self.adapter.tokenize(last) if last else []), []
@@ -423,9 +408,23 @@ class CheXbenchLM(LM):
             item.continuations.append(continuation)
         return list(groups.values())
 
+    @property
+    def native(self) -> bool:
+        """The adapter runs its model's own processor and forward (`model_adapters.native`)."""
+        return isinstance(self.adapter, NativeAdapter)
+
+    def _pixels(self, items: Sequence[_Item]) -> list[list[Image.Image]]:
+        return [list(self._decoder.map(load_rgb, item.images)) for item in items]
+
     @torch.inference_mode()
     def score_items(self, items: Sequence[_Item]) -> list[list[OptionScore]]:
         """Scores of every option of every item, with one prefix pass for the whole batch."""
+        if self.native:
+            scored = native.score_items(self.adapter, [it.context for it in items],
+                                        self._pixels(items), [it.continuations for it in items])
+            self.stats.prefix_forwards += 1
+            self.stats.option_forwards += 1
+            return [[OptionScore(*s) for s in item] for item in scored]
         encodings = self._encode_unique(items)
         prefixes, media, option_ids = [], [], []
         for item in items:
@@ -536,6 +535,9 @@ class CheXbenchLM(LM):
         images = self._limit_images(list(images))
         item = _Item(context, images, [0], [continuation],
                      vision_text=self._vision_text(context, continuation))
+        if self.native:
+            return OptionScore(*native.reference_score(self.adapter, context, continuation,
+                                                       self._pixels([item])[0]))
         encodings = self._encode_unique([item], use_cache=False)
         parts, last = self._prefix_parts(context, len(images))
         ctx_last, cont = self.split_continuation(last, continuation)
@@ -557,9 +559,14 @@ class CheXbenchLM(LM):
     def generation_settings(self) -> dict[str, Any]:
         """What the run card records about free-text decoding, and the template's hash."""
         official = self.adapter.generation
-        templates = {n: _segments_repr(self.adapter.generation_segments("{context}", n))
-                     for n in (0, 1, 2)}
-        mc = {n: _segments_repr(self.adapter.prompt_segments("{context}", n)) for n in (0, 1, 2)}
+        if self.native:
+            templates = {n: self.adapter.generation_text("{context}", n) for n in (0, 1, 2)}
+            mc = {n: self.adapter.prompt_text("{context}", n) for n in (0, 1, 2)}
+        else:
+            templates = {n: _segments_repr(self.adapter.generation_segments("{context}", n))
+                         for n in (0, 1, 2)}
+            mc = {n: _segments_repr(self.adapter.prompt_segments("{context}", n))
+                  for n in (0, 1, 2)}
         return {
             "decoding": "greedy",
             "max_new_tokens": self.max_gen_toks or official.max_new_tokens,
@@ -583,6 +590,10 @@ class CheXbenchLM(LM):
         items = [_Item(c, im) for c, im in zip(contexts, images, strict=True)]
         # The model's own stop strings (its official generate() wrapper) join the task's.
         until = [[*stops, *self.adapter.generation.stop_strings] for stops in until]
+        if self.native:
+            self.stats.generated += len(items)
+            return native.generate(self.adapter, contexts, self._pixels(items), max_new, until,
+                                   stop_when)
         encodings = self._encode_unique(items)
         prefixes, media = [], []
         for item in items:

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from model_adapters.base import GenerationSettings, ImageEncoding
-from model_adapters.blip2 import OFFICIAL, Blip2Adapter, load_or_explain
+from model_adapters.blip2 import OFFICIAL, Blip2Adapter
+from model_adapters.loading import load_or_explain
 from model_adapters.spans import option_text, trailing_standalone
 
 

@@ -29,15 +29,16 @@ from model_adapters.base import (
     Segment,
     VisionLanguageAdapter,
 )
-from model_adapters.blip2 import (
+from model_adapters.converters.llava_med import ADAPTER_FOR, V0, V0_IMAGE_TOKENS, V15
+from model_adapters.loading import (
     check_unused,
     from_pretrained_kwargs,
     load_or_explain,
+    parse_dtype,
     place_model,
+    resolve_device,
     weights_fingerprint,
 )
-from model_adapters.converters.llava_med import ADAPTER_FOR, V0, V0_IMAGE_TOKENS, V15
-from model_adapters.loading import parse_dtype, resolve_device
 from model_adapters.spans import option_text, trailing_standalone
 
 OFFICIAL = "Stanford-AIMI/CheXagent evaluation_chexbench/models/llavamed.py"

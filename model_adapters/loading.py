@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from harness.errors import UserError
+from harness.errors import UnknownArgument, UserError, WeightsMissing
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
            "fp16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
@@ -72,3 +74,79 @@ def weights_missing_message(adapter: str, given: str, hub_id: str, what: str) ->
         f"in --model-args (or keep the default hub id and let the download land in the Hugging "
         f"Face cache, $HF_HOME)."
     )
+
+
+def from_pretrained_kwargs(adapter: str, dtype: torch.dtype, device: torch.device,
+                           load_in_8bit: bool, device_map: str | dict | None,
+                           revision: str | None) -> dict[str, Any]:
+    """Keyword arguments for `from_pretrained` honouring dtype, device map and 8-bit.
+
+    8-bit is how the official evaluation loaded BLIP-2 and InstructBLIP; it needs bitsandbytes
+    on a CUDA device, so asking for it anywhere else is an error rather than a silent fp32 run.
+    """
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if revision:
+        kwargs["revision"] = revision
+    if device_map:
+        kwargs["device_map"] = device_map
+    if load_in_8bit:
+        if device.type != "cuda":
+            raise UserError(
+                f"{adapter}: load_in_8bit=true needs a CUDA GPU (bitsandbytes int8 kernels); "
+                f"the device here is {device.type!r}. Drop load_in_8bit (and use "
+                "dtype=float32 on CPU) or run on a GPU."
+            )
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise UserError(f"{adapter}: load_in_8bit=true needs the `bitsandbytes` package "
+                            "(`pip install bitsandbytes`)") from None
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        kwargs.setdefault("device_map", {"": device.index or 0})
+    return kwargs
+
+
+def load_or_explain(loader: Any, pretrained: str, adapter: str, hub_id: str, what: str,
+                    **kwargs: Any) -> Any:
+    """`loader.from_pretrained(pretrained)`, turning "not there" into a download instruction."""
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return loader.from_pretrained(pretrained, **kwargs)
+    except (OSError, HFValidationError) as exc:  # absent folder / not a valid hub id
+        raise WeightsMissing(
+            f"{weights_missing_message(adapter, pretrained, hub_id, what)} ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+
+
+def place_model(model: torch.nn.Module, device: torch.device, device_map: Any,
+                load_in_8bit: bool) -> torch.device:
+    """Move the model unless accelerate placed it; returns where its inputs must go."""
+    if not device_map and not load_in_8bit:
+        model.to(device)
+    model.eval()
+    return model.get_input_embeddings().weight.device
+
+
+def weights_fingerprint(pretrained: str) -> str | None:
+    """sha256 over the local weight files (name + bytes), so the run card pins the weights."""
+    folder = Path(pretrained)
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def check_unused(adapter: str, unused: dict[str, Any]) -> None:
+    """Refuse `--model-args` keys the adapter does not take (a typo must not be ignored)."""
+    if unused:
+        raise UnknownArgument(f"{adapter}: unknown model args {sorted(unused)}")

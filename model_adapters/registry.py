@@ -20,6 +20,10 @@ from typing import Any
 from harness.errors import UserError, did_you_mean
 from model_adapters.base import VisionLanguageAdapter
 from model_adapters.loading import parse_model_args
+from model_adapters.native import NativeAdapter
+
+# What an adapter class may derive from: the splice interface or the native one.
+ADAPTER_BASES = (VisionLanguageAdapter, NativeAdapter)
 
 ENTRY_POINT_GROUP = "chexbench.adapters"
 ENGINE_ARGS = ("batch_size", "mc_mode", "max_gen_toks")
@@ -34,6 +38,7 @@ BUILTIN: dict[str, str] = {
     "xraygpt": "model_adapters.xraygpt:XrayGPTAdapter",
     "medflamingo": "model_adapters.medflamingo:MedFlamingoAdapter",
     "radfm": "model_adapters.radfm:RadFMAdapter",
+    "hf": "model_adapters.hf_auto:HFAutoAdapter",  # any transformers VLM with a chat template
 }
 
 # name -> class, for every adapter imported so far (a cache; where it came from is below)
@@ -60,8 +65,8 @@ class AdapterSource:
 def _import_target(target: str) -> type[VisionLanguageAdapter]:
     module_name, _, attr = target.partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
-    if not (inspect.isclass(cls) and issubclass(cls, VisionLanguageAdapter)):
-        raise TypeError(f"{target} is not a VisionLanguageAdapter subclass")
+    if not (inspect.isclass(cls) and issubclass(cls, ADAPTER_BASES)):
+        raise TypeError(f"{target} is not a VisionLanguageAdapter or NativeAdapter subclass")
     return cls
 
 
@@ -76,11 +81,11 @@ def load_adapter_file(path: str | Path) -> list[str]:
     sys.modules[mod_name] = module
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     classes = [obj for obj in vars(module).values()
-               if inspect.isclass(obj) and issubclass(obj, VisionLanguageAdapter)
+               if inspect.isclass(obj) and issubclass(obj, ADAPTER_BASES)
                and not inspect.isabstract(obj) and obj.__module__ == mod_name]
     if not classes:
         raise UserError(f"--adapter-file {path}: defines no (non-abstract) "
-                        "VisionLanguageAdapter subclass")
+                        "VisionLanguageAdapter or NativeAdapter subclass")
     for cls in classes:
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:

@@ -36,7 +36,7 @@ from model_adapters.base import (
     TokenIds,
     VisionLanguageAdapter,
 )
-from model_adapters.loading import parse_dtype, resolve_device
+from model_adapters.loading import check_unused, parse_dtype, resolve_device
 from model_adapters.medflamingo.checkpoint import assemble
 from model_adapters.medflamingo.modeling import MEDIA_ATTENTION, FlamingoSpec
 from model_adapters.medflamingo.state_dict import load_tensors
@@ -111,8 +111,7 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
                  device: str = "auto", device_map: str | None = None,
                  media_attention: str = "released", revision: str | None = None,
                  **unused: Any):
-        if unused:
-            raise TypeError(f"medflamingo: unknown model args {sorted(unused)}")
+        check_unused("medflamingo", unused)
         if media_attention not in MEDIA_ATTENTION:
             raise ValueError(f"medflamingo: media_attention must be one of {MEDIA_ATTENTION}")
         from transformers import (

@@ -44,7 +44,7 @@ from model_adapters.base import (
     Segment,
     VisionLanguageAdapter,
 )
-from model_adapters.loading import parse_dtype, resolve_device
+from model_adapters.loading import check_unused, parse_dtype, resolve_device
 from model_adapters.medflamingo.state_dict import load_tensors
 from model_adapters.radfm.checkpoint import build_from_released
 from model_adapters.radfm.modeling import RadFMVisionSpec
@@ -86,8 +86,7 @@ class RadFMAdapter(VisionLanguageAdapter):
     def __init__(self, pretrained: str = "models/radfm", path: str | None = None,
                  language_files: str | None = None, dtype: str = "auto", device: str = "auto",
                  device_map: str | None = None, **unused: Any):
-        if unused:
-            raise TypeError(f"radfm: unknown model args {sorted(unused)}")
+        check_unused("radfm", unused)
         from transformers import AutoTokenizer, LlamaConfig
 
         self.pretrained = str(path or pretrained)

@@ -1,0 +1,106 @@
+"""`--model hf`: any transformers image-text-to-text model with a chat template, no code.
+
+`AutoModelForImageTextToText` + `AutoProcessor` from a hub id or folder. The convention,
+documented in docs/evaluate-any-model.md: the prompt is the processor's chat template for one
+user turn (the item's images, then the question) with the generation prompt; lm-eval's
+continuation (" " + option) follows; an option's score is the sum of its tokens' log-probs
+under the model's own forward of `processor(text=prompt + " " + option, images=...)`. The
+engine reuses the prompt's KV cache for every option (`model_adapters.native`). Free text
+comes from the model's own `generate`, greedy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.errors import RemoteCodeRefused, UnknownArgument, UserError, WeightsMissing
+from model_adapters.base import GenerationSettings
+from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
+from model_adapters.native import NativeAdapter
+
+WHAT = ("the whole repository: config.json, the weight files, the processor and tokenizer "
+        "files, and the chat template (chat_template.json or .jinja, or inside "
+        "tokenizer_config.json)")
+
+
+class HFAutoAdapter(NativeAdapter):
+    name = "hf"
+    display_name = "transformers VLM"
+    # No official CheXbench protocol exists for these models: a generous limit, recorded.
+    generation = GenerationSettings(
+        max_new_tokens=512, source="CheXbench convention for models without an official "
+        "CheXbench wrapper (the CheXagent-2 wrapper's limit)")
+
+    def __init__(self, pretrained: str | None = None, dtype: str = "auto", device: str = "auto",
+                 revision: str | None = None, trust_remote_code: bool = False,
+                 device_map: str | None = None, max_images: int | None = None,
+                 chat_template: str | None = None, attn_implementation: str | None = None,
+                 **unused: Any):
+        if unused:
+            raise UnknownArgument(f"hf: unknown model args {sorted(unused)}; known: pretrained, "
+                                  "dtype, device, revision, trust_remote_code, device_map, "
+                                  "max_images, chat_template, attn_implementation")
+        if not pretrained:
+            raise UserError("hf: pretrained=HUB_ID_OR_FOLDER is required")
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+        self.pretrained, self.revision = str(pretrained), revision
+        self.device = resolve_device(device)
+        self.dtype = parse_dtype(dtype, self.device)
+        common: dict[str, Any] = {"trust_remote_code": bool(trust_remote_code)}
+        if revision:
+            common["revision"] = revision
+        try:
+            config = AutoConfig.from_pretrained(self.pretrained, **common)
+        except OSError as exc:
+            raise WeightsMissing(weights_missing_message("hf", self.pretrained, self.pretrained,
+                                                         WHAT)) from exc
+        except ValueError as exc:
+            if "trust_remote_code" in str(exc) and not trust_remote_code:
+                raise RemoteCodeRefused(
+                    f"hf: {self.pretrained!r} is not a transformers architecture; its code lives "
+                    "in its repository. Running it is your decision: pass --trust-remote-code"
+                ) from None
+            raise UserError(f"hf: {self.pretrained!r}: {exc}") from None
+        self.processor = AutoProcessor.from_pretrained(self.pretrained, use_fast=False, **common)
+        if chat_template:
+            self.processor.chat_template = Path(chat_template).read_text(encoding="utf-8")
+        if not getattr(self.processor, "chat_template", None):
+            raise UserError(f"hf: the processor of {self.pretrained!r} has no chat template; "
+                            "pass chat_template=FILE (a Jinja template) in --model-args")
+        load: dict[str, Any] = {**common, "dtype": self.dtype}
+        if device_map:
+            load["device_map"] = device_map
+        if attn_implementation:
+            load["attn_implementation"] = attn_implementation
+        model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **load).eval()
+        self.model = model if device_map else model.to(self.device)
+        if device_map:
+            self.device = self.model.get_input_embeddings().weight.device
+        self.max_images = max_images
+        self.architecture = config.model_type
+        self.display_name = Path(self.pretrained.rstrip("/")).name
+
+    def prompt_text(self, context: str, n_images: int) -> str:
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
+        content.append({"type": "text", "text": context})
+        return self.processor.apply_chat_template([{"role": "user", "content": content}],
+                                                  add_generation_prompt=True, tokenize=False)
+
+    def model_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"model_id": self.pretrained, "revision": self.revision,
+                                "smoke": False, "architecture": self.architecture,
+                                "parameters": sum(p.numel() for p in self.model.parameters()),
+                                "dtype": str(self.dtype).replace("torch.", "")}
+        folder = Path(self.pretrained)
+        if folder.is_dir():
+            h = hashlib.sha256()
+            for f in sorted(folder.glob("*.safetensors")):
+                h.update(f.read_bytes())
+            info["weights_sha256"] = h.hexdigest()
+            info["chat_template_sha256"] = hashlib.sha256(
+                json.dumps(self.processor.chat_template).encode()).hexdigest()
+        return info
