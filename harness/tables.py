@@ -1,12 +1,19 @@
-"""Printed tables shaped like the paper's (Table 2 for perception, Tables 3/4 for text)."""
+"""Printed tables shaped like the paper's (Table 2 for perception, Tables 3/4 for text).
+
+Every string that comes from a results file (model names, metric names, reasons) goes
+through `_user`: Rich would otherwise read "[/bold]" in a model name as markup (and crash)
+or "[link=...]" as a live link, and a terminal would obey an ANSI escape in it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from harness.safe_text import printable
 from harness.taxonomy import DATASET_BY_SLUG, PERCEPTION_SUBTASKS, TASK_BY_SLUG
 
 
@@ -15,6 +22,12 @@ def wide_console() -> Console:
     otherwise squeeze tables into 80)."""
     probe = Console()
     return probe if probe.is_terminal else Console(width=160)
+
+
+def _user(text: Any) -> str:
+    """Text from a file, safe inside Rich markup: control characters shown as escapes,
+    square brackets escaped."""
+    return escape(printable(text))
 
 
 def fmt_metric(m: dict[str, Any] | None, scale: float = 100.0) -> str:
@@ -31,7 +44,7 @@ def fmt_metric(m: dict[str, Any] | None, scale: float = 100.0) -> str:
 
 
 def perception_table(results: dict[str, Any], title: str | None = None) -> Table:
-    model = results["model"]["name"]
+    model = _user(results["model"]["name"])
     table = Table(title=title or f"Image perception — {model} (accuracy %, 95% CI)")
     for col in ("Task", "Dataset", "n", "acc_chexbench", "acc", "acc_norm"):
         table.add_column(col, justify="left" if col in ("Task", "Dataset") else "right")
@@ -60,17 +73,18 @@ def text_table(results: dict[str, Any]) -> Table | None:
     if not text:
         return None
     names = sorted({m for r in text.values() for m in r["metrics"]})
-    table = Table(title=f"Text tasks — {results['model']['name']} (score x100, 95% CI)")
+    table = Table(title=f"Text tasks — {_user(results['model']['name'])} (score x100, 95% CI)")
     table.add_column("Metric")
     for r in text.values():
         ds = DATASET_BY_SLUG[r["dataset"]].title if r["dataset"] in DATASET_BY_SLUG else r["dataset"]
-        table.add_column(f"{TASK_BY_SLUG[r['task']].title}\n{ds}, n={r['n']}", justify="right")
+        task = TASK_BY_SLUG[r["task"]].title if r["task"] in TASK_BY_SLUG else r["task"]
+        table.add_column(f"{_user(task)}\n{_user(ds)}, n={r['n']}", justify="right")
     for m in names:
         cells = []
         for r in text.values():
             cell = fmt_metric(r["metrics"].get(m))
             cells.append(f"[bold]{cell}[/bold]" if m == r.get("headline") else cell)
-        table.add_row(m, *cells)
+        table.add_row(_user(m), *cells)
     return table
 
 
@@ -89,7 +103,7 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
         reasons = {m["unavailable"] for r in results["subtasks"].values()
                    for m in r["metrics"].values() if m.get("value") is None and m.get("unavailable")}
         for reason in sorted(reasons):
-            console.print(f"[dim]n/a: {reason}[/]")
+            console.print(f"[dim]n/a: {_user(reason)}[/]")
     excluded = {n: r["excluded_reasons"] for n, r in results["subtasks"].items() if r["excluded"]}
     if excluded:
-        console.print(f"Excluded items: {excluded}")
+        console.print(f"Excluded items: {_user(excluded)}")

@@ -163,6 +163,9 @@ class Metric:
     name: str
     title: str
     higher_is_better: bool = True
+    # The values the metric can take (None: unbounded on that side). Results validation
+    # refuses a value or CI bound outside them: an accuracy of 1.7 is a typo or a forgery.
+    bounds: tuple[float | None, float | None] = (0.0, 1.0)
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
@@ -170,7 +173,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("acc", "Accuracy (summed log-prob, lm-eval)"),
     Metric("acc_norm", "Accuracy (log-prob per character, lm-eval)"),
     Metric("rougeL", "ROUGE-L"),
-    Metric("bertscore_f1", "BERTScore F1"),
+    # Rescaled with a baseline b: (F1 - b) / (1 - b), at most 1 and negative below b.
+    Metric("bertscore_f1", "BERTScore F1", bounds=(None, 1.0)),
     Metric("chexbert_accuracy", "CheXbert accuracy"),
     Metric("chexbert_f1_micro14", "CheXbert micro-F1 (14)"),
     Metric("chexbert_f1_macro14", "CheXbert macro-F1 (14)"),
@@ -179,7 +183,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("radgraph_simple", "RadGraph F1 (simple)"),
     Metric("radgraph_partial", "RadGraph F1 (partial, RG_ER)"),
     Metric("radgraph_complete", "RadGraph F1 (complete)"),
-    Metric("radcliq_v1", "RadCliQ-v1", higher_is_better=False),
+    # A fitted linear combination of z-scored inputs: any real number.
+    Metric("radcliq_v1", "RadCliQ-v1", higher_is_better=False, bounds=(None, None)),
     Metric("bertscore_paper", "BERT-S (paper)"),
     Metric("chexbert_score_paper", "CheXbert-S (paper)"),
     Metric("radgraph_score_paper", "RadGraph-S (paper)"),
@@ -188,6 +193,16 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 # The number each task reports first (Table 2 accuracy, Table 3 RadGraph, Table 4 ROUGE-L).
 PERCEPTION_HEADLINE = "acc_chexbench"
 TEXT_HEADLINES = {"findings_generation": "radgraph_partial", "findings_summarization": "rougeL"}
+
+
+def metric_bounds(metric: str, kind: str) -> tuple[float | None, float | None]:
+    """The range a metric's value and CI must lie in. Names outside the table are fractions in
+    [0, 1] on perception subtasks (every perception score is a share of items) and only
+    finite elsewhere (a new text metric's range is not known here)."""
+    found = METRICS.get(metric)
+    if found is not None:
+        return found.bounds
+    return (0.0, 1.0) if kind == "perception" else (None, None)
 
 
 def higher_is_better(metric: str) -> bool:

@@ -10,8 +10,16 @@ import pytest
 
 from harness.cli import main
 from harness.io import atomic_write_json, atomic_write_jsonl
-from harness.results_schema import ModelInfo, Results, RunCard, validate_results
+from harness.results_schema import (
+    MetricValue,
+    ModelInfo,
+    Results,
+    RunCard,
+    SubtaskResult,
+    validate_results,
+)
 from harness.stats.multiplicity import holm
+from harness.taxonomy import SUBTASK_BY_NAME
 
 N = 240
 
@@ -40,10 +48,28 @@ def _write_run(folder: Path, name: str, p_view: float, p_binary: float, rouge_sh
         run_id=f"run-{name}", source="demo", model=ModelInfo(name=name),
         run_card=RunCard(harness_version="0.1.0", harness_commit=None, packages={},
                          created_at="2025-01-01T00:00:00+00:00", seed=seed),
-        samples_file=samples.name)
+        subtasks=_subtasks(rows), samples_file=samples.name)
     path = folder / f"{name}.json"
     atomic_write_json(path, results.model_dump(mode="json"))
     return path
+
+
+def _subtasks(rows: list[dict]) -> dict[str, SubtaskResult]:
+    """The point estimates the rows give (a run file has subtasks; the schema requires them)."""
+    out = {}
+    for task in dict.fromkeys(r["task"] for r in rows):
+        mine = [r for r in rows if r["task"] == task]
+        sub = SUBTASK_BY_NAME[task] if task in SUBTASK_BY_NAME else None
+        text = "correct" not in mine[0]
+        value = (np.mean([r["metrics"]["rougeL"] for r in mine]) if text
+                 else np.mean([r["correct"] for r in mine]))
+        metric = "rougeL" if text else "acc_chexbench"
+        out[task] = SubtaskResult(
+            name=task, task=sub.task.slug if sub else "findings_generation",
+            dataset=sub.dataset.slug if sub else "mimic_cxr",
+            kind="text" if text else "perception", n=len(mine), headline=metric,
+            metrics={metric: MetricValue(value=float(value), n=len(mine))})
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from harness.errors import UserError
@@ -15,43 +14,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     show = inner.add_parser("show", help="print the Table-2-style table of a results JSON")
     show.add_argument("file", help="results.json (or a run folder)")
     show.set_defaults(func=show_results)
-    check = inner.add_parser("validate", help="check a results JSON against the schema")
+    check = inner.add_parser(
+        "validate", help="check a results JSON against the schema and the numeric rules "
+                         "(finite, in range, lo <= value <= hi)")
     check.add_argument("file", help="the results JSON to check against the schema")
     check.set_defaults(func=validate)
     schema = inner.add_parser("schema", help="print the published JSON Schema")
     schema.set_defaults(func=print_schema)
 
 
-def _load(path_arg: str) -> dict:
+def _path(path_arg: str) -> Path:
     path = Path(path_arg)
     if path.is_dir():
         path = path / "results.json"
     if not path.is_file():
         raise UserError(f"{path}: no such results file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+    return path
 
 
 def show_results(args: argparse.Namespace) -> int:
-    from harness.results_schema import validate_results
+    from harness.results_schema import parse_results
     from harness.tables import print_results
 
-    data = _load(args.file)
-    errors = validate_results(data)
-    if errors:
-        raise UserError(f"{args.file}: not a CheXbench results file: {errors[0]}")
-    print_results(data)
+    path = _path(args.file)
+    results = parse_results(path.read_bytes(), str(path))  # ResultsError: one line, exit 2
+    print_results(results.model_dump(mode="json"))
     return 0
 
 
 def validate(args: argparse.Namespace) -> int:
-    from harness.results_schema import validate_results
+    """Exit 0 when valid, 1 with every reason when not (JSON syntax included)."""
+    from harness.results_schema import ResultsError, parse_json, validate_results
+    from harness.safe_text import printable
 
-    errors = validate_results(_load(args.file))
+    path = _path(args.file)
+    try:
+        errors = validate_results(parse_json(path.read_bytes(), str(path)))
+    except ResultsError as exc:
+        errors = [str(exc).removeprefix(f"{path}: ")]
     for e in errors:
-        print(f"{args.file}: {e}")
+        print(printable(f"{path}: {e}"))
     print("valid" if not errors else f"{len(errors)} error(s)")
     return 1 if errors else 0
 

@@ -62,9 +62,10 @@ def derive_seed(seed: int, key: str) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def bootstrap_se(replicates: np.ndarray) -> float:
-    """Bootstrap standard error: the spread of the replicates (ddof=1)."""
-    return float(np.std(replicates, ddof=1)) if len(replicates) > 1 else float("nan")
+def bootstrap_se(replicates: np.ndarray) -> float | None:
+    """Bootstrap standard error: the spread of the replicates (ddof=1); None for a single
+    replicate (`-B 1`), where it is undefined (NaN is not JSON, and results are JSON)."""
+    return float(np.std(replicates, ddof=1)) if len(replicates) > 1 else None
 
 
 def ci_from_replicates(replicates: np.ndarray, method: str, B: int, seed: int,

@@ -7,14 +7,13 @@ saying which inputs, seed and bootstrap settings produced them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
 from harness.io import read_jsonl
-from harness.results_schema import validate_results
+from harness.results_schema import parse_json, validate_results
 from harness.run_card import analysis_run_card  # noqa: F401  (re-exported for callers)
 
 _PACKAGES = ("numpy", "scipy", "statsmodels", "pandas", "matplotlib")
@@ -46,10 +45,7 @@ def load_run(path: str | Path) -> RunFiles:
                         "`chexbench run` or its .samples.jsonl)")
     if path.suffix == ".jsonl":
         return RunFiles(path, None, path, _read_rows(path))
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+    results = parse_json(path.read_bytes(), str(path))  # strict JSON; ResultsError is a UserError
     errors = validate_results(results) if isinstance(results, dict) else ["not an object"]
     if errors:
         raise UserError(f"{path}: not a valid results file: {'; '.join(errors[:3])}")
