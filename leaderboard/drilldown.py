@@ -57,9 +57,16 @@ def option_text(row: dict[str, Any], index: Any) -> str:
 
 def resolve_image(raw: str, results_dir: Path, dataset: str | None = None) -> Path | None:
     """The first existing file for a path as written in the samples: through the harness's
-    image mapping (CHEXBENCH_IMAGE_ROOT), beside the results file, or as given."""
-    resolver = ImageResolver.from_args(os.environ.get(IMAGE_ROOT_ENV))
-    for candidate in (resolver.resolve(raw, dataset), results_dir / raw, Path(raw)):
-        if candidate.is_file():
-            return candidate
+    image mapping under CHEXBENCH_IMAGE_ROOT, or beside the results file. A path that leads
+    anywhere else (absolute, `..`, a symlink out) is not shown: samples are uploaders' text,
+    and the page must not display files from the server's disk."""
+    root = os.environ.get(IMAGE_ROOT_ENV)
+    allowed = [Path(results_dir).resolve()] + ([Path(root).expanduser().resolve()] if root
+                                               else [])
+    resolver = ImageResolver.from_args(root)
+    candidates = ([resolver.resolve(raw, dataset)] if root else []) + [Path(results_dir) / raw]
+    for candidate in candidates:
+        real = candidate.resolve()
+        if real.is_file() and any(real.is_relative_to(base) for base in allowed):
+            return real
     return None
