@@ -14,8 +14,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from leaderboard.loader import DEMO, PROVENANCES, Loaded, load_folder
+from leaderboard.loader import DEMO, PENDING, PROVENANCES, TRUSTED, Loaded, load_folder
 from leaderboard.views import models, overview, submit, text
+from leaderboard.views.common import md
 
 RESULTS_ENV = "CHEXBENCH_RESULTS"
 
@@ -47,19 +48,34 @@ def main() -> None:
     loaded = _load(root, _signature(root))
     with st.sidebar:
         st.header("Rows")
+        show_pending = st.toggle("Show pending submissions", value=False, key="show-pending",
+                                 help="Uploaded bundles no maintainer has reviewed yet: their "
+                                      "numbers are the uploader's claim.")
         show_demo = st.toggle("Show synthetic demo rows", value=False, key="show-demo",
                               help="Numbers from synthetic phantom data or random-weight smoke "
                                    "models: they test the pipeline and mean nothing.")
-        offered = [p for p in PROVENANCES if p != DEMO or show_demo]
+        offered = [p for p in PROVENANCES if p in TRUSTED or (p == PENDING and show_pending)
+                   or (p == DEMO and show_demo)]
         chosen = st.multiselect("Provenance", offered, default=offered,
-                                key=f"provenance-{show_demo}")  # resets when demo toggles
-        st.caption(f"Results folder: `{root}`")
+                                key=f"provenance-{show_pending}-{show_demo}")  # resets on toggle
+        st.caption("Results folder: " + md(root))
     entries = [e for e in loaded.entries if e.provenance in chosen]
 
     st.title("CheXbench leaderboard")
     st.caption("Chest X-ray foundation models on CheXbench (CheXagent paper, section 5): the "
                "paper's reported numbers beside runs reproduced with this harness and community "
                "submissions, with 95% confidence intervals where a run has them.")
+    shown = {e.provenance for e in entries}
+    # One container whatever is shown, so the tabs below keep their place in the page when a
+    # toggle adds or removes a notice (a shifted element tree leaves stale copies mid-rerun).
+    with st.container():
+        if PENDING in shown:
+            st.warning("Pending submissions are shown: their columns read *submitted "
+                       "(pending)* and their numbers are unreviewed claims.",
+                       icon=":material/pending:")
+        if DEMO in shown:
+            st.warning("Synthetic demo rows are shown: phantom data or random weights.",
+                       icon=":material/science:")
     submit.render_rejected(loaded.rejected, root)
     tabs = st.tabs(["Overview", "Per task", "Text", "Fairness", "Compare", "Drill-down",
                     "Run card", "Submit"])

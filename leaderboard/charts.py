@@ -1,13 +1,23 @@
-"""Plotly figures for the leaderboard. Each takes a tidy frame from `leaderboard.tables`."""
+"""Plotly figures for the leaderboard. Each takes a tidy frame from `leaderboard.tables`.
+
+Plotly renders a subset of HTML in every text it draws (trace names, axis categories,
+titles, hover text: `<a href>` becomes a live link), so every string from a results file goes
+through `_esc` (HTML-escaped; plotly shows the entities as the characters), and names reach
+hover text as data (`%{fullData.name}`), never as template text.
+"""
 
 from __future__ import annotations
+
+import html
 
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from harness.safe_text import printable
 from leaderboard.loader import PROVENANCE_HELP
+from leaderboard.provenance import FLAG_HELP
 
 OUTCOME_COLORS = {"win": "#2e7d32", "tie": "#9e9e9e", "loss": "#c62828"}
 PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Pastel
@@ -15,6 +25,14 @@ PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Pastel
 # figure costs more than building the figure.
 _LAYOUT = dict(font=dict(size=13), margin=dict(l=10, r=10, t=50, b=10),
                legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+
+
+def _esc(text: object) -> str:
+    return html.escape(printable(text), quote=False)
+
+
+def _esc_all(values: pd.Series) -> list[str]:
+    return [_esc(v) for v in values]
 
 
 def _ci_text(lo: float, hi: float) -> str:
@@ -28,23 +46,25 @@ def task_bars(long: pd.DataFrame, task_title: str, metric: str) -> go.Figure:
     for i, (label, part) in enumerate(frame.groupby("label", sort=False)):
         pct = part["value"] * 100
         traces.append(go.Bar(
-            x=part["Dataset"], y=pct, name=label, marker_color=PALETTE[i % len(PALETTE)],
+            x=_esc_all(part["Dataset"]), y=pct, name=_esc(label),
+            marker_color=PALETTE[i % len(PALETTE)],
             error_y=dict(type="data", symmetric=False, array=(part["hi"] * 100 - pct).fillna(0),
                          arrayminus=(pct - part["lo"] * 100).fillna(0), thickness=1.2),
             customdata=np.column_stack([
                 [_ci_text(lo, hi) for lo, hi in zip(part["lo"], part["hi"], strict=True)],
                 part["n"].astype(str)]),
             hovertemplate="%{x}: %{y:.1f}<br>%{customdata[0]}<br>n=%{customdata[1]}"
-                          f"<extra>{label}</extra>",
+                          "<extra>%{fullData.name}</extra>",
         ))
     return go.Figure(traces, layout=dict(
-        **_LAYOUT, barmode="group", title=f"{task_title} · {metric}",
+        **_LAYOUT, barmode="group", title=_esc(f"{task_title} · {metric}"),
         yaxis=dict(title=f"{metric} (%)", range=[0, 100]), height=460))
 
 
 def judge_bars(frame: pd.DataFrame) -> go.Figure:
     """Figure 3: stacked win / tie / loss shares per model pair, CI in the hover."""
-    data = frame.assign(row=frame["pair"] + " · " + frame["task"])
+    data = frame.assign(row=[_esc(f"{p} · {t}") for p, t in zip(frame["pair"], frame["task"],
+                                                                 strict=True)])
     traces = []
     for outcome in ("win", "tie", "loss"):
         part = data[data["outcome"] == outcome]
@@ -65,7 +85,8 @@ def fairness_bars(frame: pd.DataFrame) -> go.Figure:
     traces = []
     for i, (attribute, part) in enumerate(frame.groupby("attribute", sort=False)):
         traces.append(go.Bar(
-            x=[[attribute] * len(part), part["group"]], y=part["f1_mean"], name=attribute,
+            x=[[_esc(attribute)] * len(part), _esc_all(part["group"])], y=part["f1_mean"],
+            name=_esc(attribute),
             marker_color=PALETTE[i % len(PALETTE)],
             error_y=dict(type="data", array=part["f1_std"].fillna(0)),
             customdata=np.column_stack([part["n_subjects"].astype(str),
@@ -83,7 +104,7 @@ def delta_forest(frame: pd.DataFrame, a: str, b: str) -> go.Figure:
     data = frame.copy()
     has_ci = data["ci_lo"].notna()
     fig = go.Figure(go.Scatter(
-        x=data["delta"], y=data["row"], mode="markers",
+        x=data["delta"], y=_esc_all(data["row"]), mode="markers",
         error_x=dict(type="data", symmetric=False,
                      array=np.where(has_ci, data["ci_hi"] - data["delta"], 0),
                      arrayminus=np.where(has_ci, data["delta"] - data["ci_lo"], 0)),
@@ -91,12 +112,14 @@ def delta_forest(frame: pd.DataFrame, a: str, b: str) -> go.Figure:
         hovertext=data["ci_source"],
     ))
     fig.add_vline(x=0, line_dash="dash", line_color="#757575")
-    fig.update_layout(**_LAYOUT, showlegend=False, title=f"{a} minus {b} (points)", yaxis_autorange="reversed",
+    fig.update_layout(**_LAYOUT, showlegend=False, title=_esc(f"{a} minus {b} (points)"), yaxis_autorange="reversed",
                       xaxis_title="delta (percentage points)", height=120 + 28 * len(data))
     return fig
 
 
 def provenance_legend() -> str:
-    """Column labels read "model · provenance"; this says what each provenance means."""
-    return "Provenance: " + "; ".join(f"*{name}*: {text}" for name, text in
-                                      PROVENANCE_HELP.items()) + "."
+    """Column labels read "model · provenance · flags"; this says what each one means."""
+    return ("Provenance: " + "; ".join(f"*{name}*: {text}" for name, text in
+                                       PROVENANCE_HELP.items())
+            + ". Flags: " + "; ".join(f"*{name}*: {text}" for name, text in FLAG_HELP.items())
+            + ".")

@@ -2,38 +2,36 @@
 
 A leaderboard that crashes on one bad file is a leaderboard anyone can take down with an
 upload, so every file is validated on its own and a failure becomes a `Rejected` row with
-the reason instead of an exception.
+the reason instead of an exception. Each entry's provenance is computed from its evidence
+(leaderboard.provenance), never taken from the file's `source` claim.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from harness.results_schema import Results, validate_results
+from harness.results_schema import Results, ResultsError, parse_json, parse_results
+from harness.safe_text import printable
+from leaderboard.provenance import (  # noqa: F401  (re-exported: the page and tests use them)
+    ACCEPTED,
+    DEMO,
+    OFFICIAL_DATA_FILE,
+    PAPER,
+    PENDING,
+    PROVENANCE_HELP,
+    PROVENANCES,
+    REPRODUCED,
+    TRUSTED,
+    OfficialData,
+    Provenance,
+    assess,
+    load_official_data,
+)
 
 SUBMISSIONS_DIR = "submissions"
 STATUS_FILE = "status.json"  # a submission's review state; not a results file
-MAX_RESULTS_BYTES = 20 * 1024 * 1024  # a results JSON is a few hundred kB at most
-
-# Provenance labels, in the order the page lists them.
-PAPER = "paper"
-REPRODUCED = "reproduced"
-PENDING = "submitted (pending)"
-ACCEPTED = "submitted (accepted)"
-DEMO = "synthetic demo"
-PROVENANCES = (PAPER, REPRODUCED, ACCEPTED, PENDING, DEMO)
-PROVENANCE_HELP = {
-    PAPER: "transcribed from the CheXagent paper",
-    REPRODUCED: "measured with this harness",
-    ACCEPTED: "uploaded bundle a maintainer accepted",
-    PENDING: "uploaded bundle awaiting review",
-    DEMO: "synthetic phantom data or random weights (hidden unless asked for)",
-}
 
 
 @dataclass(frozen=True)
@@ -42,8 +40,21 @@ class Entry:
 
     results: Results
     path: Path
-    provenance: str
+    provenance: str  # the origin (PAPER, REPRODUCED, ...): what the row filters use
     label: str = ""  # unique column label, set by `load_folder`
+    trust: Provenance | None = field(default=None, compare=False)  # None: `provenance` alone
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return self.trust.flags if self.trust else ()
+
+    @property
+    def comparable(self) -> bool:
+        """Whether this row may be called best (see leaderboard.provenance)."""
+        return (self.trust or Provenance(self.provenance)).comparable
+
+    def comparable_subtask(self, name: str) -> bool:
+        return self.comparable and not (self.trust and name in self.trust.partial)
 
     def same_model(self, other: Entry) -> bool:
         """The same model across provenances (a paper row and its reproduction): same hub id,
@@ -80,72 +91,42 @@ def model_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def parse_results(raw: bytes, where: str) -> Results:
-    """The validated `Results` in `raw`, or ValueError naming `where` and the first problems.
-
-    The published JSON Schema is what submitters see, so it is checked first and its messages
-    are the rejection reasons; pydantic then builds the typed object.
-    """
-    if len(raw) > MAX_RESULTS_BYTES:
-        raise ValueError(f"{where}: {len(raw)} bytes is over the {MAX_RESULTS_BYTES} byte limit")
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{where}: not valid UTF-8 JSON ({exc})") from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    errors = validate_results(obj)
-    if errors:
-        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
-        raise ValueError(f"{where}: schema: " + "; ".join(errors[:3]) + more)
-    try:
-        return Results.model_validate(obj)
-    except ValidationError as exc:  # the schema and the models should agree; be safe anyway
-        raise ValueError(f"{where}: {exc.errors()[0]['msg']}") from exc
-
-
 def _submission_status(path: Path, root: Path) -> str | None:
-    """The review status of the submission holding `path`, or None outside submissions/."""
+    """The review status of the submission holding `path`, or None outside submissions/.
+    Anything but a readable "accepted" or "rejected" counts as pending."""
     try:
         rel = path.relative_to(root / SUBMISSIONS_DIR)
     except ValueError:
         return None
     status_file = root / SUBMISSIONS_DIR / rel.parts[0] / STATUS_FILE
     try:
-        return str(json.loads(status_file.read_text(encoding="utf-8")).get("status", "pending"))
-    except (OSError, json.JSONDecodeError, AttributeError):
+        status = parse_json(status_file.read_bytes(), str(status_file))
+    except (OSError, ResultsError):
         return "pending"
-
-
-def provenance_of(results: Results, submission_status: str | None) -> str:
-    """Where a number comes from. Location beats the file's own claim: an upload that says
-    `source: paper` is still a submission."""
-    if submission_status is not None:
-        return ACCEPTED if submission_status == "accepted" else PENDING
-    synthetic = results.run_card is not None and results.run_card.synthetic
-    if results.source == "demo" or synthetic or results.model.smoke:
-        return DEMO
-    if results.source == "paper":
-        return PAPER
-    if results.source == "submitted":
-        return PENDING
-    return REPRODUCED
+    value = status.get("status") if isinstance(status, dict) else None
+    return value if value in ("accepted", "rejected") else "pending"
 
 
 def _is_candidate(path: Path, root: Path) -> bool:
     rel = path.relative_to(root)
     if any(part.startswith(".") for part in rel.parts):
-        return False  # temp files of atomic writes, editor files
+        return False  # temp files of atomic writes, editor files, the submissions lock
+    if rel.parts == (OFFICIAL_DATA_FILE,):
+        return False  # the maintainer's list of official data hashes
     return path.name != STATUS_FILE
 
 
 def load_folder(root: str | Path) -> Loaded:
-    """Every `*.json` under `root`, validated; rejected submissions are left out entirely."""
+    """Every `*.json` under `root`, validated and assessed (leaderboard.provenance);
+    rejected submissions are left out entirely."""
     root = Path(root)
     entries: list[Entry] = []
     rejected: list[Rejected] = []
     if not root.is_dir():
         return Loaded((), (Rejected(root, f"{root}: results folder does not exist"),))
+    official = load_official_data(root)
+    if official.problem:
+        rejected.append(Rejected(official.path or root, official.problem))
     for path in sorted(root.rglob("*.json")):
         if not path.is_file() or not _is_candidate(path, root):
             continue
@@ -157,18 +138,19 @@ def load_folder(root: str | Path) -> Loaded:
         except (OSError, ValueError) as exc:
             rejected.append(Rejected(path, str(exc)))
             continue
-        entries.append(Entry(results, path, provenance_of(results, status)))
+        trust = assess(results, status, official)
+        entries.append(Entry(results, path, trust.origin, trust=trust))
     return Loaded(tuple(_label(entries)), tuple(rejected))
 
 
 def _label(entries: list[Entry]) -> list[Entry]:
-    """Column labels: "model · provenance" (plus the kind for judge, fairness, ... files), with
-    the run id added only where two still collide."""
-    base = [f"{e.results.model.name} · {e.provenance}"
+    """Column labels: "model · provenance · flags" (plus the kind for judge, fairness, ...
+    files), with the run id added only where two still collide."""
+    base = [f"{printable(e.results.model.name)} · {e.trust.text if e.trust else e.provenance}"
             + ("" if e.results.kind == "run" else f" · {e.results.kind}") for e in entries]
     out = []
     for entry, label in zip(entries, base, strict=True):
         if base.count(label) > 1:
             label = f"{label} · {entry.results.run_id}"
-        out.append(Entry(entry.results, entry.path, entry.provenance, label))
+        out.append(Entry(entry.results, entry.path, entry.provenance, label, entry.trust))
     return out

@@ -19,10 +19,12 @@ from leaderboard.loader import PAPER, Entry
 MEAN_TASKS = "Mean over tasks"
 MEAN_PAIRS = "Mean over pairs"
 MEAN_DATASET = "(macro)"
+BEST = "best"
+TIED = "tied"  # a comparable row whose 95% CI overlaps the best one's: not beaten
 _ORDER = {(s.task.slug, s.dataset.slug): i for i, s in enumerate(SUBTASKS)}
 
 LONG_COLUMNS = ["task", "dataset", "Task", "Dataset", "order", "label", "model", "provenance",
-                "metric", "value", "lo", "hi", "n"]
+                "metric", "value", "lo", "hi", "n", "comparable"]
 
 
 def task_title(slug: str) -> str:
@@ -86,6 +88,7 @@ def _row(entry: Entry, sub: SubtaskResult, name: str, mv: MetricValue) -> dict:
         "label": entry.label, "model": entry.results.model.name, "provenance": entry.provenance,
         "metric": name, "value": math.nan if mv.value is None else mv.value, "lo": lo, "hi": hi,
         "n": mv.n if mv.n is not None else sub.n,
+        "comparable": entry.comparable_subtask(sub.name),
     }
 
 
@@ -141,10 +144,45 @@ def ci_text(long: pd.DataFrame, labels: Sequence[str] | None = None) -> pd.DataF
     return wide.fillna("")
 
 
-def best_mask(wide: pd.DataFrame) -> pd.DataFrame:
-    """True where a cell is the row maximum (ties all marked)."""
-    row_max = wide.max(axis=1, skipna=True)
-    return wide.eq(row_max, axis=0) & wide.notna()
+def best_marks(long: pd.DataFrame, wide: pd.DataFrame, higher_is_better: bool = True
+               ) -> pd.DataFrame:
+    """BEST, TIED or "" for every cell of `wide` (an `overview` of `long`, any row or column
+    order, mean rows included).
+
+    Only comparable cells compete (leaderboard.provenance: paper, reproduced or accepted, on
+    official data, with Table 9's n); pending, synthetic, unverified-data and partial cells
+    are never best. The best value in a row is BEST; a comparable cell whose 95% CI overlaps
+    a best cell's CI (a point where a row has no CI) is TIED, since the data cannot tell them
+    apart. A mean row competes among the columns comparable in every row.
+    """
+    marks = pd.DataFrame("", index=wide.index, columns=wide.columns)
+    if wide.empty:
+        return marks
+    labels = list(wide.columns)
+    means = wide.index.get_level_values(0).isin([MEAN_TASKS, MEAN_PAIRS])
+    lo = (_pivot(long, "lo", labels) * 100.0).reindex(index=wide.index, columns=wide.columns)
+    hi = (_pivot(long, "hi", labels) * 100.0).reindex(index=wide.index, columns=wide.columns)
+    ok = _pivot(long.assign(comparable=long["comparable"].astype(float)), "comparable", labels)
+    ok = ok.reindex(index=wide.index, columns=wide.columns).fillna(0.0).astype(bool)
+    body_ok = ok[~means].all(axis=0) if (~means).any() else pd.Series(False, index=labels)
+    ok[means] = [body_ok.to_numpy()] * int(means.sum())
+    for i in range(len(wide)):
+        values = wide.iloc[i]
+        live = ok.iloc[i] & values.notna()
+        if not live.any():
+            continue
+        best = values[live].max() if higher_is_better else values[live].min()
+        lows = lo.iloc[i].where(lo.iloc[i].notna() & hi.iloc[i].notna(), values)
+        highs = hi.iloc[i].where(lo.iloc[i].notna() & hi.iloc[i].notna(), values)
+        winners = [c for c in labels if live[c] and values[c] == best]
+        for col in labels:
+            if not live[col]:
+                continue
+            if col in winners:
+                marks.iloc[i, labels.index(col)] = BEST
+            elif any(lows[col] <= highs[w] and lows[w] <= highs[col] for w in winners):
+                marks.iloc[i, labels.index(col)] = TIED
+    return marks
 
 
 def paper_deltas(entries: Sequence[Entry], kind: str = "perception") -> pd.DataFrame:

@@ -9,7 +9,7 @@ import streamlit as st
 from leaderboard import charts, drilldown
 from leaderboard.compare import POINT_ONLY, compare
 from leaderboard.loader import Entry
-from leaderboard.views.common import chart
+from leaderboard.views.common import chart, md
 
 PAGE_SIZE = 10
 
@@ -77,14 +77,15 @@ def render_drilldown(entries: Sequence[Entry]) -> None:
     page = st.number_input("Page", 1, pages, 1, key="dd-page") if pages > 1 else 1
     for row in items[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]:
         mark = ":material/check_circle:" if row.get("correct") else ":material/cancel:"
-        with st.expander(f"{mark} {row.get('item_id')}: {row.get('question', '')}"[:160],
-                         expanded=False):
+        title = f"{row.get('item_id')}: {row.get('question', '')}"[:150]
+        with st.expander(f"{mark} {md(title)}", expanded=False):
             thumb, body = st.columns([1, 3])
             _thumbnail(thumb, row, entry)
-            body.markdown(f"**Question:** {row.get('question', '')}")
+            body.markdown(f"**Question:** {md(row.get('question', ''))}")
             body.dataframe(drilldown.option_scores(row), hide_index=True,
                            width="stretch")
-            body.markdown(f"**Prediction:** {drilldown.option_text(row, row.get('prediction'))}"
+            prediction = drilldown.option_text(row, row.get("prediction"))
+            body.markdown(f"**Prediction:** {md(prediction)}"
                           f" · **Correct:** {'yes' if row.get('correct') else 'no'}")
 
 
@@ -94,7 +95,7 @@ def _thumbnail(container, row: dict, entry: Entry) -> None:
         if path is not None:
             container.image(str(path), width=180)
         else:
-            container.caption(f"image not found: `{raw}` (set CHEXBENCH_IMAGE_ROOT)")
+            container.caption(f"image not found: {md(raw)} (set CHEXBENCH_IMAGE_ROOT)")
 
 
 def render_run_card(entries: Sequence[Entry], results_root: str) -> None:
@@ -104,10 +105,13 @@ def render_run_card(entries: Sequence[Entry], results_root: str) -> None:
         return
     entry = entries[labels.index(st.selectbox("Row", labels, key="card-row"))]
     res = entry.results
-    st.markdown(f"**Provenance:** {entry.provenance} · **run id:** `{res.run_id}` · "
-                f"**kind:** {res.kind} · **file:** `{_rel(entry, results_root)}`")
+    provenance = entry.trust.text if entry.trust else entry.provenance
+    st.markdown(f"**Provenance:** {md(provenance)} · **run id:** {md(res.run_id)} · "
+                f"**kind:** {md(res.kind)} · **file:** {md(_rel(entry, results_root))}")
+    for reason in entry.trust.reasons if entry.trust else ():
+        st.caption(md(reason))
     if res.citation:
-        st.markdown(f"**Citation:** {res.citation}")
+        st.markdown(f"**Citation:** {md(res.citation)}")
     st.markdown("**Model**")
     st.json(res.model.model_dump(exclude_none=True), expanded=True)
     st.markdown("**Run card**")

@@ -7,13 +7,16 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
+from harness.taxonomy import higher_is_better
 from leaderboard import charts, tables
 from leaderboard.export import overview_csv
 from leaderboard.loader import PROVENANCES, Entry
-from leaderboard.views.common import TABLE_CSS, chart
+from leaderboard.views.common import TABLE_CSS, chart, escaped
 
 BEST_STYLE = "background-color: #d7f0dc; font-weight: 700; color: #14532d"
+TIED_STYLE = "background-color: #eef8f0; color: #14532d"
 MEAN_STYLE = "font-style: italic; background-color: #f4f6f8"
+MARK_STYLE = {tables.BEST: BEST_STYLE, tables.TIED: TIED_STYLE}
 
 
 def column_order(entries: Sequence[Entry], wide: pd.DataFrame) -> list[str]:
@@ -35,19 +38,20 @@ def column_order(entries: Sequence[Entry], wide: pd.DataFrame) -> list[str]:
             for e in sorted(g, key=lambda e: PROVENANCES.index(e.provenance))]
 
 
-def _css(wide: pd.DataFrame) -> pd.DataFrame:
-    """Cell styles: best value per row (body and mean rows separately), mean rows set apart."""
+def _css(wide: pd.DataFrame, marks: pd.DataFrame) -> pd.DataFrame:
+    """Cell styles: best and tied cells (`tables.best_marks`), mean rows set apart."""
     means = wide.index.get_level_values(0).isin([tables.MEAN_TASKS, tables.MEAN_PAIRS])
     css = pd.DataFrame("", index=wide.index, columns=wide.columns)
     css[means] = MEAN_STYLE
-    for part in (wide[~means], wide[means]):
-        best = tables.best_mask(part).reindex(wide.index, fill_value=False)
-        css[best] = css[best] + ";" + BEST_STYLE
+    marks = marks.reindex(index=wide.index, columns=wide.columns).fillna("")
+    for mark, style in MARK_STYLE.items():
+        css[marks == mark] = css[marks == mark] + ";" + style
     return css
 
 
-def styled(wide: pd.DataFrame) -> pd.io.formats.style.Styler:
-    return wide.style.format("{:.1f}", na_rep="–").apply(lambda _: _css(wide), axis=None)
+def styled(wide: pd.DataFrame, marks: pd.DataFrame) -> pd.io.formats.style.Styler:
+    """The interactive grid (st.dataframe draws text, never HTML: no escaping needed)."""
+    return wide.style.format("{:.1f}", na_rep="–").apply(lambda _: _css(wide, marks), axis=None)
 
 
 def sort_rows(wide: pd.DataFrame, by: str | None, descending: bool) -> pd.DataFrame:
@@ -60,10 +64,15 @@ def sort_rows(wide: pd.DataFrame, by: str | None, descending: bool) -> pd.DataFr
     return pd.concat([body, wide[means]])
 
 
-def table_html(wide: pd.DataFrame, shown: pd.DataFrame, tips: pd.DataFrame) -> str:
+def table_html(wide: pd.DataFrame, shown: pd.DataFrame, tips: pd.DataFrame,
+               marks: pd.DataFrame) -> str:
     """The overview as an HTML table: numbers stay plain text in the page (searchable,
-    readable by screen readers and tests), CIs appear on hover."""
-    styler = (shown.style.apply(lambda _: _css(wide), axis=None)
+    readable by screen readers and tests), CIs appear on hover, best and tied cells carry
+    the classes `best` / `tied`. Every header and cell is HTML-escaped (model names are
+    uploaders' text)."""
+    marks = marks.reindex(index=shown.index, columns=shown.columns).fillna("")
+    styler = (shown.style.apply(lambda _: _css(wide, marks), axis=None)
+              .set_td_classes(marks)
               .set_tooltips(tips.reindex(index=shown.index, columns=shown.columns).fillna(""),
                             props="visibility:hidden; position:absolute; z-index:1; "
                                   "background:#263238; color:#fff; padding:4px 8px; "
@@ -71,11 +80,10 @@ def table_html(wide: pd.DataFrame, shown: pd.DataFrame, tips: pd.DataFrame) -> s
                                   "transform:translate(-30%, -130%);")
               .hide(axis="index", names=True)
               .set_table_attributes('class="chexbench-overview"'))
+    styler = escaped(styler)
     if shown.dtypes.map(pd.api.types.is_numeric_dtype).all():
         styler = styler.format("{:.1f}", na_rep="–")
     return TABLE_CSS + styler.to_html()
-
-
 
 
 def render_overview(entries: Sequence[Entry]) -> None:
@@ -98,11 +106,15 @@ def render_overview(entries: Sequence[Entry]) -> None:
                         help="Paper rows carry no CI; reproduced runs do. Hover a cell for "
                              "its interval either way.")
     wide = sort_rows(wide, None if by == "Table 2 order" else by, descending)
+    marks = tables.best_marks(long, wide, higher_is_better(metric))
     shown = tables.ci_text(long, order).reindex(wide.index).fillna(
         wide.round(1).astype(str)) if show_ci else wide
-    st.caption("Accuracy in %, Table 2 layout (task × dataset rows, models as columns). Best "
-               "per row in green. Hover a cell for its 95% CI. " + charts.provenance_legend())
-    st.html(table_html(wide, shown, tables.tooltips(long, order)))
+    st.caption("Accuracy in %, Table 2 layout (task × dataset rows, models as columns). "
+               "**Best** per row in bold green, chosen among comparable rows only (paper, "
+               "reproduced or accepted, on official data, with Table 9's n); rows whose 95% CI "
+               "overlaps the best one's are **tied** (light green), not beaten. Hover a cell "
+               "for its 95% CI. " + charts.provenance_legend())
+    st.html(table_html(wide, shown, tables.tooltips(long, order), marks))
     st.caption(
         f"**{tables.MEAN_TASKS}**: datasets averaged within each task, then the tasks "
         f"averaged (each task counts once). **{tables.MEAN_PAIRS}**: plain mean of the rows. "
@@ -112,7 +124,7 @@ def render_overview(entries: Sequence[Entry]) -> None:
                          mime="text/csv", key="overview-csv", icon=":material/download:",
                          on_click="ignore")
     with right.expander("Interactive grid (click a header to sort, search)"):
-        st.dataframe(styled(wide), width="stretch", height=38 + 35 * len(wide),
+        st.dataframe(styled(wide, marks), width="stretch", height=38 + 35 * len(wide),
                      key="overview-table")
     deltas = tables.paper_deltas(entries)
     st.subheader("Paper vs. this harness")

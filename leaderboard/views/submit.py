@@ -9,6 +9,7 @@ import streamlit as st
 
 from leaderboard.loader import Rejected
 from leaderboard.submission import MAX_BUNDLE_BYTES, BundleError, list_submissions, submit_bundle
+from leaderboard.views.common import md
 
 
 def render_rejected(rejected: Sequence[Rejected], results_root: str) -> None:
@@ -33,18 +34,21 @@ def render_submit(results_root: str) -> None:
         "Upload a **zip** holding your results JSON (the harness's format, "
         "`docs/results-schema.md`) and its samples JSONL. It is checked against the schema "
         f"(at most {MAX_BUNDLE_BYTES // 2**20} MiB, `.json`/`.jsonl` only, safe file names, no "
-        "duplicates) and then waits as **pending** until a maintainer accepts it. From a shell: "
-        "`chexbench submit BUNDLE.zip`.")
+        "duplicates, no synthetic or random-weight runs, n and accuracy matching the samples) "
+        "and then waits as **pending**, hidden from the default view, until a maintainer "
+        "accepts it. From a shell: `chexbench submit BUNDLE.zip`.")
     upload = st.file_uploader("Results bundle (.zip)", type=["zip"], key="bundle")
     outcomes = st.session_state.setdefault("submit-outcomes", {})
     if upload is not None and upload.file_id not in outcomes:
         # A widget keeps its file across reruns: remember the outcome, submit once.
         try:
             sub = submit_bundle(upload.getvalue(), results_root, upload.name)
-            outcomes[upload.file_id] = ("ok", f"Submission `{sub.id}` received: status "
-                                              "**pending** until a maintainer reviews it.")
-        except (BundleError, ValueError) as exc:
-            outcomes[upload.file_id] = ("error", f"Rejected: {exc}")
+            notes = [n for r in sub.status["results"] for n in r.get("notes", [])]
+            outcomes[upload.file_id] = ("ok", f"Submission {md(sub.id)} received: status "
+                                              "**pending** until a maintainer reviews it."
+                                        + "".join(f" {md(n)}." for n in notes))
+        except BundleError as exc:
+            outcomes[upload.file_id] = ("error", f"Rejected: {md(exc)}")
     if upload is not None:
         level, message = outcomes[upload.file_id]
         (st.success if level == "ok" else st.error)(message)

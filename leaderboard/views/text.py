@@ -8,7 +8,7 @@ import streamlit as st
 
 from leaderboard import charts, tables
 from leaderboard.loader import Entry
-from leaderboard.views.common import chart, html_table
+from leaderboard.views.common import chart, html_table, md
 
 PAPER_METRIC_NOTE = (
     "Paper rows use the paper's own metric names: `bertscore_paper` (BERT-S), "
@@ -23,7 +23,7 @@ def render_text(entries: Sequence[Entry]) -> None:
         st.info("No text-generation results in this folder.")
     else:
         for task, part in table.groupby("Task", sort=False):
-            st.subheader(task)
+            st.subheader(md(task))
             part = part.drop(columns="Task").loc[:, lambda f: (f != "").any()]
             st.html(html_table(part, "chexbench-text"))
         st.caption("Scores in %; ± is half the 95% CI where known. " + PAPER_METRIC_NOTE)
@@ -44,7 +44,7 @@ def render_fairness(entries: Sequence[Entry]) -> None:
         st.info("No results file with a `fairness` block yet.")
         return
     for source, part in frame.groupby("source", sort=False):
-        st.subheader(source)
+        st.subheader(md(source))
         chart(charts.fairness_bars(part), key=f"fair-{source}")
         gaps = part.drop_duplicates("attribute")[["attribute", "gap", "gap_lo", "gap_hi"]]
         st.dataframe(gaps.style.format("{:.3f}", subset=["gap", "gap_lo", "gap_hi"], na_rep="–"),

@@ -2,91 +2,35 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-from test_leaderboard_data import build_folder, bundle, valid_bundle_members
+from helpers.browser import browser_page, needs_chromium, serve
+from helpers.leaderboard import build_folder, bundle, valid_bundle_members
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install chromium; .ci/run installs it)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("browser")
     root = build_folder(base / "results", with_extras=False)
-    port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "leaderboard" / "app.py"),
-           "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none", "--", "--results", str(root)]
-    log = open(base / "streamlit.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=base,
-                            env=dict(os.environ, CHEXBENCH_RESULTS=str(root)))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError((base / "streamlit.log").read_text())
-        time.sleep(0.3)
-    yield url, root, base
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve(root, base) as url:
+        yield url, root, base
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=45_000)  # the first script run imports pandas, plotly, ...
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.set_default_timeout(45_000)
-        page.goto(server[0])
+    with browser_page(server[0]) as page:
         yield page
-        browser.close()
 
 
 def _tree(base: Path) -> set[Path]:
     return {p for p in base.rglob("*") if "submissions" not in p.relative_to(base).parts}
 
 
-def test_overview_shows_the_paper_numbers(page, server):
+def test_overview_shows_the_paper_numbers(page, tmp_path):
     from playwright.sync_api import expect
 
     table = page.locator("table.chexbench-overview")
@@ -96,10 +40,11 @@ def test_overview_shows_the_paper_numbers(page, server):
     expect(row).to_contain_text("View Classification")
     # CheXagent is the first model column (ranked by mean over tasks).
     expect(row.locator("td").first).to_have_text("97.5")
-    ARTIFACTS.mkdir(exist_ok=True)
     page.set_viewport_size({"width": 1600, "height": 1500})
     page.wait_for_timeout(500)
-    page.screenshot(path=str(ARTIFACTS / "leaderboard-overview.png"), full_page=True)
+    shot = tmp_path / "leaderboard-overview.png"  # tests write only under tmp_path
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
 
 
 def test_text_tab_shows_table3(page):
