@@ -60,6 +60,8 @@ class Entry:
         """The same model across provenances (a paper row and its reproduction): same hub id,
         or the same name up to case and dashes ("Med-Flamingo" is "MedFlamingo")."""
         a, b = self.results.model, other.results.model
+        if a.adapter and b.adapter and a.adapter != b.adapter:
+            return False  # LLaVA-Med v1.5 renamed "LLaVA-Med" is still not the paper's v0
         return bool(a.model_id and a.model_id == b.model_id) or model_key(a.name) == model_key(
             b.name)
 

@@ -107,3 +107,9 @@ def test_chexbench_run_end_to_end_names_the_variant(tmp_path, folders, name, whi
     shutil.copytree(run.parent, board / "run")
     entries = {e.results.source: e for e in load_folder(board).entries}
     assert entries["paper"].same_model(entries[results["source"]]) == (name == "llava_med")
+    if name == "llava_med_v15":  # renaming a v1.5 run "LLaVA-Med" still does not pair it
+        renamed = json.loads((board / "run" / "results.json").read_text())
+        renamed["model"]["name"] = "LLaVA-Med"
+        (board / "run" / "results.json").write_text(json.dumps(renamed))
+        entries = {e.results.source: e for e in load_folder(board).entries}
+        assert not entries["paper"].same_model(entries[renamed["source"]])
