@@ -21,9 +21,53 @@ from model_adapters.base import GenerationSettings
 from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
 from model_adapters.native import NativeAdapter
 
-WHAT = ("the whole repository: config.json, the weight files, the processor and tokenizer "
-        "files, and the chat template (chat_template.json or .jinja, or inside "
-        "tokenizer_config.json)")
+WHAT = (
+    "the whole repository: config.json, the weight files, the processor and tokenizer "
+    "files, and the chat template (chat_template.json or .jinja, or inside "
+    "tokenizer_config.json)"
+)
+
+
+def load_processor(pretrained: str, model_type: str, common: dict[str, Any]) -> tuple[Any, str]:
+    """(processor, note) for `pretrained`: `AutoProcessor`, slow image processors (the fast ones
+    need torchvision and give slightly different pixels; pinned for reproducibility).
+
+    In transformers 4.57 the processors of video-capable models (Qwen2-VL, Qwen2.5-VL,
+    LLaVA-OneVision, InternVL) require a video processor, and every video processor requires
+    torchvision, even when no video is ever passed. Without torchvision (no CPU wheel matches
+    every torch pin), the same processor class is built without its video part: its image and
+    text path is the released code, unchanged; CheXbench items hold no video. The note says
+    so in the run card."""
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(pretrained, use_fast=False, **common), ""
+    except ImportError as exc:
+        if "torchvision" not in str(exc).lower():
+            raise
+    import transformers
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    cls = getattr(transformers, PROCESSOR_MAPPING_NAMES.get(model_type) or "", None)
+    attributes = list(getattr(cls, "attributes", ()))
+    if cls is None or "video_processor" not in attributes:
+        raise UserError(
+            f"hf: the processor of {pretrained!r} needs torchvision, which is not "
+            "installed; install a torchvision build matching your torch"
+        )
+    image_only = type(
+        cls.__name__,
+        (cls,),
+        {
+            "attributes": [a for a in attributes if a != "video_processor"],
+            "__doc__": f"{cls.__name__} without its video processor (torchvision is absent).",
+        },
+    )
+    processor = image_only.from_pretrained(pretrained, use_fast=False, **common)
+    return processor, (
+        f"{cls.__name__} built without its video processor (torchvision is "
+        "not installed; images only)"
+    )
 
 
 class HFAutoAdapter(NativeAdapter):
@@ -31,21 +75,33 @@ class HFAutoAdapter(NativeAdapter):
     display_name = "transformers VLM"
     # No official CheXbench protocol exists for these models: a generous limit, recorded.
     generation = GenerationSettings(
-        max_new_tokens=512, source="CheXbench convention for models without an official "
-        "CheXbench wrapper (the CheXagent-2 wrapper's limit)")
+        max_new_tokens=512,
+        source="CheXbench convention for models without an official "
+        "CheXbench wrapper (the CheXagent-2 wrapper's limit)",
+    )
 
-    def __init__(self, pretrained: str | None = None, dtype: str = "auto", device: str = "auto",
-                 revision: str | None = None, trust_remote_code: bool = False,
-                 device_map: str | None = None, max_images: int | None = None,
-                 chat_template: str | None = None, attn_implementation: str | None = None,
-                 **unused: Any):
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        device_map: str | None = None,
+        max_images: int | None = None,
+        chat_template: str | None = None,
+        attn_implementation: str | None = None,
+        **unused: Any,
+    ):
         if unused:
-            raise UnknownArgument(f"hf: unknown model args {sorted(unused)}; known: pretrained, "
-                                  "dtype, device, revision, trust_remote_code, device_map, "
-                                  "max_images, chat_template, attn_implementation")
+            raise UnknownArgument(
+                f"hf: unknown model args {sorted(unused)}; known: pretrained, "
+                "dtype, device, revision, trust_remote_code, device_map, "
+                "max_images, chat_template, attn_implementation"
+            )
         if not pretrained:
             raise UserError("hf: pretrained=HUB_ID_OR_FOLDER is required")
-        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoConfig, AutoModelForImageTextToText
 
         self.pretrained, self.revision = str(pretrained), revision
         self.device = resolve_device(device)
@@ -56,8 +112,9 @@ class HFAutoAdapter(NativeAdapter):
         try:
             config = AutoConfig.from_pretrained(self.pretrained, **common)
         except OSError as exc:
-            raise WeightsMissing(weights_missing_message("hf", self.pretrained, self.pretrained,
-                                                         WHAT)) from exc
+            raise WeightsMissing(
+                weights_missing_message("hf", self.pretrained, self.pretrained, WHAT)
+            ) from exc
         except ValueError as exc:
             if "trust_remote_code" in str(exc) and not trust_remote_code:
                 raise RemoteCodeRefused(
@@ -65,12 +122,16 @@ class HFAutoAdapter(NativeAdapter):
                     "in its repository. Running it is your decision: pass --trust-remote-code"
                 ) from None
             raise UserError(f"hf: {self.pretrained!r}: {exc}") from None
-        self.processor = AutoProcessor.from_pretrained(self.pretrained, use_fast=False, **common)
+        self.processor, self.processor_note = load_processor(
+            self.pretrained, config.model_type, common
+        )
         if chat_template:
             self.processor.chat_template = Path(chat_template).read_text(encoding="utf-8")
         if not getattr(self.processor, "chat_template", None):
-            raise UserError(f"hf: the processor of {self.pretrained!r} has no chat template; "
-                            "pass chat_template=FILE (a Jinja template) in --model-args")
+            raise UserError(
+                f"hf: the processor of {self.pretrained!r} has no chat template; "
+                "pass chat_template=FILE (a Jinja template) in --model-args"
+            )
         load: dict[str, Any] = {**common, "dtype": self.dtype}
         if device_map:
             load["device_map"] = device_map
@@ -87,14 +148,21 @@ class HFAutoAdapter(NativeAdapter):
     def prompt_text(self, context: str, n_images: int) -> str:
         content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
         content.append({"type": "text", "text": context})
-        return self.processor.apply_chat_template([{"role": "user", "content": content}],
-                                                  add_generation_prompt=True, tokenize=False)
+        return self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
 
     def model_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"model_id": self.pretrained, "revision": self.revision,
-                                "smoke": False, "architecture": self.architecture,
-                                "parameters": sum(p.numel() for p in self.model.parameters()),
-                                "dtype": str(self.dtype).replace("torch.", "")}
+        info: dict[str, Any] = {
+            "model_id": self.pretrained,
+            "revision": self.revision,
+            "smoke": False,
+            "architecture": self.architecture,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
+        if self.processor_note:
+            info["processor"] = self.processor_note
         folder = Path(self.pretrained)
         if folder.is_dir():
             h = hashlib.sha256()
@@ -102,5 +170,6 @@ class HFAutoAdapter(NativeAdapter):
                 h.update(f.read_bytes())
             info["weights_sha256"] = h.hexdigest()
             info["chat_template_sha256"] = hashlib.sha256(
-                json.dumps(self.processor.chat_template).encode()).hexdigest()
+                json.dumps(self.processor.chat_template).encode()
+            ).hexdigest()
         return info

@@ -67,21 +67,37 @@ class NativeAdapter(abc.ABC):
         """The prompt for free-text generation; the same template by default."""
         return self.prompt_text(context, n_images)
 
-    def processor_inputs(self, texts: Sequence[str], images: Sequence[Sequence[Any]]
-                         ) -> dict[str, torch.Tensor]:
+    def add_special_tokens(self, text: str) -> bool:
+        """Whether the tokenizer adds its special tokens to `text`: transformers' own rule in
+        `ProcessorMixin.apply_chat_template(tokenize=True)`, which model cards use: yes, unless
+        the rendered template already starts with BOS (Gemma 3, Mllama write it themselves;
+        LLaVA-1.5's template leaves it to the tokenizer)."""
+        bos = getattr(self.tokenizer, "bos_token", None)
+        return not (bos and text.startswith(bos))
+
+    def processor_inputs(
+        self, texts: Sequence[str], images: Sequence[Sequence[Any]]
+    ) -> dict[str, torch.Tensor]:
         """The processor's batch for `texts` (left-padded), on the model's device."""
-        kwargs: dict[str, Any] = {"text": list(texts), "padding": True, "return_tensors": "pt",
-                                  "add_special_tokens": False}
+        kwargs: dict[str, Any] = {
+            "text": list(texts),
+            "padding": True,
+            "return_tensors": "pt",
+            "add_special_tokens": self.add_special_tokens(texts[0]),
+        }
         if any(len(ims) for ims in images):
             kwargs["images"] = [list(ims) for ims in images]
         self.tokenizer.padding_side = "left"
         batch = self.processor(**kwargs)
-        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
-                for k, v in batch.items()}
+        return {
+            k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+        }
 
     def text_ids(self, text: str) -> list[int]:
         """Token ids of prompt text, image placeholders unexpanded (only tails are compared)."""
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(
+            self.tokenizer(text, add_special_tokens=self.add_special_tokens(text))["input_ids"]
+        )
 
     @property
     def eos_token_ids(self) -> list[int]:
@@ -116,8 +132,9 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def split_options(adapter: NativeAdapter, prompt: str, continuations: Sequence[str]
-                  ) -> tuple[int, list[_Split]]:
+def split_options(
+    adapter: NativeAdapter, prompt: str, continuations: Sequence[str]
+) -> tuple[int, list[_Split]]:
     """(prompt tokens to drop from the prefix, one split per option).
 
     Normally the option's tokens simply follow the prompt's. When a tokenizer merges the
@@ -135,9 +152,21 @@ def split_options(adapter: NativeAdapter, prompt: str, continuations: Sequence[s
     return len(ctx) - base, splits
 
 
+# Processor outputs about images, never per token (a tile count may equal a prompt length).
+_IMAGE_KEY_PREFIXES = ("pixel_", "image_", "aspect_ratio", "video_")
+
+
 def _seq_aligned(batch: dict[str, Any], length: int) -> list[str]:
-    return [k for k, v in batch.items() if isinstance(v, torch.Tensor) and v.dim() >= 2
-            and v.shape[1] == length and k not in ("pixel_values",)]
+    """Keys of per-token processor outputs (input ids, masks, token types, Mllama's
+    cross-attention mask): tensors whose second dimension is the sequence."""
+    return [
+        k
+        for k, v in batch.items()
+        if isinstance(v, torch.Tensor)
+        and v.dim() >= 2
+        and v.shape[1] == length
+        and not k.startswith(_IMAGE_KEY_PREFIXES)
+    ]
 
 
 def drop_tail(batch: dict[str, Any], drop: Sequence[int], pad_id: int) -> dict[str, Any]:
@@ -151,11 +180,12 @@ def drop_tail(batch: dict[str, Any], drop: Sequence[int], pad_id: int) -> dict[s
     for key in keys:
         src = batch[key]
         fill = pad_id if key == "input_ids" else 0
-        dst = torch.full((src.shape[0], new_len, *src.shape[2:]), fill, dtype=src.dtype,
-                         device=src.device)
+        dst = torch.full(
+            (src.shape[0], new_len, *src.shape[2:]), fill, dtype=src.dtype, device=src.device
+        )
         for i, d in enumerate(drop):
             n = int(batch["attention_mask"][i].sum()) - d
-            dst[i, new_len - n:] = src[i, length - d - n: length - d]
+            dst[i, new_len - n :] = src[i, length - d - n : length - d]
         out[key] = dst
     return out
 
@@ -182,7 +212,8 @@ def forward(model: Any, inputs: dict[str, Any], cache: Any, start: int, length: 
     input preparation (positions from the attention mask, per-architecture extras)."""
     cache_position = torch.arange(start, start + length, device=inputs["input_ids"].device)
     prepared = model.prepare_inputs_for_generation(
-        past_key_values=cache, cache_position=cache_position, use_cache=True, **inputs)
+        past_key_values=cache, cache_position=cache_position, use_cache=True, **inputs
+    )
     # None means "not given" to the model (logits_to_keep=None would index with None).
     prepared = {k: v for k, v in prepared.items() if v is not None}
     prepared["use_cache"] = True
@@ -190,17 +221,25 @@ def forward(model: Any, inputs: dict[str, Any], cache: Any, start: int, length: 
 
 
 @torch.inference_mode()
-def score_items(adapter: NativeAdapter, contexts: Sequence[str],
-                images: Sequence[Sequence[Any]], continuations: Sequence[Sequence[str]]
-                ) -> list[list[tuple[float, bool, int]]]:
+def score_items(
+    adapter: NativeAdapter,
+    contexts: Sequence[str],
+    images: Sequence[Sequence[Any]],
+    continuations: Sequence[Sequence[str]],
+) -> list[list[tuple[float, bool, int]]]:
     """(summed option log-prob, is greedy, option token count) for every option of every item:
     one prefix pass for the batch, then one pass over all options from the cached prefix."""
     from transformers import DynamicCache
 
     model = adapter.model
     prompts = [adapter.prompt_text(c, len(ims)) for c, ims in zip(contexts, images, strict=True)]
-    drops, splits = zip(*(split_options(adapter, p, conts)
-                          for p, conts in zip(prompts, continuations, strict=True)), strict=True)
+    drops, splits = zip(
+        *(
+            split_options(adapter, p, conts)
+            for p, conts in zip(prompts, continuations, strict=True)
+        ),
+        strict=True,
+    )
     pad_id = adapter.tokenizer.pad_token_id or 0
     batch = drop_tail(adapter.processor_inputs(prompts, images), drops, pad_id)
     prefix_len = batch["input_ids"].shape[1]
@@ -223,8 +262,9 @@ def score_items(adapter: NativeAdapter, contexts: Sequence[str],
     row_dev = rows.to(device)
     inputs: dict[str, Any] = {
         "input_ids": torch.cat([batch["input_ids"].index_select(0, row_dev), fed], dim=1),
-        "attention_mask": torch.cat([batch["attention_mask"].index_select(0, row_dev),
-                                     fed_mask], dim=1),
+        "attention_mask": torch.cat(
+            [batch["attention_mask"].index_select(0, row_dev), fed_mask], dim=1
+        ),
     }
     for key in _seq_aligned(batch, prefix_len):
         if key not in _SEQ_KEYS_NOT_EXTENDED:
@@ -236,7 +276,7 @@ def score_items(adapter: NativeAdapter, contexts: Sequence[str],
     for r, (i, s) in enumerate(flat):
         ids = torch.tensor(s.fed, device=logp.device)
         # Position t of the option pass predicts fed token t+1; the prefix predicts token 0.
-        preds = torch.cat([last_logp[i: i + 1].to(logp.device), logp[r, : len(s.fed) - 1]])
+        preds = torch.cat([last_logp[i : i + 1].to(logp.device), logp[r, : len(s.fed) - 1]])
         scored = slice(len(s.fed) - s.n_scored, len(s.fed))
         picked = preds[scored].gather(-1, ids[scored, None]).squeeze(-1)
         greedy = bool((preds[scored].argmax(-1) == ids[scored]).all())
@@ -245,15 +285,21 @@ def score_items(adapter: NativeAdapter, contexts: Sequence[str],
 
 
 @torch.inference_mode()
-def generate(adapter: NativeAdapter, contexts: Sequence[str], images: Sequence[Sequence[Any]],
-             max_new_tokens: int, until: Sequence[Sequence[str]] | None = None,
-             stop_when: Callable[[str], bool] | None = None) -> list[str]:
+def generate(
+    adapter: NativeAdapter,
+    contexts: Sequence[str],
+    images: Sequence[Sequence[Any]],
+    max_new_tokens: int,
+    until: Sequence[Sequence[str]] | None = None,
+    stop_when: Callable[[str], bool] | None = None,
+) -> list[str]:
     """Greedy text from the model's own `generate` (prompt cut off, special tokens dropped),
     stopping a row at its first stop string or when `stop_when` holds for its text so far."""
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    prompts = [adapter.generation_text(c, len(ims))
-               for c, ims in zip(contexts, images, strict=True)]
+    prompts = [
+        adapter.generation_text(c, len(ims)) for c, ims in zip(contexts, images, strict=True)
+    ]
     batch = adapter.processor_inputs(prompts, images)
     start = batch["input_ids"].shape[1]
     until = [list(u) for u in (until or [[] for _ in prompts])]
@@ -262,15 +308,23 @@ def generate(adapter: NativeAdapter, contexts: Sequence[str], images: Sequence[S
     class TextStop(StoppingCriteria):
         def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
             texts = tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
-            return torch.tensor([any(s and s in t for s in stops)
-                                 or (stop_when is not None and stop_when(t))
-                                 for t, stops in zip(texts, until, strict=True)],
-                                device=input_ids.device)
+            return torch.tensor(
+                [
+                    any(s and s in t for s in stops) or (stop_when is not None and stop_when(t))
+                    for t, stops in zip(texts, until, strict=True)
+                ],
+                device=input_ids.device,
+            )
 
     out = adapter.model.generate(
-        **batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-        eos_token_id=adapter.eos_token_ids or None, pad_token_id=tokenizer.pad_token_id,
-        stopping_criteria=StoppingCriteriaList([TextStop()]))
+        **batch,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=adapter.eos_token_ids or None,
+        pad_token_id=tokenizer.pad_token_id,
+        stopping_criteria=StoppingCriteriaList([TextStop()]),
+    )
     texts = tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
     results = []
     for text, stops in zip(texts, until, strict=True):
@@ -282,8 +336,9 @@ def generate(adapter: NativeAdapter, contexts: Sequence[str], images: Sequence[S
 
 
 @torch.inference_mode()
-def reference_score(adapter: NativeAdapter, context: str, continuation: str,
-                    images: Sequence[Any]) -> tuple[float, bool, int]:
+def reference_score(
+    adapter: NativeAdapter, context: str, continuation: str, images: Sequence[Any]
+) -> tuple[float, bool, int]:
     """The documented reference, no cache: one full forward of the processor's inputs for
     prompt + continuation, the option's tokens' log-probs summed."""
     prompt = adapter.prompt_text(context, len(images))
@@ -293,7 +348,6 @@ def reference_score(adapter: NativeAdapter, context: str, continuation: str,
     logp = torch.log_softmax(logits, -1)
     ids = batch["input_ids"][0]
     total, n = len(ids), split.n_scored
-    sel = logp[total - n - 1: total - 1]
-    target = ids[total - n:]
-    return (float(sel.gather(-1, target[:, None]).sum()), bool((sel.argmax(-1) == target).all()),
-            n)
+    sel = logp[total - n - 1 : total - 1]
+    target = ids[total - n :]
+    return (float(sel.gather(-1, target[:, None]).sum()), bool((sel.argmax(-1) == target).all()), n)
