@@ -8,6 +8,9 @@ SEED = 1234  # bootstrap, permutation and analysis seed (recorded in every resul
 BOOTSTRAP_SAMPLES = 1000  # resamples per confidence interval
 PERMUTATIONS = 10_000
 BATCH_SIZE = 8  # items per forward batch
+# Batches whose images are decoded while the current batch runs (model_adapters.prefetch);
+# 0 decodes each batch's images when it is scored. Changes speed only, never a score.
+PREFETCH_BATCHES = 2
 RUNS_DIR = "results/runs"
 # Largest image (width x height) decoded; larger files are refused before their pixels are
 # read (a 20000 x 20000 PNG needs 1.2 GB as RGB). Pillow's own decompression-bomb threshold;

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data import DataError, file_sha256
-from harness.defaults import BATCH_SIZE, BOOTSTRAP_SAMPLES, RUNS_DIR, SEED
+from harness.defaults import BATCH_SIZE, BOOTSTRAP_SAMPLES, PREFETCH_BATCHES, RUNS_DIR, SEED
 from harness.docs import build_docs, cached_data, subtasks_of
 from harness.errors import did_you_mean
 from harness.io import make_dirs, remove_empty
@@ -105,6 +105,7 @@ class RunOptions:
 
     output: str = RUNS_DIR
     batch_size: int = BATCH_SIZE
+    prefetch: int = PREFETCH_BATCHES  # batches whose images decode while one runs
     show_progress: bool = True
     display_name: str | None = None
     source: str = "reproduced"
@@ -290,7 +291,7 @@ def _run(spec: RunSpec, plan: TaskPlan, docs: dict[str, list[dict[str, Any]]],
                   batch_size=options.batch_size, mc_mode=config.mc_mode,
                   max_gen_toks=config.max_gen_toks, resume_path=dp.journal_path(scores_dir),
                   fingerprint=scoring_id, show_progress=options.show_progress,
-                  rank=dp.rank, world_size=dp.world_size)
+                  rank=dp.rank, world_size=dp.world_size, prefetch=options.prefetch)
     try:  # the journal is closed (and its lock dropped) however the run ends
         prompts = check_prompt_lengths(lm, docs, str(config.data))  # before any forward
         return _evaluate(spec, plan, excluded, dp, lm, prompts, data_sha, run_dir, scores_dir,
@@ -359,6 +360,7 @@ def _evaluate(spec: RunSpec, plan: TaskPlan, excluded: dict[str, dict[str, int]]
         command=list(options.command) if options.command else None, synthetic=synthetic,
         bootstrap={"B": B, "seed": seed, "unit": "cluster (patient/image)"},
         mc_mode=config.mc_mode, batch_size=options.batch_size, engine=lm.stats.as_dict(),
+        engine_settings=lm.engine_settings(),
         requests_resumed=resumed, limit=config.limit, skip_missing=config.skip_missing,
         num_processes=dp.world_size, generation=lm.generation_settings(),
         config=resolved, scoring_id=scoring_id, coverage=plan.coverage(), prompts=prompts,

@@ -5,18 +5,18 @@ official CheXbench evaluation scores each option with a full forward pass (visio
 included). Here the option requests of one item share one prefix: each unique image is encoded
 once, the prompt prefix runs once with a KV cache, and all options are scored from that cache.
 Items are batched with left padding and explicit position ids so that results do not depend on
-the batch they land in.
+the batch they land in; within a batch of equal image counts, items of similar prompt and option
+lengths go together (little padding), and the images of the next batches are decoded while the
+current one runs (`model_adapters.prefetch`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from lm_eval.api.model import LM
 from PIL import Image
 from tqdm import tqdm
 
+from harness.defaults import PREFETCH_BATCHES
 from harness.images import ImageRef
 from harness.io import AppendLog, read_jsonl
 from harness.radiograph import to_rgb8
@@ -33,6 +34,7 @@ from harness.scoring import OptionScore
 from model_adapters import native
 from model_adapters.base import ImageEncoding, ImageSlot, TokenIds, VisionLanguageAdapter
 from model_adapters.native import NativeAdapter
+from model_adapters.prefetch import ImagePrefetcher
 
 MC_LETTERS = "ABCDEFGHIJ"
 _LETTER_RE = re.compile(r"\(([A-Z])\)")
@@ -55,6 +57,11 @@ class EngineStats:
     option_forwards: int = 0
     boundary_fallbacks: int = 0
     generated: int = 0
+    # Token positions of the prefix and option passes, and how many of them were padding.
+    prefix_tokens: int = 0
+    prefix_padding: int = 0
+    option_tokens: int = 0
+    option_padding: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -85,6 +92,9 @@ class _Item:
     # The text a question-reading vision side sees (InstructBLIP's Q-Former): the context, or
     # context + option for adapters whose official code feeds it the option too.
     vision_text: str = ""
+    # (prompt parts, last piece, per-option (context ids, option ids)): tokenised once, for
+    # the length order of batches and for scoring.
+    tokens: tuple | None = None
 
     def __post_init__(self) -> None:
         self.vision_text = self.vision_text or self.context
@@ -164,7 +174,8 @@ class CheXbenchLM(LM):
                  mc_mode: str = "loglikelihood", max_gen_toks: int | None = None,
                  resume_path: str | Path | None = None, fingerprint: str = "",
                  show_progress: bool = True, encoding_cache_size: int = 256,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, prefetch: int = PREFETCH_BATCHES,
+                 decode_workers: int | None = None, bucket: bool = True):
         super().__init__()
         if mc_mode not in ("loglikelihood", "generate"):
             raise ValueError(f"mc_mode must be 'loglikelihood' or 'generate', got {mc_mode!r}")
@@ -182,8 +193,16 @@ class CheXbenchLM(LM):
         self.encoding_cache_size = int(encoding_cache_size)
         self._encodings: OrderedDict[str, ImageEncoding] = OrderedDict()
         self._image_text = getattr(adapter, "image_text", None)
-        self._decoder = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
-                                           thread_name_prefix="chexbench-decode")
+        # `prefetch` batches ahead are decoded while one runs; `bucket` orders items by prompt
+        # and option length before batching. Neither changes a score (tests/model_adapters/
+        # test_prefetch.py); both are recorded in the run card (`engine_settings`).
+        self.bucket = bool(bucket)
+        self._images = ImagePrefetcher(self._load_image, decode_workers, int(prefetch))
+
+    def engine_settings(self) -> dict[str, Any]:
+        """How the engine batches and decodes (speed only), for the run card."""
+        return {"batch_size": self.batch_size, "bucket_by_length": self.bucket,
+                **self._images.settings()}
 
     # ----- lm-eval plumbing ------------------------------------------------------------------
     @classmethod
@@ -323,10 +342,10 @@ class CheXbenchLM(LM):
                 if key not in self._encodings or not use_cache:
                     needed.setdefault(key, (img, item.vision_text))
         if needed:
-            # Decoding full-size radiographs dominates on a GPU; PIL releases the GIL, so a
-            # thread pool overlaps it (map keeps the order: results are unchanged).
-            pixels = torch.stack(list(self._decoder.map(
-                lambda pair: self.adapter.preprocess(load_rgb(pair[0])), needed.values())))
+            # Decoded ahead by the prefetcher when this batch came from `_score_requests` or
+            # `generate_until`, else now, in parallel; stacked in `needed`'s order either way.
+            pixels = torch.stack(self._images.get_many(
+                [(image_fingerprint(img), img) for img, _ in needed.values()]))
             kwargs = {}
             if self._image_text is not None:
                 kwargs["texts"] = [self._image_text(ctx) for _, ctx in needed.values()]
@@ -413,8 +432,46 @@ class CheXbenchLM(LM):
         """The adapter runs its model's own processor and forward (`model_adapters.native`)."""
         return isinstance(self.adapter, NativeAdapter)
 
+    def _load_image(self, image: Any) -> Any:
+        """What the model side takes of one image: decoded pixels for a native adapter (its
+        processor runs in the batch), the adapter's preprocessed tensor otherwise. Runs in the
+        prefetcher's threads."""
+        rgb = load_rgb(image)
+        return rgb if self.native else self.adapter.preprocess(rgb)
+
+    def _images_to_load(self, items: Sequence[_Item]) -> list[tuple[str, Any]]:
+        """The images a batch will need pixels of: all for a native adapter, else those whose
+        encoding is not cached (asked when the batch enters the prefetch lookahead)."""
+        return [(image_fingerprint(img), img) for item in items for img in item.images
+                if self.native or self._encoding_key(img, item.vision_text) not in self._encodings]
+
     def _pixels(self, items: Sequence[_Item]) -> list[list[Image.Image]]:
-        return [list(self._decoder.map(load_rgb, item.images)) for item in items]
+        flat = self._images.get_many([(image_fingerprint(im), im)
+                                      for item in items for im in item.images])
+        out, k = [], 0
+        for item in items:
+            out.append(flat[k: k + len(item.images)])
+            k += len(item.images)
+        return out
+
+    def _item_tokens(self, item: _Item) -> tuple:
+        """The prompt parts, last text piece and each option's (context ids, option ids)."""
+        if item.tokens is None:
+            parts, last = self._prefix_parts(item.context, len(item.images))
+            item.tokens = (parts, last,
+                           [self.split_continuation(last, c) for c in item.continuations])
+        return item.tokens
+
+    def _length_key(self, item: _Item) -> tuple[int, int]:
+        """(prompt tokens, longest option's tokens) of an item; images are left out, every item
+        of a batch showing the same number of them."""
+        if self.native:
+            layouts = [self.layout(item.context, c, len(item.images)) for c in item.continuations]
+            return len(layouts[0].prefix), max(len(lay.option) for lay in layouts)
+        parts, _, splits = self._item_tokens(item)
+        shared = len(_common_prefix([c for c, _ in splits]))  # fed with the prompt
+        prompt = sum(len(p) for p in parts if not isinstance(p, ImageSlot)) + shared
+        return prompt, max(len(c) + len(o) for c, o in splits) - shared
 
     @torch.inference_mode()
     def score_items(self, items: Sequence[_Item]) -> list[list[OptionScore]]:
@@ -428,8 +485,7 @@ class CheXbenchLM(LM):
         encodings = self._encode_unique(items)
         prefixes, media, option_ids = [], [], []
         for item in items:
-            parts, last = self._prefix_parts(item.context, len(item.images))
-            splits = [self.split_continuation(last, c) for c in item.continuations]
+            parts, _, splits = self._item_tokens(item)
             # The options share the context up to where their context ids part (an official
             # rule may leave a token such as "▁" unscored); the rest is fed, not scored.
             ctx_last = _common_prefix([ctx for ctx, _ in splits])
@@ -440,6 +496,8 @@ class CheXbenchLM(LM):
                                for ctx, opt in splits])
         last_logits, cache, mask, lengths, media_batch = self._run_prefix(prefixes, media)
         last_logp = torch.log_softmax(last_logits, dim=-1)
+        self.stats.prefix_tokens += mask.numel()
+        self.stats.prefix_padding += mask.numel() - sum(p.shape[0] for p in prefixes)
 
         # Row indices stay on the CPU for the cache: its layers may sit on several devices.
         rows_cpu = torch.tensor([i for i, opts in enumerate(option_ids) for _ in opts])
@@ -452,6 +510,8 @@ class CheXbenchLM(LM):
         for r, ids in enumerate(flat):
             tok[r, : len(ids)] = torch.tensor(ids, device=mask.device)
             opt_mask[r, : len(ids)] = 1
+        self.stats.option_tokens += tok.numel()
+        self.stats.option_padding += tok.numel() - sum(len(ids) for ids in flat)
         cache = select_cache_rows(cache, rows_cpu)
         full_mask = torch.cat([mask.index_select(0, rows), opt_mask], dim=1)
         positions = lengths.index_select(0, rows)[:, None] + torch.arange(width, device=mask.device)
@@ -478,8 +538,12 @@ class CheXbenchLM(LM):
         return out
 
     def _score_requests(self, requests: list[Any], desc: str,
-                        scorer: Callable[[Sequence[_Item]], list[list[OptionScore]]]
-                        ) -> list[OptionScore]:
+                        scorer: Callable[[Sequence[_Item]], list[list[OptionScore]]],
+                        order: Callable[[_Item], Any] | None = None) -> list[OptionScore]:
+        """Score the requests not in the journal, batch by batch, journaling each score.
+
+        `order`: a sort key for items within an image-count bucket (the length order of
+        `score_items`), longest first; None keeps lm-eval's order."""
         results: list[OptionScore | None] = [None] * len(requests)
         keys = []
         for i, req in enumerate(requests):
@@ -495,7 +559,10 @@ class CheXbenchLM(LM):
         for item in items:
             item.request_idx = [pending[j] for j in item.request_idx]
         bar = tqdm(total=len(items), desc=desc, disable=not self.show_progress, unit="item")
-        for batch in _batches(items, self.batch_size, lambda it: len(it.images)):
+        batches = _batches(items, self.batch_size, lambda it: len(it.images), order)
+        # Only the loop holds the stream: leaving it by an error closes it, which cancels the
+        # decoding of batches that will not run.
+        for batch in self._images.stream(batches, self._images_to_load):
             for item, scores in zip(batch, scorer(batch), strict=True):
                 for idx, score in zip(item.request_idx, scores, strict=True):
                     results[idx] = score
@@ -519,7 +586,8 @@ class CheXbenchLM(LM):
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[OptionScore]:
         if self.mc_mode == "generate":
             return self._score_requests(requests, "Multiple choice (generate)", self._mc_generate)
-        return self._score_requests(requests, "Scoring options", self.score_items)
+        return self._score_requests(requests, "Scoring options", self.score_items,
+                                    self._length_key if self.bucket else None)
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False):
         raise NotImplementedError("CheXbench tasks do not use rolling log-likelihood")
@@ -662,7 +730,9 @@ class CheXbenchLM(LM):
                 pending.append((i, ctx, kwargs, images, key))
         bar = tqdm(total=len(pending), desc="Generating", disable=not self.show_progress,
                    unit="item")
-        for batch in _batches(pending, self.batch_size, lambda p: len(p[3])):
+        batches = _batches(pending, self.batch_size, lambda p: len(p[3]))
+        for batch in self._images.stream(
+                batches, lambda b: self._images_to_load([_Item(p[1], p[3]) for p in b])):
             untils = [_as_list(kw.get("until")) for _, _, kw, _, _ in batch]
             max_new = max(kw["max_gen_toks"] for _, _, kw, _, _ in batch)
             texts = self._generate_batch([b[1] for b in batch], [b[3] for b in batch], untils,
@@ -713,11 +783,19 @@ def _common_prefix(seqs: list[list[int]]) -> list[int]:
     return first[:n]
 
 
-def _batches(items: list, size: int, n_images: Callable[[Any], int]) -> list[list]:
-    """Batches of at most `size`, never mixing image counts (media tensors must stack)."""
+def _batches(items: list, size: int, n_images: Callable[[Any], int],
+             order: Callable[[Any], Any] | None = None) -> list[list]:
+    """Batches of at most `size`, never mixing image counts (media tensors must stack).
+
+    With `order`, each image-count bucket is sorted by it, largest first (stable: ties keep
+    their order), so a batch pads little and the first batch is the largest (an out-of-memory
+    batch fails at the start, not hours in)."""
     buckets: OrderedDict[int, list] = OrderedDict()
     for item in items:
         buckets.setdefault(n_images(item), []).append(item)
+    if order is not None:
+        for group in buckets.values():
+            group.sort(key=order, reverse=True)
     return [group[i: i + size] for group in buckets.values() for i in range(0, len(group), size)]
 
 

@@ -20,6 +20,7 @@ from harness.defaults import (
     BERTSCORE_PRESET_NAMES,
     BOOTSTRAP_SAMPLES,
     MAX_IMAGE_PIXELS,
+    PREFETCH_BATCHES,
     SEED,
 )
 from harness.errors import did_you_mean  # noqa: F401  (re-exported for commands)
@@ -146,6 +147,12 @@ def add_bootstrap(p: argparse.ArgumentParser, default: int = BOOTSTRAP_SAMPLES) 
 def add_batch_size(p: argparse.ArgumentParser, default: int = BATCH_SIZE) -> None:
     p.add_argument("--batch-size", type=positive_int, default=default,
                    help="items per forward batch (default %(default)s)")
+
+
+def add_prefetch(p: argparse.ArgumentParser, default: int = PREFETCH_BATCHES) -> None:
+    p.add_argument("--prefetch", type=non_negative_int, default=default, metavar="N",
+                   help="decode the images of the next N batches while one runs (0: decode "
+                   "each batch's images when it is scored; speed only; default %(default)s)")
 
 
 def add_display_name(p: argparse.ArgumentParser, help: str) -> None:

@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_max_image_pixels(p)
     common.add_output(p, RUNS_DIR, "results folder (default %(default)s)")
     common.add_batch_size(p)
+    common.add_prefetch(p)
     p.add_argument("--mc-mode", choices=["loglikelihood", "generate"], default=None,
                    help="multiple choice by option log-likelihood (the paper) or by generating "
                    "a letter (default: log-likelihood, or the preset's official mode)")
@@ -105,7 +106,7 @@ def build_spec(args: argparse.Namespace) -> Any:
         mc_mode=mc_mode, max_gen_toks=args.max_gen_toks, limit=args.limit, seed=args.seed,
         bootstrap_samples=args.bootstrap_samples, text_metrics=args.text_metrics,
         max_image_pixels=args.max_image_pixels)
-    options = RunOptions(output=args.output, batch_size=args.batch_size,
+    options = RunOptions(output=args.output, batch_size=args.batch_size, prefetch=args.prefetch,
                          show_progress=not args.no_progress, display_name=args.display_name,
                          command=("chexbench", *sys.argv[1:]))
     return RunSpec(config, options)
