@@ -11,8 +11,12 @@ What counts: for multiple choice by log-likelihood, the prompt plus the longest 
 free text (and generation-mode multiple choice), the prompt plus one new token. Generation may
 then run past the context before reaching its token limit, as it would in the model's own
 `generate()`; the run card records how many prompts leave less room than that limit.
-An image takes the number of embeddings the adapter's vision side returns for it (measured
-on one of the run's images; every built-in adapter resizes to one fixed size).
+An image takes the number of embeddings the adapter's vision side returns for it, or, for a
+native adapter (`--model hf`), the number of tokens its processor expands the image's
+placeholder into; both are measured on the run's first image (the built-in adapters resize to
+one fixed size; a processor with dynamic resolution may give other images other counts). A
+model served over an API (no local language model) is not checked here: its server refuses
+what does not fit.
 """
 
 from __future__ import annotations
@@ -63,13 +67,18 @@ def context_length(adapter: Any) -> int | None:
 
 
 def image_tokens(lm: Any, image_path: str, context: str) -> int:
-    """How many embeddings one image takes in the prompt (one vision call)."""
+    """How many positions one image takes in the prompt (one vision or processor call)."""
     import torch
 
     from harness.images import open_image
 
     adapter = lm.adapter
-    pixels = adapter.preprocess(open_image(image_path))[None]
+    image = open_image(image_path)
+    if lm.native:  # the processor expands the prompt's one placeholder per image
+        text = adapter.prompt_text(context, 1)
+        expanded = adapter.processor_inputs([text], [[image]])["input_ids"].shape[-1]
+        return int(expanded - len(adapter.text_ids(text)) + 1)
+    pixels = adapter.preprocess(image)[None]
     kwargs = {}
     if "texts" in inspect.signature(adapter.encode_images).parameters:
         image_text = getattr(adapter, "image_text", None)
@@ -79,7 +88,7 @@ def image_tokens(lm: Any, image_path: str, context: str) -> int:
     return int(encoding.slot_embeds.shape[0])
 
 
-def _length(
+def prompt_length(
     lm: Any,
     context: str,
     continuation: str,
@@ -87,8 +96,9 @@ def _length(
     per_image: int,
     generation: bool = False,
 ) -> int:
+    """Positions one request takes: its layout with each image at `per_image` positions."""
     layout = lm.layout(context, continuation, n_images, generation=generation)
-    slots = sum(isinstance(t, ImageSlot) for t in layout.prefix)
+    slots = n_images if lm.native else sum(isinstance(t, ImageSlot) for t in layout.prefix)
     return len(layout.prefix) - slots + slots * per_image + len(layout.option)
 
 
@@ -116,7 +126,8 @@ def check_prompt_lengths(
     """Raise `PromptTooLong` for the first request that cannot fit the model's context (the
     message names `source`, the data file); returns what the run card records (the context,
     the longest request per task)."""
-    limit = context_length(lm.adapter)
+    adapter = getattr(lm, "adapter", None)
+    limit = context_length(adapter) if hasattr(lm, "layout") else None
     if limit is None:
         return {"context_length": None, "checked": False}
     per_image: int | None = None
@@ -144,7 +155,7 @@ def check_prompt_lengths(
                     # The options share the prompt: one too long on its own fails here, before
                     # a huge text is tokenised once per option.
                     prompt_checked = context
-                    tokens = _length(lm, context, "", n_images, per_image or 0)
+                    tokens = prompt_length(lm, context, "", n_images, per_image or 0)
                     if tokens > limit:
                         raise _refusal(
                             where(task, doc),
@@ -155,7 +166,9 @@ def check_prompt_lengths(
                             lm.adapter.name,
                             limit,
                         )
-                tokens = _length(lm, context, continuation, n_images, per_image or 0, generation)
+                tokens = prompt_length(
+                    lm, context, continuation, n_images, per_image or 0, generation
+                )
                 longest[task] = max(longest.get(task, 0), tokens)
                 if tokens + int(generation) > limit:
                     what = "prompt and its first new token" if generation else "prompt and option"
