@@ -42,20 +42,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: the openai client's, i.e. $OPENAI_BASE_URL or api.openai.com)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the API key (default %(default)s)")
-    p.add_argument("--api-seed", type=int, default=0,
+    p.add_argument("--api-seed", type=common.seed_int, default=0,
                    help="seed sent with every request to the judge server (default %(default)s)")
     p.add_argument("--max-tokens", type=common.positive_int, default=1024,
                    help="judge answer limit")
     p.add_argument("--concurrency", type=common.positive_int, default=16,
                    help="requests in flight at most")
-    p.add_argument("--timeout", type=float, default=120.0,
+    p.add_argument("--timeout", type=common.positive_float, default=120.0,
                    help="total seconds one request attempt may take, from connecting to the "
                    "answer's last byte (default %(default)s)")
     p.add_argument("--max-attempts", type=common.positive_int, default=6,
                    help="attempts per judgment")
-    p.add_argument("--backoff-base", type=float, default=1.0,
+    p.add_argument("--backoff-base", type=common.non_negative_float, default=1.0,
                    help="first retry delay in seconds; doubles per failure")
-    p.add_argument("--backoff-max", type=float, default=60.0, help="cap on one retry delay")
+    p.add_argument("--backoff-max", type=common.non_negative_float, default=60.0,
+                   help="cap on one retry delay")
     p.add_argument("--cache", type=Path, help="cache folder (default $CHEXBENCH_JUDGE_CACHE or "
                    "~/.cache/chexbench/judge)")
     p.add_argument("--template", type=Path, help="a prompt template with [reference], [report1] "
@@ -64,15 +65,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       type=Path)
     p.add_argument("--max-items", type=common.positive_int,
                    help="judge a seeded random subset of this many items (the paper judged 152)")
-    p.add_argument("--subset-seed", type=int, default=0,
+    p.add_argument("--subset-seed", type=common.seed_int, default=0,
                    help="seed of the --max-items subset (default %(default)s)")
     p.add_argument("--sample-seed", action=common.DeprecatedAlias, new="--subset-seed",
-                   dest="subset_seed", type=int)
+                   dest="subset_seed", type=common.seed_int)
     common.add_bootstrap(p)
     common.add_seed(p)
-    p.add_argument("--price-in", type=float, help="USD per 1M input tokens")
-    p.add_argument("--price-out", type=float, help="USD per 1M output tokens")
-    p.add_argument("--est-output-tokens", type=int, default=300,
+    p.add_argument("--price-in", type=common.non_negative_float, help="USD per 1M input tokens")
+    p.add_argument("--price-out", type=common.non_negative_float, help="USD per 1M output tokens")
+    p.add_argument("--est-output-tokens", type=common.positive_int, default=300,
                    help="answer length assumed by --dry-run (default %(default)s)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the number of calls and the estimated cost; call nothing")
