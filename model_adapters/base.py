@@ -168,3 +168,14 @@ class VisionLanguageAdapter(abc.ABC):
     def model_info(self) -> dict[str, Any]:
         """Identity for the run card: model_id, revision, weights_sha256, smoke, parameters."""
         return {}
+
+    def reference_forward(
+        self, context: str, continuation: str, images: list[Image.Image]
+    ) -> tuple[float, bool, int] | None:
+        """(summed option log-prob, is greedy, option token count) from the model's own class:
+        its processor's pixels and one full forward of token ids through its own input merge,
+        positions and masks (`model_adapters.reference` has the pieces), never through this
+        adapter's `preprocess`, `encode_images` or `lm_forward`. `check-adapter` compares the
+        engine's scores with it. None (the default): the model has no such class, and the check
+        is skipped."""
+        return None

@@ -33,6 +33,7 @@ from model_adapters.loading import (
     resolve_device,
     weights_fingerprint,
 )
+from model_adapters.reference import token_reference
 from model_adapters.spans import option_text, trailing_standalone
 
 OFFICIAL = "Stanford-AIMI/CheXagent evaluation_chexbench/models"  # cited as OFFICIAL/<file>:<line>
@@ -124,6 +125,20 @@ class Blip2Adapter(VisionLanguageAdapter):
             position_ids=position_ids, past_key_values=past_key_values, use_cache=True,
         )
         return out.logits, out.past_key_values
+
+    def reference_forward(self, context: str, continuation: str, images: list[Image.Image]
+                          ) -> tuple[float, bool, int] | None:
+        """The model's own forward of the official row (OFFICIAL/blip2.py:22-47: tok(f"{q} {o}")
+        with BOS, the span tok(" " + o)[1:] at its end) after the image's query tokens, which
+        `Blip2ForConditionalGeneration` fills with the Q-Former's output itself."""
+        image_token = getattr(self.model.config, "image_token_index", None)
+        if image_token is None or not images:
+            return None
+        row = self.tokenizer(context + continuation).input_ids
+        n = len(self.tokenizer(" " + option_text(continuation)).input_ids) - 1
+        pixels = self.image_processor(images=images[:1], return_tensors="pt").pixel_values
+        return token_reference(self.model, [image_token] * self.model.config.num_query_tokens
+                               + row, n, pixel_values=pixels.to(self.dtype))
 
     def model_info(self) -> dict[str, Any]:
         return {"model_id": self.pretrained, "revision": self.revision, "smoke": False,

@@ -36,6 +36,7 @@ from model_adapters.loading import (
     resolve_device,
     weights_missing_message,
 )
+from model_adapters.reference import option_token_count, token_reference
 
 HUB_ID = "StanfordAIMI/CheXagent-8b"
 SMOKE = "smoke"  # pretrained=smoke: the random tiny model built from the shipped config
@@ -145,6 +146,26 @@ class CheXagentAdapter(VisionLanguageAdapter):
             position_ids=position_ids, past_key_values=past_key_values, use_cache=True,
         )
         return out.logits, out.past_key_values
+
+    def reference_forward(self, context: str, continuation: str, images: list[Image.Image]
+                          ) -> tuple[float, bool, int] | None:
+        """transformers' `Blip2ForConditionalGeneration` forward of the released layout (image
+        query tokens, then the processor's tokens of the template with BOS, 1eb70b4
+        demo.py:16-22): checkpoints of this project's package only (the hub's CheXagent-8b runs
+        its own code, which has no separate reference here)."""
+        from transformers import Blip2ForConditionalGeneration
+
+        image_token = getattr(self.model.config, "image_token_index", None)
+        images = images[: self.max_images]
+        if not isinstance(self.model, Blip2ForConditionalGeneration) or image_token is None or (
+                not images):
+            return None
+        prompt = PROMPT_TEMPLATE.format(prompt=context)
+        ids = self.tokenizer(prompt + continuation).input_ids
+        pixels = self.image_processor(images=images, return_tensors="pt").pixel_values
+        return token_reference(self.model, [image_token] * (self.num_query_tokens * len(images))
+                               + ids, option_token_count(self.tokenizer, prompt, continuation),
+                               pixel_values=pixels.to(self.dtype))
 
     def tokenize(self, text: str) -> list[int]:
         # "<s>" inside the template is the literal BOS marker the model was trained with.

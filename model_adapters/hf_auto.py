@@ -145,13 +145,6 @@ class HFAutoAdapter(NativeAdapter):
         self.architecture = config.model_type
         self.display_name = Path(self.pretrained.rstrip("/")).name
 
-    def prompt_text(self, context: str, n_images: int) -> str:
-        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
-        content.append({"type": "text", "text": context})
-        return self.processor.apply_chat_template(
-            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-        )
-
     def model_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "model_id": self.pretrained,

@@ -19,10 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from PIL import Image
 
 from model_adapters.base import GenerationSettings, ImageEncoding
 from model_adapters.blip2 import OFFICIAL, Blip2Adapter
 from model_adapters.loading import load_or_explain
+from model_adapters.reference import token_reference
 from model_adapters.spans import option_text, trailing_standalone
 
 
@@ -63,6 +65,22 @@ class InstructBlipAdapter(Blip2Adapter):
         return model, tokenizer, processor
 
     image_text_reads_option = True
+
+    def reference_forward(self, context: str, continuation: str, images: list[Image.Image]
+                          ) -> tuple[float, bool, int] | None:
+        """As BLIP-2's, with OFFICIAL/instructblip.py's span tok(o)[1:] and the Q-Former reading
+        `{q} {o}` (the processor's qformer_input_ids)."""
+        image_token = getattr(self.model.config, "image_token_index", None)
+        if image_token is None or not images:
+            return None
+        row = self.tokenizer(context + continuation).input_ids
+        n = len(self.tokenizer(option_text(continuation)).input_ids) - 1
+        pixels = self.image_processor(images=images[:1], return_tensors="pt").pixel_values
+        q = self.qformer_tokenizer(context + continuation, return_tensors="pt")
+        return token_reference(self.model, [image_token] * self.model.config.num_query_tokens
+                               + row, n, pixel_values=pixels.to(self.dtype),
+                               qformer_input_ids=q.input_ids,
+                               qformer_attention_mask=q.attention_mask)
 
     def image_text(self, text: str) -> str:
         """What the Q-Former reads beside each image: the prompt as the LM sees it, the

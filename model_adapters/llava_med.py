@@ -39,6 +39,7 @@ from model_adapters.loading import (
     resolve_device,
     weights_fingerprint,
 )
+from model_adapters.reference import option_token_count, score_last
 from model_adapters.spans import option_text, trailing_standalone
 
 OFFICIAL = "Stanford-AIMI/CheXagent evaluation_chexbench/models/llavamed.py"
@@ -163,6 +164,26 @@ class _LlavaMed(VisionLanguageAdapter):
         )
         return self.model.lm_head(out.last_hidden_state), out.past_key_values
 
+    def _reference(self, pieces: tuple[list[int], list[int]], n_option: int,
+                   images: list[Image.Image]) -> tuple[float, bool, int]:
+        """One forward of LlavaForConditionalGeneration on ids `pieces[0]` + the image's features
+        (the model's own `get_image_features`, its configured layer and strategy) + `pieces[1]`,
+        from the image processor's pixels: none of this adapter's vision or forward code."""
+        cfg = self.model.config
+        pixels = self.image_processor(images=images[:1], return_tensors="pt").pixel_values
+        with torch.inference_mode():
+            feats = self.model.get_image_features(
+                pixel_values=pixels.to(self.device, self.dtype),
+                vision_feature_layer=cfg.vision_feature_layer,
+                vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+            )[0]
+            embed = self.model.get_input_embeddings()
+            before, after = (torch.tensor(p, device=self.device) for p in pieces)
+            row = torch.cat([embed(before), feats.to(embed.weight.dtype), embed(after)])
+            logits = self.model(inputs_embeds=row[None]).logits[0]
+        return score_last(logits, torch.cat([before, before.new_zeros(len(feats)), after]),
+                          n_option)
+
     def model_info(self) -> dict[str, Any]:
         return {
             "model_id": self.pretrained,
@@ -223,6 +244,18 @@ class LlavaMedAdapter(_LlavaMed):
         whole = self.tokenize(last_piece + continuation)
         return trailing_standalone(whole, self.tokenize(option_text(continuation)))
 
+    def reference_forward(self, context: str, continuation: str, images: list[Image.Image]
+                          ) -> tuple[float, bool, int] | None:
+        """OFFICIAL:81-102: f"{qs} {o}" tokenised whole with BOS, the patch rows replaced by the
+        image's features (llava.py:248-250), the span tok(o)[1:] at the row's end."""
+        if not images:
+            return None
+        start, end = self._image_block()
+        row = self.tokenizer(f"{context}\n{start}<im_patch>{end}{continuation}").input_ids
+        patch = row.index(self.tokenizer.convert_tokens_to_ids("<im_patch>"))
+        n = len(self.tokenizer(option_text(continuation)).input_ids) - 1
+        return self._reference((row[:patch], row[patch + 1 :]), n, images)
+
     def generation_segments(self, context: str, n_images: int) -> list[Segment]:
         # OFFICIAL:139-143: prefix + prompt + '\n' + <im_start> + patches + <im_end> +
         # "### Assistant: " (without <im_start>/<im_end> the official string has no assistant
@@ -264,6 +297,20 @@ class LlavaMedV15Adapter(_LlavaMed):
             return [*self.bos(), f"[INST] {context} [/INST]"]
         start, end = ("<im_start>", "<im_end>") if self.im_start_end else ("", "")
         return [*self.bos(), f"[INST] {start}", ImageSlot(0), f"{end}\n{context} [/INST]"]
+
+    def reference_forward(self, context: str, continuation: str, images: list[Image.Image]
+                          ) -> tuple[float, bool, int] | None:
+        """tokenizer_image_token (mm_utils.py:49-68) on "[INST] <image>\n{q} [/INST]" + the
+        option: each chunk around <image> tokenised with BOS, the later chunks' BOS dropped;
+        the option's tokens are the tail past the prompt's own."""
+        if not images:
+            return None
+        start, end = ("<im_start>", "<im_end>") if self.im_start_end else ("", "")
+        tail = f"{end}\n{context} [/INST]"
+        n = option_token_count(self.tokenizer, tail, continuation)
+        head = self.tokenizer(f"[INST] {start}").input_ids
+        return self._reference((head, self.tokenizer(tail + continuation).input_ids[1:]), n,
+                               images)
 
     def postprocess_generation(self, text: str) -> str:
         return text.strip()  # model_vqa.py:101-106

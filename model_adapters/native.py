@@ -9,16 +9,9 @@ engine what the model's own processor produces for the prompt, and the model's o
 keeps what makes it fast: one prefix pass per item, its KV cache reused by every option, items
 batched with left padding.
 
-The reference an option's score must equal (tests/model_adapters/test_hf_auto.py):
-
-    prompt = the processor's chat template for one user turn (images, then the question),
-             with the generation prompt
-    ids    = processor(text=prompt + " " + option, images=...,
-                       add_special_tokens=False)          # the template already has BOS
-    score  = sum of log p(option token | everything before it), one full forward
-
-where the option's tokens are those of `ids` past the longest common prefix with the
-tokenised prompt (normally exactly the tokens of " option").
+The reference an option's score must equal is the model's own processor and forward with no
+cache (`model_adapters.reference`, the convention in docs/evaluate-any-model.md); the engine
+equals it to float rounding on nine architectures (tests/model_adapters/test_hf_architectures.py).
 """
 
 from __future__ import annotations
@@ -31,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from model_adapters.base import GenerationSettings
+from model_adapters.reference import adds_special_tokens, chat_prompt, user_turn
 
 # Processor outputs that carry pixels: fed on the prefix pass only.
 _SEQ_KEYS_NOT_EXTENDED = ("input_ids", "attention_mask")
@@ -39,8 +33,9 @@ _SEQ_KEYS_NOT_EXTENDED = ("input_ids", "attention_mask")
 class NativeAdapter(abc.ABC):
     """A model scored through its own processor and forward (see the module docstring).
 
-    Subclasses set `name`, load `model` and `processor`, and say how a prompt is written
-    (`prompt_text`). Everything else has defaults that follow transformers' conventions.
+    Subclasses set `name` and load `model` and `processor`; the prompt is the processor's chat
+    template over `messages` unless they override `prompt_text`. Everything else has defaults
+    that follow transformers' conventions.
     """
 
     name: ClassVar[str]
@@ -58,10 +53,21 @@ class NativeAdapter(abc.ABC):
     def tokenizer(self) -> Any:
         return getattr(self.processor, "tokenizer", self.processor)
 
-    @abc.abstractmethod
+    def messages(self, context: str, n_images: int) -> list[dict[str, Any]]:
+        """The chat for one question: one user turn with the images, then the question. Override
+        to add what the model's card adds (a system turn); `prompt_text` renders it, and
+        check-adapter's reference renders it with the processor's own template."""
+        return user_turn(context, n_images)
+
     def prompt_text(self, context: str, n_images: int) -> str:
-        """The full prompt text for a question with `n_images` images (chat template applied,
-        generation prompt included). The option follows it after lm-eval's space."""
+        """The full prompt text for a question with `n_images` images: `messages` through the
+        processor's chat template, with the generation prompt. The option follows it after
+        lm-eval's space."""
+        if not getattr(self.processor, "chat_template", None):
+            raise NotImplementedError(
+                f"{self.name}: the processor has no chat template; override prompt_text"
+            )
+        return chat_prompt(self.processor, self.messages(context, n_images))
 
     def generation_text(self, context: str, n_images: int) -> str:
         """The prompt for free-text generation; the same template by default."""
@@ -72,8 +78,7 @@ class NativeAdapter(abc.ABC):
         `ProcessorMixin.apply_chat_template(tokenize=True)`, which model cards use: yes, unless
         the rendered template already starts with BOS (Gemma 3, Mllama write it themselves;
         LLaVA-1.5's template leaves it to the tokenizer)."""
-        bos = getattr(self.tokenizer, "bos_token", None)
-        return not (bos and text.startswith(bos))
+        return adds_special_tokens(self.tokenizer, text)
 
     def processor_inputs(
         self, texts: Sequence[str], images: Sequence[Sequence[Any]]
@@ -339,8 +344,9 @@ def generate(
 def reference_score(
     adapter: NativeAdapter, context: str, continuation: str, images: Sequence[Any]
 ) -> tuple[float, bool, int]:
-    """The documented reference, no cache: one full forward of the processor's inputs for
-    prompt + continuation, the option's tokens' log-probs summed."""
+    """The adapter's own prompt and processor call, no cache: one full forward of
+    prompt + continuation, the option's tokens' log-probs summed (check-adapter's "adapter's
+    own full forward"; the independent reference is `model_adapters.reference`)."""
     prompt = adapter.prompt_text(context, len(images))
     _, (split,) = split_options(adapter, prompt, [continuation])
     batch = adapter.processor_inputs([prompt + continuation], [list(images)])

@@ -54,6 +54,13 @@ class XrayGPTAdapter(Blip2Adapter):
         ),
         stop_strings=("###",))
 
+
+    def reference_forward(self, context: str, continuation: str, images: list) -> None:
+        """None: XrayGPT's layout (`<Img>` + query embeddings + `</Img>` inside its own
+        template) is not what `Blip2ForConditionalGeneration`'s forward builds, so BLIP-2's
+        reference does not apply and check-adapter skips that check."""
+        return None
+
     def __init__(self, pretrained: str | None = None, **kwargs: Any):
         if not pretrained:
             raise UserError(f"xraygpt: pretrained=PATH is required. {CONVERT_HINT}")

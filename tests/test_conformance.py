@@ -21,7 +21,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 IMAGE = "image sensitivity (real vs blank)"
 ALIGN = "scored tokens = option tokens"
-SIGN = "sign convention (planted answer wins)"
+SIGN = "sign convention (rigged option wins)"
+REFERENCE = "engine = reference forward (model's own)"
 
 
 def failed(report: ConformanceReport) -> set[str]:
@@ -89,11 +90,13 @@ def chexagent_folder(tmp_path_factory):
 
 
 @pytest.mark.parametrize(("cls", "expected", "figure"), [
-    (LossNotLogprobAdapter, {SIGN}, "the rigged option lost"),
-    (ImageBlindAdapter, {IMAGE}, "the image never reaches the model"),
-    (ExtraEosAdapter, {ALIGN}, "'PA' scored as ' PA</s>'"),
-    # Every option collapses onto one token: alignment fails, and the planted answer can only tie.
-    (DroppedTokenAdapter, {ALIGN, SIGN}, "'PA' scored as '<s>'"),
+    # The model's own forward (Blip2ForConditionalGeneration on the tiny checkpoint) disagrees
+    # with each of them too.
+    (LossNotLogprobAdapter, {SIGN, REFERENCE}, "the rigged option lost"),
+    (ImageBlindAdapter, {IMAGE, REFERENCE}, "the image never reaches the model"),
+    (ExtraEosAdapter, {ALIGN, REFERENCE}, "'PA' scored as ' PA</s>'"),
+    # Every option collapses onto one token: alignment fails, and no option can be rigged apart.
+    (DroppedTokenAdapter, {ALIGN, SIGN, REFERENCE}, "'PA' scored as '<s>'"),
 ], ids=["loss", "image_blind", "extra_eos", "dropped_token"])
 def test_broken_adapter_fails_its_check(cls, expected, figure, chexagent_folder,
                                         phantom_conformance_items):
@@ -124,4 +127,6 @@ def test_cli_exits_nonzero_naming_the_failed_check(chexagent_folder, capsys):
     assert "adapter FAILED" in out
     row = next(line for line in out.splitlines() if "image sensitivity" in line)
     assert "FAIL" in row and "0.00e+00" in row
+    row = next(line for line in out.splitlines() if "reference forward" in line)
+    assert "FAIL" in row  # the model's own forward sees the image
     assert sum("PASS" in line for line in out.splitlines()) == 6  # the other checks pass

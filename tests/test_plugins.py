@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_tiny
+from helpers.tiny_vlms import write_tiny_vlm
 
 from harness.cli import main
 from harness.data import load_data
@@ -37,9 +37,10 @@ def isolated_registry(monkeypatch):
 
 @pytest.fixture(scope="module")
 def llava_args(tmp_path_factory):
-    """A tiny LlavaForConditionalGeneration folder (LLaVA-Med release -> converter)."""
-    args = write_tiny("llava_med", tmp_path_factory.mktemp("llava"))
-    return f"pretrained={args['pretrained']},device=cpu,dtype=float32"
+    """A tiny LLaVA-1.5 repository (LlavaForConditionalGeneration, its processor and chat
+    template) with a byte-level tokenizer: every option spans several tokens."""
+    folder = write_tiny_vlm("llava", tmp_path_factory.mktemp("llava"), byte_level=True)
+    return f"pretrained={folder},device=cpu,dtype=float32"
 
 
 def test_readme_embeds_the_example_adapter_verbatim():

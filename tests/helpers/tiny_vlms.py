@@ -66,6 +66,36 @@ def _tokenizer(extra: tuple[str, ...] = ()) -> Any:
     return tok
 
 
+def byte_tokenizer() -> Any:
+    """A byte-level BPE with no merges (GPT-2's byte alphabet, one token per byte) that adds
+    <s> like LLaMA's: every option spans several tokens and all of them start with the same
+    bare-space token "Ġ", the case where rigging an option's first token proves nothing."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {t: i for i, t in enumerate([*specials, *alphabet])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.add_special_tokens(specials)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    out = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        additional_special_tokens=["<image>"],
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    out.image_token = "<image>"
+    return out
+
+
 def _without_bos(tok: Any) -> Any:
     """ChatML tokenizers (Qwen) add no special tokens: drop the <s> post-processor."""
     from tokenizers import processors
@@ -168,10 +198,10 @@ MISTRAL3_TEMPLATE = (
 
 
 # ----- builders: (processor, model) ------------------------------------------------------------
-def _llava() -> tuple[Any, Any]:
+def _llava(byte_level: bool = False) -> tuple[Any, Any]:
     import transformers as T
 
-    tok = _tokenizer()
+    tok = byte_tokenizer() if byte_level else _tokenizer()
     tok.image_token = "<image>"
     proc = T.LlavaProcessor(
         image_processor=T.CLIPImageProcessor(
@@ -539,11 +569,13 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
 
 
-def write_tiny_vlm(arch: str, root: Path, seed: int = 0) -> Path:
+def write_tiny_vlm(arch: str, root: Path, seed: int = 0, byte_level: bool = False) -> Path:
     """Write a tiny `arch` model, its processor and chat template under `root`, as a hub
-    repository has them; returns `root`."""
+    repository has them; returns `root`. `byte_level` (llava only): `byte_tokenizer`."""
     torch.manual_seed(seed)
-    processor, model = BUILDERS[arch]()
+    if byte_level and arch != "llava":
+        raise ValueError("byte_level is offered for llava only")
+    processor, model = _llava(byte_level=True) if byte_level else BUILDERS[arch]()
     _randomise(model, seed)
     root.mkdir(parents=True, exist_ok=True)
     model.eval().save_pretrained(root)
