@@ -44,6 +44,22 @@ _LETTER_RE = re.compile(r"\(([A-Z])\)")
 MC_MAX_NEW_TOKENS = 512
 
 
+def mc_prompt(question: str, options: Sequence[str]) -> str:
+    """The official CheXagent-2 lettered prompt (research notes: CheXbench eval code)."""
+    lettered = ", ".join(f"({MC_LETTERS[i]}) {o}" for i, o in enumerate(options))
+    letters = ", ".join(f"({MC_LETTERS[i]})" for i in range(len(options)))
+    return (f"{question}\nOptions: {lettered}\nDirectly answer the question by choosing one "
+            f"option: {letters}.")
+
+
+def mc_choice(text: str, n_options: int) -> int:
+    """The option the first "(X)" in a generated answer names; -1 when there is none or it
+    names no option (counted wrong and reported, never guessed)."""
+    match = _LETTER_RE.search(text)
+    choice = MC_LETTERS.index(match.group(1)) if match else -1
+    return choice if choice < n_options else -1
+
+
 @dataclass
 class EngineStats:
     """Counters that benchmarks and the conformance check report."""
@@ -748,11 +764,8 @@ class CheXbenchLM(LM):
 
     # ----- generation-based multiple choice --------------------------------------------------
     def mc_prompt(self, question: str, options: list[str]) -> str:
-        """The official CheXagent-2 lettered prompt (research notes: CheXbench eval code)."""
-        lettered = ", ".join(f"({MC_LETTERS[i]}) {o}" for i, o in enumerate(options))
-        letters = ", ".join(f"({MC_LETTERS[i]})" for i in range(len(options)))
-        return (f"{question}\nOptions: {lettered}\nDirectly answer the question by choosing one "
-                f"option: {letters}.")
+        """The official CheXagent-2 lettered prompt (`mc_prompt` below)."""
+        return mc_prompt(question, options)
 
     def _mc_generate(self, items: Sequence[_Item]) -> list[list[OptionScore]]:
         prompts = [self.mc_prompt(it.context.strip(), [c.strip() for c in it.continuations])
@@ -762,10 +775,7 @@ class CheXbenchLM(LM):
                                      stop_when=lambda text: _LETTER_RE.search(text) is not None)
         out = []
         for item, text in zip(items, texts, strict=True):
-            match = _LETTER_RE.search(text)
-            choice = MC_LETTERS.index(match.group(1)) if match else -1
-            if choice >= len(item.continuations):
-                choice = -1
+            choice = mc_choice(text, len(item.continuations))
             out.append([
                 OptionScore(0.0 if k == choice else float("-inf"), k == choice, 1,
                             unparseable=choice < 0, generated=text)
