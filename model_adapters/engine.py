@@ -764,7 +764,7 @@ class CheXbenchLM(LM):
 
     # ----- generation-based multiple choice --------------------------------------------------
     def mc_prompt(self, question: str, options: list[str]) -> str:
-        """The official CheXagent-2 lettered prompt (`mc_prompt` below)."""
+        """The official CheXagent-2 lettered prompt (the module's `mc_prompt`)."""
         return mc_prompt(question, options)
 
     def _mc_generate(self, items: Sequence[_Item]) -> list[list[OptionScore]]:

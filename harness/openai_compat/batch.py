@@ -64,10 +64,15 @@ async def fetch_all(
     validate: Callable[[Mapping[str, Any]], Any] = chat_text,
     on_done: Callable[[str], None] | None = None,
     poll_s: float = 0.25,
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> BatchOutcome:
     """Answer every request from the cache or the server. Raises FatalAPIError (after
     recording the call, for invalid usage) and stops starting calls; claims are released
-    whatever happens."""
+    whatever happens.
+
+    `prepare` turns a planned body into the body sent, in a worker thread, just before the
+    call (a model under test plans bodies that name its images and inlines them only here,
+    so at most `concurrency` large bodies are in memory); the key stays the planned one."""
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     loop = asyncio.get_running_loop()
@@ -126,7 +131,10 @@ async def fetch_all(
     async def call(req: PlannedRequest) -> None:
         model = str(req.body.get("model", ""))
         try:
-            res = await client.post(req.body, req.label, path=path, validate=validate)
+            body = (
+                req.body if prepare is None else await loop.run_in_executor(None, prepare, req.body)
+            )
+            res = await client.post(body, req.label, path=path, validate=validate)
         except CallFailed as exc:
             outcome.failed[req.key] = str(exc)
             await in_db(cache.release, req.key)

@@ -44,6 +44,9 @@ class RetryPolicy:
     base_delay_s: float = 1.0
     max_delay_s: float = 60.0
     timeout_s: float = 120.0  # total per attempt: connect, send, wait, read the last byte
+    # Total per request, attempts and waits included (None: only the attempts bound it). A
+    # request still unanswered then is given up (CallFailed) and asked again by a rerun.
+    deadline_s: float | None = None
 
     def delay(self, failed_attempts: int, retry_after: float | None = None) -> float:
         d = min(self.max_delay_s, self.base_delay_s * 2 ** (failed_attempts - 1))
@@ -53,8 +56,10 @@ class RetryPolicy:
 
     def worst_case_s(self) -> float:
         """The longest one request can take under this policy: every attempt runs to its
-        deadline and every wait is the cap. A claim on a request is held at most this long."""
-        return self.max_attempts * self.timeout_s + (self.max_attempts - 1) * self.max_delay_s
+        deadline and every wait is the cap (or the total deadline, when it is shorter). A claim
+        on a request is held at most this long."""
+        worst = self.max_attempts * self.timeout_s + (self.max_attempts - 1) * self.max_delay_s
+        return worst if self.deadline_s is None else min(worst, self.deadline_s)
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -193,7 +198,26 @@ class OpenAICompatClient:
     ) -> CallResult:
         """POST `body` to `path` until it answers, the policy gives up (CallFailed) or the
         server refuses (FatalAPIError). `validate` checks the body's shape (raising
-        MalformedResponse); `usage` is checked after it."""
+        MalformedResponse); `usage` is checked after it. With `policy.deadline_s`, the whole
+        request (every attempt and wait) must end within it, else CallFailed."""
+        if self.policy.deadline_s is None:
+            return await self._post(body, label, path, validate)
+        try:
+            async with asyncio.timeout(self.policy.deadline_s):
+                return await self._post(body, label, path, validate)
+        except TimeoutError:
+            self.retries["deadline"] += 1
+            raise CallFailed(
+                mask(f"{label}: no answer within the {self.policy.deadline_s:g}s request deadline")
+            ) from None
+
+    async def _post(
+        self,
+        body: dict[str, Any],
+        label: str,
+        path: str,
+        validate: Callable[[Mapping[str, Any]], Any],
+    ) -> CallResult:
         attempt = 0
         while True:
             attempt += 1
