@@ -31,7 +31,8 @@ from typing import Any
 from harness.data import DataError, file_sha256
 from harness.defaults import BATCH_SIZE, BOOTSTRAP_SAMPLES, PREFETCH_BATCHES, RUNS_DIR, SEED
 from harness.docs import build_docs, cached_data, subtasks_of
-from harness.errors import did_you_mean
+from harness.errors import UserError, did_you_mean
+from harness.images import ImageRef
 from harness.io import make_dirs, remove_empty
 from harness.locking import FolderLock, probe
 from harness.radiograph import set_pixel_limit
@@ -353,8 +354,12 @@ def _evaluate(spec: RunSpec, plan: TaskPlan, excluded: dict[str, dict[str, int]]
     )
     resolved = {**spec.to_json(), "config": {**asdict(config), "tasks": tasks,
                                              "model_args": _public_args(config.model_args)}}
+    # A model served elsewhere (`--model openai`) has no dtype here and adds what it records
+    # about the server (protocol, cost) and its ledger beside the results.
+    dtype = None if adapter.dtype is None else str(adapter.dtype).replace("torch.", "")
+    extra = lm.run_card_extra() if hasattr(lm, "run_card_extra") else {}
     card = make_run_card(
-        seed=seed, device=str(adapter.device), dtype=str(adapter.dtype).replace("torch.", ""),
+        seed=seed, device=str(adapter.device), dtype=dtype,
         data_file=str(config.data), data_sha256=data_sha, tasks=tasks,
         wall_time_s=round(time.time() - started, 3),
         command=list(options.command) if options.command else None, synthetic=synthetic,
@@ -364,6 +369,7 @@ def _evaluate(spec: RunSpec, plan: TaskPlan, excluded: dict[str, dict[str, int]]
         requests_resumed=resumed, limit=config.limit, skip_missing=config.skip_missing,
         num_processes=dp.world_size, generation=lm.generation_settings(),
         config=resolved, scoring_id=scoring_id, coverage=plan.coverage(), prompts=prompts,
+        **extra,
     )
     results = Results(
         run_id=run_id,
@@ -373,7 +379,9 @@ def _evaluate(spec: RunSpec, plan: TaskPlan, excluded: dict[str, dict[str, int]]
     )
     new_dir = not run_dir.exists()
     try:
-        path = write_results(results, run_dir / "results.json", {"samples.jsonl": rows})
+        files = {"samples.jsonl": rows}
+        files.update(lm.result_files() if hasattr(lm, "result_files") else {})
+        path = write_results(results, run_dir / "results.json", files)
     except BaseException:
         if new_dir:  # a results file that exists is complete; a half-written folder goes
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -396,3 +404,44 @@ def _is_synthetic(data: str) -> bool:
         return bool(json.loads(manifest.read_text()).get("synthetic"))
     except (json.JSONDecodeError, AttributeError):
         return False
+
+
+def dry_run(spec: RunSpec) -> dict[str, Any]:
+    """What a run of a served model (`--model openai`) would send, how much is cached, and the
+    estimated tokens and cost: the same requests and cache keys as the run, built from the
+    same task hooks; nothing is sent, written or locked."""
+    from model_adapters.registry import REMOTE, build_lm
+    from tasks.chexbench import utils
+
+    config = spec.config
+    if config.model not in REMOTE:
+        raise UserError(f"--dry-run estimates the requests to a served model (--model "
+                        f"{' or '.join(REMOTE)}); {config.model} runs in this process")
+    plan = plan_tasks(config)
+    docs, _ = preflight(config, plan.tasks)
+    lm = build_lm(config.model, config.model_args, mc_mode=config.mc_mode,
+                  max_gen_toks=config.max_gen_toks, show_progress=False)
+    mc, text = [], []
+    for task, task_docs in docs.items():
+        for doc in task_docs:
+            images = [] if task.endswith("summarization") else [
+                ImageRef(p) for p in doc["image_paths"]]
+            visual = {"visual": images}
+            if "options" in doc:  # the YAML's doc_to_text and target_delimiter
+                mc.extend(_Request((utils.doc_to_text(doc), " " + o, visual), doc, task)
+                          for o in doc["options"])
+            else:  # the text YAMLs' generation_kwargs: until [], no max_gen_toks
+                prompt = (utils.summarization_text(doc) if task.endswith("summarization")
+                          else utils.generation_text(doc))
+                text.append(_Request((prompt, {"until": [], "do_sample": False}, visual), doc,
+                                     task))
+    return {"tasks": plan.tasks, **lm.plan_dry_run(mc, text)}
+
+
+@dataclass(frozen=True)
+class _Request:
+    """An lm-eval request as the model sees it (args, its doc and task), for the dry run."""
+
+    args: tuple[Any, ...]
+    doc: dict[str, Any]
+    task_name: str

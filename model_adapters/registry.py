@@ -40,6 +40,10 @@ BUILTIN: dict[str, str] = {
     "radfm": "model_adapters.radfm:RadFMAdapter",
     "hf": "model_adapters.hf_auto:HFAutoAdapter",  # any transformers VLM with a chat template
 }
+# Models served elsewhere, scored over HTTP: an lm-eval LM of their own, no in-process adapter.
+REMOTE: dict[str, str] = {
+    "openai": "model_adapters.openai_model:OpenAIServerLM",  # any OpenAI-compatible server
+}
 
 # name -> class, for every adapter imported so far (a cache; where it came from is below)
 _LOADED: dict[str, type[VisionLanguageAdapter]] = {}
@@ -90,7 +94,7 @@ def load_adapter_file(path: str | Path) -> list[str]:
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
             raise UserError(f"--adapter-file {path}: class {cls.__name__} has no `name`")
-        if name in BUILTIN:
+        if name in BUILTIN or name in REMOTE:
             # A results file saying "chexagent" must mean the built-in adapter.
             raise UserError(f"--adapter-file {path}: class {cls.__name__} is named {name!r}, "
                             "which is a built-in adapter; choose another name")
@@ -112,7 +116,7 @@ def list_adapters() -> list[AdapterSource]:
 
     Precedence when names collide: built-in, then --adapter-file, then entry point (an
     installed package cannot silently replace a built-in the leaderboard reports under)."""
-    out = {n: AdapterSource(n, "built-in", t) for n, t in BUILTIN.items()}
+    out = {n: AdapterSource(n, "built-in", t) for n, t in {**BUILTIN, **REMOTE}.items()}
     for n, path in _FROM_FILES.items():
         out.setdefault(n, AdapterSource(n, "file", str(path)))
     for n, ep in _plugin_entry_points().items():
@@ -134,6 +138,9 @@ def available() -> dict[str, str]:
 def get_adapter_class(name: str) -> type[VisionLanguageAdapter]:
     if name in _LOADED:
         return _LOADED[name]
+    if name in REMOTE:
+        raise UserError(f"{name!r} is a model served by a server and scored over HTTP "
+                        "(docs/serving.md), not an adapter loaded in this process")
     source = next((s for s in list_adapters() if s.name == name and not s.note), None)
     if source is None:
         from model_adapters.presets import PRESETS
@@ -161,6 +168,10 @@ def build_lm(name: str, model_args: dict[str, Any], **engine_kwargs: Any):
     for key in ENGINE_ARGS:
         if key in model_args:
             engine_kwargs.setdefault(key, model_args.pop(key))
+    if name in REMOTE:  # its own LM: engine settings and model args go to it together
+        module_name, _, attr = REMOTE[name].partition(":")
+        return getattr(importlib.import_module(module_name), attr).from_model_args(
+            model_args, **engine_kwargs)
     adapter = get_adapter_class(name)(**model_args)
     return CheXbenchLM(adapter, **engine_kwargs)
 
@@ -183,6 +194,10 @@ def register_with_lm_eval(name: str) -> None:
     from model_adapters.engine import CheXbenchLM
 
     if name in MODEL_REGISTRY:
+        return
+    if name in REMOTE:
+        module_name, _, attr = REMOTE[name].partition(":")
+        register_model(name)(getattr(importlib.import_module(module_name), attr))
         return
     cls = type(f"CheXbenchLM_{name}", (CheXbenchLM,), {"adapter_name": name})
     register_model(name)(cls)

@@ -57,6 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="data-parallel processes (launches accelerate)")
     common.add_display_name(p, "display name of the model in tables and the leaderboard")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--dry-run", action="store_true",
+                   help="for a served model (--model openai): print the requests the run would "
+                   "send, how many are cached and the estimated tokens and cost; sends nothing")
 
 
 def resolve_config(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -123,8 +126,19 @@ def run(args: argparse.Namespace) -> int:
         args = resolve_config(standalone, args.argv[1:])
     spec = build_spec(args)
     expand_tasks(list(spec.config.tasks))  # a misspelt task fails before anything starts
+    if getattr(args, "dry_run", False):
+        from harness.runner import dry_run
+
+        print_dry_run(dry_run(spec))
+        return 0
     if args.num_processes > 1:
         from harness.multiprocess import launch_data_parallel
+        from model_adapters.registry import REMOTE
+
+        if spec.config.model in REMOTE:
+            raise UserError(f"--model {spec.config.model} sends requests concurrently "
+                            "(concurrency=N in --model-args); --num-processes is for models "
+                            "loaded in this machine's processes")
 
         code = launch_data_parallel(spec, args.num_processes)
         path = (Path(spec.options.output) / spec.config.run_id(file_sha256(Path(args.data)))
@@ -135,3 +149,21 @@ def run(args: argparse.Namespace) -> int:
         print_results(json.loads(path.read_text()))
         print(f"results: {path}\nsamples: {path.parent / 'samples.jsonl'}")
     return code
+
+
+def print_dry_run(plan: dict[str, Any]) -> None:
+    print(f"model: {plan['model']} at {plan['host']} (multiple choice: {plan['mc_mode']})")
+    print(f"tasks: {', '.join(plan['tasks'])}")
+    print(f"requests: {plan['requests']} ({plan['cached']} cached, {plan['to_send']} to send; "
+          f"cache: {plan['cache']})")
+    print(f"estimated prompt tokens: {plan['prompt_tokens']} (text: {plan['token_method']}; "
+          f"images: {plan['image_token_method']})")
+    print(f"answer tokens: about {plan['completion_tokens_expected']}, at most "
+          f"{plan['completion_tokens_max']}")
+    if plan["prices_per_1m"] is None:
+        print(f"estimated cost: unknown (no list price for {plan['model']!r}; add price_in=USD,"
+              "price_out=USD per 1M tokens to --model-args)")
+    else:
+        p_in, p_out = plan["prices_per_1m"]
+        print(f"estimated cost: ${plan['cost_usd_expected']:.4f} (at most "
+              f"${plan['cost_usd_max']:.4f}) at ${p_in:g}/${p_out:g} per 1M tokens in/out")

@@ -65,6 +65,7 @@ async def fetch_all(
     on_done: Callable[[str], None] | None = None,
     poll_s: float = 0.25,
     prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> BatchOutcome:
     """Answer every request from the cache or the server. Raises FatalAPIError (after
     recording the call, for invalid usage) and stops starting calls; claims are released
@@ -72,7 +73,9 @@ async def fetch_all(
 
     `prepare` turns a planned body into the body sent, in a worker thread, just before the
     call (a model under test plans bodies that name its images and inlines them only here,
-    so at most `concurrency` large bodies are in memory); the key stays the planned one."""
+    so at most `concurrency` large bodies are in memory); the key stays the planned one.
+    `keep` turns an answer into what the cache stores (a compact form of a large answer); it
+    must not raise, since the call is already paid for."""
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     loop = asyncio.get_running_loop()
@@ -159,7 +162,7 @@ async def fetch_all(
                 req.key,
                 base_url=client.base_url,
                 model=model,
-                body=res.body,
+                body=res.body if keep is None else keep(res.body),
                 usage=res.usage,
                 attempts=res.attempts,
                 latency_s=res.latency_s,
