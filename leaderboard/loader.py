@@ -145,11 +145,24 @@ def load_folder(root: str | Path) -> Loaded:
     return Loaded(tuple(_label(entries)), tuple(rejected))
 
 
+MC_BY_GENERATION = "MC by generation"  # label mark of runs whose multiple choice was generated
+
+
+def mc_mode(results: Results) -> str | None:
+    """How a run scored multiple choice (`run_card.mc_mode`): "loglikelihood" (the paper's
+    rule), "generate" (a letter generated, CheXagent-2's official mode), None for paper rows."""
+    return results.run_card.mc_mode if results.run_card is not None else None
+
+
 def _label(entries: list[Entry]) -> list[Entry]:
     """Column labels: "model · provenance · flags" (plus the kind for judge, fairness, ...
-    files), with the run id added only where two still collide."""
+    files, and "MC by generation" for a run that generated its multiple-choice answers, so a
+    model run in both modes gets two labelled columns, never one), with the run id added only
+    where two still collide."""
     base = [f"{printable(e.results.model.name)} · {e.trust.text if e.trust else e.provenance}"
-            + ("" if e.results.kind == "run" else f" · {e.results.kind}") for e in entries]
+            + ("" if e.results.kind == "run" else f" · {e.results.kind}")
+            + (f" · {MC_BY_GENERATION}" if mc_mode(e.results) == "generate" else "")
+            for e in entries]
     out = []
     for entry, label in zip(entries, base, strict=True):
         if base.count(label) > 1:
