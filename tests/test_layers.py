@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "chexagent": 1,
     "model_adapters": 2, "tasks": 2,
     "harness.runner": 3, "harness.multiprocess": 3, "harness.conformance": 3,
+    "harness.lm_eval_api": 3,
     "harness.prompt_lengths": 3,
     "harness.results_builder": 3, "harness.text_results": 3, "harness.saved_predictions": 3,
     "harness.tables": 3, "harness.stats": 3, "harness.text_metrics": 3, "harness.judge": 3,

@@ -12,12 +12,19 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("adapters", help="list model adapters and presets, and where they come from",
-                       description="Lists built-in adapters, adapters declared by installed "
-                       "packages in the 'chexbench.adapters' entry-point group, and those "
-                       "defined in --adapter-file files.")
-    p.add_argument("--adapter-file", action="append", default=[],
-                   help="also list the adapters this file defines (repeatable)")
+    p = sub.add_parser(
+        "adapters",
+        help="list model adapters and presets, and where they come from",
+        description="Lists built-in adapters, adapters declared by installed "
+        "packages in the 'chexbench.adapters' entry-point group, and those "
+        "defined in --adapter-file files.",
+    )
+    p.add_argument(
+        "--adapter-file",
+        action="append",
+        default=[],
+        help="also list the adapters this file defines (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -35,8 +42,15 @@ def run(args: argparse.Namespace) -> int:
         load_adapter_file(path)
     sources = list_adapters()
     if args.json:
-        print(json.dumps({"adapters": [asdict(s) for s in sources],
-                          "presets": [asdict(p) for p in PRESETS.values()]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "adapters": [asdict(s) for s in sources],
+                    "presets": [asdict(p) for p in PRESETS.values()],
+                },
+                indent=2,
+            )
+        )
         return 0
     table = Table(title="CheXbench model adapters")
     for column in ("name", "source", "target", "note"):
@@ -49,8 +63,15 @@ def run(args: argparse.Namespace) -> int:
         presets.add_column(column)
     for p in PRESETS.values():
         needs = ", ".join([*p.needs, *(["--trust-remote-code"] if p.trust_remote_code else [])])
-        presets.add_row(p.name, p.adapter, ",".join(f"{k}={v}" for k, v in p.model_args.items()),
-                        needs, p.license, p.note)
+        note = f"NOT RUNNABLE YET: {p.unavailable}" if p.unavailable else p.note
+        presets.add_row(
+            p.name,
+            p.adapter,
+            ",".join(f"{k}={v}" for k, v in p.model_args.items()),
+            needs,
+            p.license,
+            note,
+        )
     console = wide_console()
     console.print(table)
     console.print(presets)
