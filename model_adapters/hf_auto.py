@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,15 @@ def load_processor(pretrained: str, model_type: str, common: dict[str, Any]) -> 
     )
 
 
+# Architectures whose own forward is not causal over the prompt and the option, so "prompt +
+# option in one forward" is not a score of the option given the prompt.
+NOT_CAUSAL = {
+    "paligemma": "its forward attends bidirectionally over the whole input in eval mode (a "
+    "prefix-LM), so an option's later tokens would inform its earlier ones; not supported "
+    "(docs/evaluate-any-model.md)",
+}
+
+
 class HFAutoAdapter(NativeAdapter):
     name = "hf"
     display_name = "transformers VLM"
@@ -122,6 +132,10 @@ class HFAutoAdapter(NativeAdapter):
                     "in its repository. Running it is your decision: pass --trust-remote-code"
                 ) from None
             raise UserError(f"hf: {self.pretrained!r}: {exc}") from None
+        if config.model_type in NOT_CAUSAL:
+            raise UserError(
+                f"hf: {self.pretrained!r} is {config.model_type}: {NOT_CAUSAL[config.model_type]}"
+            )
         self.processor, self.processor_note = load_processor(
             self.pretrained, config.model_type, common
         )
@@ -142,6 +156,8 @@ class HFAutoAdapter(NativeAdapter):
         if device_map:
             self.device = self.model.get_input_embeddings().weight.device
         self.max_images = max_images
+        if self.processor_note:  # recorded in the run card's generation block
+            self.generation = replace(self.generation, deviations=(self.processor_note,))
         self.architecture = config.model_type
         self.display_name = Path(self.pretrained.rstrip("/")).name
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.tiny_vlms import ARCHITECTURES, write_tiny_vlm
+from helpers.tiny_vlms import ARCHITECTURES, NEED_IMAGE_ONLY_PROCESSOR, write_tiny_vlm
 
 from harness.cli import main
 from harness.data import load_data
@@ -85,9 +85,49 @@ def test_run_on_phantom_data(arch, folders, tmp_path):
     results = json.loads(path.read_text())
     assert validate_results(results) == []
     assert results["model"]["adapter"] == "hf"
+    deviations = results["run_card"]["extra"]["generation"]["deviations"]
+    assert any("without its video processor" in d for d in deviations) == (
+        arch in NEED_IMAGE_ONLY_PROCESSOR
+    )
     data = load_data(ph.data_json)
     samples = [json.loads(line) for line in (path.parent / "samples.jsonl").open()]
     scored = [s for s in samples if "logprobs" in s]
     assert len(scored) == len(data.perception)
     assert all(max(s["logprobs"]) < 0 for s in scored)
     assert len(samples) - len(scored) == len(data.text)
+
+
+def test_refusals_are_one_line(folders, tmp_path, capsys):
+    """No chat template: refused unless chat_template=FILE; PaliGemma: refused (its eval-mode
+    forward is bidirectional over prompt and option)."""
+    import shutil
+
+    import transformers as T
+
+    bare = tmp_path / "no_template"
+    shutil.copytree(folders["llava"], bare)
+    (bare / "chat_template.jinja").unlink()
+    assert main(["check-adapter", "hf", "--model-args", _args(bare), "--items", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no chat template" in err and "chat_template=FILE" in err
+    template = tmp_path / "template.jinja"
+    shutil.copy(folders["llava"] / "chat_template.jinja", template)
+    rc = main(
+        [
+            "check-adapter",
+            "hf",
+            "--model-args",
+            f"{_args(bare)},chat_template={template}",
+            "--items",
+            "2",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().out
+
+    pali = tmp_path / "paligemma"
+    T.PaliGemmaConfig(
+        text_config={"model_type": "gemma", "hidden_size": 32, "num_hidden_layers": 1}
+    ).save_pretrained(pali)
+    assert main(["check-adapter", "hf", "--model-args", _args(pali)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "paligemma" in err and "bidirectionally" in err
