@@ -47,6 +47,9 @@ class RadiographError(UserError, ValueError):
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
 
+    def __reduce__(self):  # pickled whole: the engine's decode processes send it back
+        return type(self), (self.path, self.reason)
+
 
 class RadiographWarning(UserWarning):
     """A film that decodes but probably not as intended (mostly saturated, or very dark)."""

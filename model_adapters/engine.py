@@ -191,7 +191,8 @@ class CheXbenchLM(LM):
                  resume_path: str | Path | None = None, fingerprint: str = "",
                  show_progress: bool = True, encoding_cache_size: int = 256,
                  rank: int = 0, world_size: int = 1, prefetch: int = PREFETCH_BATCHES,
-                 decode_workers: int | None = None, bucket: bool = True):
+                 decode_workers: int | None = None, bucket: bool = True,
+                 decode_executor: str = "auto"):
         super().__init__()
         if mc_mode not in ("loglikelihood", "generate"):
             raise ValueError(f"mc_mode must be 'loglikelihood' or 'generate', got {mc_mode!r}")
@@ -213,7 +214,8 @@ class CheXbenchLM(LM):
         # and option length before batching. Neither changes a score (tests/model_adapters/
         # test_prefetch.py); both are recorded in the run card (`engine_settings`).
         self.bucket = bool(bucket)
-        self._images = ImagePrefetcher(self._load_image, decode_workers, int(prefetch))
+        self._images = ImagePrefetcher(self._load_image, decode_workers, int(prefetch),
+                                       decode_executor)
 
     def engine_settings(self) -> dict[str, Any]:
         """How the engine batches and decodes (speed only), for the run card."""

@@ -26,7 +26,8 @@ from model_adapters.native import NativeAdapter
 ADAPTER_BASES = (VisionLanguageAdapter, NativeAdapter)
 
 ENTRY_POINT_GROUP = "chexbench.adapters"
-ENGINE_ARGS = ("batch_size", "mc_mode", "max_gen_toks", "prefetch", "decode_workers", "bucket")
+ENGINE_ARGS = ("batch_size", "mc_mode", "max_gen_toks", "prefetch", "decode_workers", "bucket",
+               "decode_executor")
 
 BUILTIN: dict[str, str] = {
     "chexagent": "model_adapters.chexagent:CheXagentAdapter",

@@ -94,10 +94,11 @@ def _predictions(reqs: list[Req], scores) -> dict[str, int]:
     return {k: int(np.argmax(v)) for k, v in by_item.items()}
 
 
-def test_prefetch_on_and_off_give_identical_scores(adapter, films):
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_prefetch_on_and_off_give_identical_scores(adapter, films, executor):
     reqs = _requests(films)
-    off = _lm(adapter, prefetch=0, decode_workers=1)
-    on = _lm(adapter, prefetch=2, decode_workers=2)
+    off = _lm(adapter, prefetch=0, decode_workers=1, decode_executor="threads")
+    on = _lm(adapter, prefetch=2, decode_workers=2, decode_executor=executor)
     a, b = off.loglikelihood(reqs), on.loglikelihood(reqs)
     assert [tuple(s) for s in a] == [tuple(s) for s in b]  # bit-identical, not just close
     assert off.stats.as_dict() == on.stats.as_dict()
@@ -107,6 +108,7 @@ def test_prefetch_on_and_off_give_identical_scores(adapter, films):
     # Every film was decoded once, by the lookahead, none while its batch waited.
     assert on._images.scheduled_ahead == unique and on._images.decoded_now == 0
     assert on.engine_settings()["prefetch_batches"] == 2
+    assert on.engine_settings()["decode_executor"] == executor
     assert off.engine_settings()["prefetch_batches"] == 0
 
 
@@ -197,7 +199,7 @@ def test_lookahead_decodes_next_batches_while_current_runs():
             loaded.append(name)
         return name.upper()
 
-    pf = ImagePrefetcher(load, workers=2, depth=2)
+    pf = ImagePrefetcher(load, workers=2, depth=2, executor="threads")  # loads seen here
     batches = [["a"], ["b", "a"], ["c"], ["d"], ["e"]]
     seen = []
     for k, batch in enumerate(pf.stream(batches, lambda b: [(x, x) for x in b])):
@@ -215,11 +217,43 @@ def test_lookahead_decodes_next_batches_while_current_runs():
     pf.close()
 
 
+class _Unpicklable(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a} and {b}")
+
+
+def _load_or_fail(name: str) -> str:
+    if name == "bad":
+        raise RadiographError(name, "unreadable (truncated)")
+    if name == "odd":
+        raise _Unpicklable(1, 2)
+    return name * 2
+
+
+def test_process_workers_send_back_pixels_and_errors():
+    pf = ImagePrefetcher(_load_or_fail, workers=2, depth=1, executor="processes")
+    batches = [["x"], ["bad"], ["odd"]]
+    got = []
+    for batch in pf.stream(batches, lambda b: [(k, k) for k in b]):
+        if batch == ["x"]:
+            got.append(pf.get_many([("x", "x")]))
+        elif batch == ["bad"]:
+            with pytest.raises(RadiographError, match="bad: unreadable") as err:
+                pf.get_many([("bad", "bad")])
+            assert err.value.path == "bad" and err.value.reason == "unreadable (truncated)"
+        else:  # an exception that cannot cross the process boundary arrives as its text
+            with pytest.raises(RuntimeError, match="_Unpicklable: 1 and 2"):
+                pf.get_many([("odd", "odd")])
+    assert got == [["xx"]] and pf._ahead is None  # the process pool ends with the stream
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="depth"):
         ImagePrefetcher(str, depth=-1)
     with pytest.raises(ValueError, match="workers"):
         ImagePrefetcher(str, workers=-2)
+    with pytest.raises(ValueError, match="executor"):
+        ImagePrefetcher(str, executor="gpu")
 
 
 def test_run_card_records_the_engine_settings(tmp_path):
