@@ -93,6 +93,8 @@ class NativeAdapter(abc.ABC):
         if any(len(ims) for ims in images):
             kwargs["images"] = [list(ims) for ims in images]
         self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:  # LLaMA's has none; padded positions are masked
+            self.tokenizer.pad_token = self.tokenizer.eos_token
         batch = self.processor(**kwargs)
         return {
             k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()

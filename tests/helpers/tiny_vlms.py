@@ -96,6 +96,27 @@ def byte_tokenizer() -> Any:
     return out
 
 
+def merging_tokenizer() -> Any:
+    """A LLaMA-style tokenizer ("▁" for spaces, BOS added) with one extra merge ranked first,
+    ":" + "▁": after "ASSISTANT:" an option " AP" starts with the token ":▁", so the prompt's
+    last token and the option's first merge (SentencePiece models do this)."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    from model_adapters.converters.tiny_tokenizers import llama_tokenizer
+
+    tok = llama_tokenizer()
+    data = json.loads(tok.backend_tokenizer.to_str())
+    taken = [*data["model"]["vocab"].values(), *(t["id"] for t in data["added_tokens"])]
+    data["model"]["vocab"][":▁"] = max(taken) + 1
+    data["model"]["merges"].insert(0, [":", "▁"])
+    tok._tokenizer = Tokenizer.from_str(json.dumps(data))
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok.image_token = "<image>"
+    return tok
+
+
 def _without_bos(tok: Any) -> Any:
     """ChatML tokenizers (Qwen) add no special tokens: drop the <s> post-processor."""
     from tokenizers import processors
@@ -198,10 +219,10 @@ MISTRAL3_TEMPLATE = (
 
 
 # ----- builders: (processor, model) ------------------------------------------------------------
-def _llava(byte_level: bool = False) -> tuple[Any, Any]:
+def _llava(tokenizer: str = "bpe") -> tuple[Any, Any]:
     import transformers as T
 
-    tok = byte_tokenizer() if byte_level else _tokenizer()
+    tok = {"bpe": _tokenizer, "bytes": byte_tokenizer, "merging": merging_tokenizer}[tokenizer]()
     tok.image_token = "<image>"
     proc = T.LlavaProcessor(
         image_processor=T.CLIPImageProcessor(
@@ -569,13 +590,17 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
 
 
-def write_tiny_vlm(arch: str, root: Path, seed: int = 0, byte_level: bool = False) -> Path:
+def write_tiny_vlm(
+    arch: str, root: Path, seed: int = 0, byte_level: bool = False, tokenizer: str = "bpe"
+) -> Path:
     """Write a tiny `arch` model, its processor and chat template under `root`, as a hub
-    repository has them; returns `root`. `byte_level` (llava only): `byte_tokenizer`."""
+    repository has them; returns `root`. llava only: `byte_level` (`byte_tokenizer`) or
+    `tokenizer="merging"` (`merging_tokenizer`)."""
     torch.manual_seed(seed)
-    if byte_level and arch != "llava":
-        raise ValueError("byte_level is offered for llava only")
-    processor, model = _llava(byte_level=True) if byte_level else BUILDERS[arch]()
+    tokenizer = "bytes" if byte_level else tokenizer
+    if tokenizer != "bpe" and arch != "llava":
+        raise ValueError("other tokenizers are offered for llava only")
+    processor, model = _llava(tokenizer) if arch == "llava" else BUILDERS[arch]()
     _randomise(model, seed)
     root.mkdir(parents=True, exist_ok=True)
     model.eval().save_pretrained(root)

@@ -149,3 +149,23 @@ def test_generation_is_the_models_own_generate(tiny):
             out = model.generate(**inputs, max_new_tokens=6, do_sample=False, num_beams=1)
         new = out[0, inputs["input_ids"].shape[1] :]
         assert text == processor.tokenizer.decode(new, skip_special_tokens=True), arch
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_options_that_merge_with_the_prompts_last_token(tmp_path, batch_size):
+    """A SentencePiece-style tokenizer that writes "ASSISTANT:" + " AP" as ..., ":▁", "AP": the
+    prompt's last token is not a prefix token of prompt + option. The option's score then
+    includes the merged token (the convention), the engine's prefix stopping before it."""
+    folder = write_tiny_vlm("llava", tmp_path / "merging", tokenizer="merging")
+    processor = _processor("llava", folder)
+    model = T.AutoModelForImageTextToText.from_pretrained(folder).eval()
+    tok = processor.tokenizer
+    prompt, special = _prompt(processor, ITEMS[0][0], 1)
+    ctx = tok(prompt, add_special_tokens=special).input_ids
+    assert tok(prompt + " AP", add_special_tokens=special).input_ids[: len(ctx)] != ctx
+    adapter = HFAutoAdapter(pretrained=str(folder), device="cpu", dtype="float32")
+    lm = CheXbenchLM(adapter, batch_size=batch_size, show_progress=False)
+    reqs = _requests()
+    for req, score in zip(reqs, lm.loglikelihood(reqs), strict=True):
+        ref, n = _reference(processor, model, *req.args[:2], req.args[2]["visual"])
+        assert score.n_tokens == n and abs(score[0] - ref) <= 1e-4, req.args[:2]
