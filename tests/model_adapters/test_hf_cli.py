@@ -131,3 +131,25 @@ def test_refusals_are_one_line(folders, tmp_path, capsys):
     assert main(["check-adapter", "hf", "--model-args", _args(pali)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "paligemma" in err and "bidirectionally" in err
+
+
+def test_hub_code_needs_the_users_flag(tmp_path, capsys):
+    """An architecture whose code lives in its repository is refused without
+    --trust-remote-code, in one line, before any of that code is imported."""
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "chexbench_custom_vlm",
+                "auto_map": {
+                    "AutoConfig": "configuration_custom.CustomConfig",
+                    "AutoModelForImageTextToText": "modeling_custom.CustomModel",
+                },
+            }
+        )
+    )
+    (folder / "configuration_custom.py").write_text("raise SystemExit('hub code ran')\n")
+    assert main(["check-adapter", "hf", "--model-args", _args(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--trust-remote-code" in err
