@@ -58,9 +58,36 @@ def fork_available() -> bool:
 _WORKER_LOAD: Callable[[Any], Any] | None = None
 
 
-def _init_worker(load: Callable[[Any], Any]) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A worker blocks on its task queue, whose write end it inherited, so it would outlive a
+    killed engine (kill -9, OOM) and keep the engine's stdout and stderr open: Linux kills it
+    when the parent dies (PR_SET_PDEATHSIG); elsewhere a watcher thread polls the parent."""
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before the call took effect
+                os._exit(1)
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="chexbench-decode-watch").start()
+
+
+def _init_worker(load: Callable[[Any], Any], parent: int) -> None:
     """Runs once in each forked worker: the loader arrives by fork, not by pickle."""
     global _WORKER_LOAD
+    _die_with_parent(parent)
     _WORKER_LOAD = load
     import torch
 
@@ -146,7 +173,7 @@ class ImagePrefetcher:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("fork"),
             initializer=_init_worker,
-            initargs=(self.load,),
+            initargs=(self.load, os.getpid()),
         )
 
     def _submit(self, image: Any) -> Future:

@@ -247,6 +247,53 @@ def test_process_workers_send_back_pixels_and_errors():
     assert got == [["xx"]] and pf._ahead is None  # the process pool ends with the stream
 
 
+KILLED_ENGINE = """
+import os, signal, sys, time
+from model_adapters.prefetch import ImagePrefetcher
+
+def slow(name):
+    time.sleep(60)
+    return name
+
+pf = ImagePrefetcher(slow, workers=2, depth=2, executor="processes")
+stream = pf.stream([["a"], ["b"], ["c"]], lambda b: [(k, k) for k in b])
+next(stream)
+time.sleep(0.5)
+print(" ".join(str(p) for p in pf._ahead._processes), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return "\tZ" not in next(line for line in fh if line.startswith("State:"))
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_workers_die_with_a_killed_engine():
+    """kill -9 of the engine must not leave decode workers holding its stdout open (a caller
+    reading it would wait forever) or running on."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_ENGINE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, _ = proc.communicate(timeout=60)  # hangs here if a worker kept the pipe
+    pids = [int(p) for p in out.split()]
+    assert proc.returncode == -9 and len(pids) == 2
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="depth"):
         ImagePrefetcher(str, depth=-1)
