@@ -13,8 +13,9 @@ the model's own thread needs the GIL between every two operators (on a GPU, to l
 kernel). On 2 CPU cores a decoding thread slowed the model's forward 1.9x, a decoding process
 1.6x (`bench/bench_prefetch.py`, docs/benchmarks.md). Forked workers inherit the loader (the
 adapter's preprocessing, model included) without pickling it; they run one torch thread and no
-CUDA, the way torch's DataLoader workers do, and send back only the pixels. The pool lives for
-one pass over the batches (`stream`), so no idle processes outlive it.
+CUDA, the way torch's DataLoader workers do, and send back only the pixels (through the result
+pipe, not shared-memory files). The pool lives for one pass over the batches (`stream`), so no
+idle processes outlive it.
 
 Results do not depend on the prefetch: each image is decoded by the same function wherever it
 runs, the engine stacks pixels in its own order, and batches are the same with and without it.
@@ -29,6 +30,7 @@ import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from harness.defaults import PREFETCH_BATCHES
@@ -94,10 +96,43 @@ def _init_worker(load: Callable[[Any], Any], parent: int) -> None:
     torch.set_num_threads(1)  # no OpenMP pool after fork (torch's DataLoader does the same)
 
 
+@dataclass(frozen=True)
+class _WireTensor:
+    """A tensor on its way back from a worker: its bytes as a numpy array, so it travels
+    through the result pipe. torch's own pickling would put it in a shared-memory file, which
+    fails under a file-size limit (RLIMIT_FSIZE) and costs a file descriptor per tensor."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: Any  # numpy uint8, the tensor's bytes in C order
+
+    @classmethod
+    def of(cls, value: Any) -> Any:
+        import torch
+
+        if not isinstance(value, torch.Tensor):
+            return value
+        t = value.detach().contiguous()
+        return cls(
+            str(t.dtype).removeprefix("torch."),
+            tuple(t.shape),
+            t.reshape(-1).view(torch.uint8).numpy(),
+        )
+
+    @staticmethod
+    def back(value: Any) -> Any:
+        """The tensor again, bit for bit (any dtype, bfloat16 included), or `value` itself."""
+        if not isinstance(value, _WireTensor):
+            return value
+        import torch
+
+        return torch.from_numpy(value.data).view(getattr(torch, value.dtype)).reshape(value.shape)
+
+
 def _load_in_worker(image: Any) -> Any:
     assert _WORKER_LOAD is not None
     try:
-        return _WORKER_LOAD(image)
+        return _WireTensor.of(_WORKER_LOAD(image))
     except Exception as exc:
         try:  # the error goes back to the engine as itself when it survives pickling
             pickle.loads(pickle.dumps(exc))
@@ -252,7 +287,7 @@ class ImagePrefetcher:
         start = time.perf_counter()
         wait(futures)
         self.wait_seconds += time.perf_counter() - start
-        return [f.result() for f in futures]
+        return [_WireTensor.back(f.result()) for f in futures]
 
     def close(self) -> None:
         """Drop everything scheduled and stop the threads."""

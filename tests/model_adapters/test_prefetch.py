@@ -294,6 +294,27 @@ def test_workers_die_with_a_killed_engine():
     assert not any(_alive(p) for p in pids)
 
 
+def _tensor(dtype_name: str):
+    import torch
+
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(3, 5, 7, generator=g).to(getattr(torch, dtype_name)).transpose(0, 2)
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "bfloat16", "float16", "int64"])
+def test_tensors_come_back_from_workers_bit_for_bit(dtype_name):
+    import torch
+
+    pf = ImagePrefetcher(_tensor, workers=1, depth=0, executor="processes")
+    for batch in pf.stream([[dtype_name]], lambda b: [(k, k) for k in b]):
+        (got,) = pf.get_many([(k, k) for k in batch])
+    want = _tensor(dtype_name)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert torch.equal(got, want)
+    bits = [t.contiguous().reshape(-1).view(torch.uint8) for t in (got, want)]
+    assert torch.equal(*bits)
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="depth"):
         ImagePrefetcher(str, depth=-1)
