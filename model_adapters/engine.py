@@ -453,7 +453,7 @@ class CheXbenchLM(LM):
     def _load_image(self, image: Any) -> Any:
         """What the model side takes of one image: decoded pixels for a native adapter (its
         processor runs in the batch), the adapter's preprocessed tensor otherwise. Runs in the
-        prefetcher's threads."""
+        prefetcher's workers (forked processes or threads)."""
         rgb = load_rgb(image)
         return rgb if self.native else self.adapter.preprocess(rgb)
 
