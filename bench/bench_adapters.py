@@ -28,8 +28,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import TINY_BUILDERS, write_tiny  # noqa: E402  (the tests' tiny-model builders)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from helpers.tiny_models import TINY_BUILDERS, write_tiny  # noqa: E402  (the tests' builders)
 
 from harness.data import load_data  # noqa: E402
 from harness.images import ImageRef  # noqa: E402

@@ -3,7 +3,7 @@
 200 pairs x 2 orders = 400 calls at concurrency 16: the ideal wall time is
 400 * 0.1 / 16 = 2.5 s. Prints the measured time and its ratio to the ideal (target <= 1.5x),
 then the time of the same command again, served entirely from the cache (0 calls).
-The server (tests/helpers/openai_server.py) runs in its own process, as a remote judge would.
+The server (tests/support/helpers/openai_server.py) runs in its own process, as a remote judge would.
 
     .venv/bin/python bench/bench_judge.py [--pairs 200] [--latency 0.1] [--concurrency 16]
 """
@@ -21,9 +21,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "tests"
-# The repository before tests/: tests/harness (the tests' folder for the harness package) must
-# not shadow the harness package itself.
+TESTS = ROOT / "tests" / "support"  # the tests' shared helpers, importable as `helpers.*`
 sys.path[:0] = [str(ROOT), str(TESTS)]
 
 from helpers.openai_server import text_rows, write_samples  # noqa: E402

@@ -1,6 +1,6 @@
 """Recall and false alarms of the reader-study identifier gate, per identifier form.
 
-Runs the corpus of tests/helpers/phi_corpus.py through four detectors and prints the table
+Runs the corpus of tests/support/helpers/phi_corpus.py through four detectors and prints the table
 quoted in docs/reader-study.md:
 
 - presidio: presidio-analyzer alone (pattern recognizers, `no_op` engine, score >= 0.4);
@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 from helpers.phi_corpus import CORPUS  # noqa: E402  (the tests' corpus)
 
 from harness.reader_study.privacy import (  # noqa: E402

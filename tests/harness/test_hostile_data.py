@@ -1,4 +1,4 @@
-"""Every hostile data file (tests/helpers/hostile_data.py) is refused the same way by
+"""Every hostile data file (tests/support/helpers/hostile_data.py) is refused the same way by
 `chexbench data validate` and `chexbench run`: a non-zero exit, one error line naming the file,
 task and item, no traceback, and nothing written under --output. Each case once crashed a run
 after the model had loaded, or scored the file silently wrong.

@@ -1,6 +1,6 @@
 """Trust at the edges of `chexbench judge` (issue 16): each failure measured on the judge before
 the fix, as a test, through the real CLI, the real `openai` client and a real local
-chat-completions server (tests/helpers/openai_server.py).
+chat-completions server (tests/support/helpers/openai_server.py).
 
 - a cache filled against one server must not answer for another;
 - two judges on one cache pay once per judgment, and every paid call is recorded;

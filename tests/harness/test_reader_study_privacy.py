@@ -3,7 +3,7 @@ measured on the exporter before the fix, as a test.
 
 - identifiers in the forms the issue lists (month-name dates, phone numbers, e-mail, spaced
   SSNs, labelled and titled names, addresses, ages over 89, full-width and zero-width MRNs)
-  reached the packets; now every form in tests/helpers/phi_corpus.py is found and the export
+  reached the packets; now every form in tests/support/helpers/phi_corpus.py is found and the export
   refuses, writing nothing, while radiology text (T8-T10, Kerley B, measurements) passes;
 - the detector's first pass is presidio, which must not touch the network or the home folder;
 - the scrub log copied every original text, identifiers in cut signatures included;

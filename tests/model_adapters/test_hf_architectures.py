@@ -1,5 +1,5 @@
 """`--model hf` on tiny random models of nine transformers architectures, each written to disk
-with its processor and a chat template shaped like the released one (tests/helpers/tiny_vlms.py).
+with its processor and a chat template shaped like the released one (tests/support/helpers/tiny_vlms.py).
 
 The documented convention (docs/evaluate-any-model.md) is the reference, computed here with the
 model's own processor and forward and nothing of CheXbench's: the processor's chat template for

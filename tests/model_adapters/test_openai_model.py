@@ -1,4 +1,4 @@
-"""`--model openai` against a real OpenAI-compatible server on 127.0.0.1 (tests/helpers/
+"""`--model openai` against a real OpenAI-compatible server on 127.0.0.1 (tests/support/helpers/
 vlm_server.py: vLLM's chat subset in front of a tiny LLaVA, implemented with transformers).
 
 The server's log-likelihoods are compared with the in-process engine (`CheXbenchLM` over

@@ -15,7 +15,7 @@ CheXbench's prompt, span or scoring code, and asserts that:
   continuation of that prompt after the official post-processing (the official wrappers that
   sample are run greedily: docs/protocol.md).
 
-The tiny models tokenise like their families (model_adapters/converters/tiny_tokenizers.py):
+The tiny models tokenise like their families (tests/support/helpers/tiny_tokenizers.py):
 LLaMA's SentencePiece "▁" behaviour, OPT's `</s>` BOS, CheXagent-2's chat template. The MC item
 has an option that starts with a digit, where the official span rules of Med-Flamingo and RadFM
 ("from the token holding the option's first character") differ from a plain tail.
@@ -28,7 +28,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import write_tiny
+from helpers.tiny_models import write_tiny
 from PIL import Image
 
 from model_adapters.base import ImageSlot
@@ -186,7 +186,7 @@ def test_chexagent2_chat_and_generation(tmp_path_factory, image):
     adapter, lm, args = _build("chexagent2", tmp_path_factory)
     folder = args["pretrained"]
     tok = AutoTokenizer.from_pretrained(folder)
-    # The stand-in's model class is code in the folder this test wrote (tests/conftest.py).
+    # The stand-in's model class is code in the folder this test wrote (tests/support/helpers/tiny_models.py).
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
     visual = model.transformer.visual
     with torch.no_grad():

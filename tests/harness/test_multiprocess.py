@@ -196,8 +196,9 @@ def test_model_split_across_devices_scores_like_one_device():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_device_map_auto_through_from_pretrained(tmp_path):
     """`device_map="auto"` goes through transformers' loader (one GPU here: all on it)."""
+    from helpers.tiny_release import write_tiny_blip2
+
     from model_adapters.blip2 import Blip2Adapter
-    from model_adapters.converters.tiny import write_tiny_blip2
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False

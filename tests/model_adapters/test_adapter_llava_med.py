@@ -11,16 +11,16 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.tiny_release import write_tiny_llava_med_release
 from PIL import Image
 
 from harness.cli import main
 from harness.errors import UserError
 from model_adapters.base import ImageSlot, TokenIds
-from model_adapters.converters.tiny import write_tiny_llava_med_release
 from model_adapters.engine import CheXbenchLM
 from model_adapters.llava_med import LlavaMedAdapter, LlavaMedV15Adapter
 
-PAPER_ROW = Path(__file__).resolve().parents[1] / "results" / "paper" / "llava-med.json"
+PAPER_ROW = Path(__file__).resolve().parents[2] / "results" / "paper" / "llava-med.json"
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_chexbench_run_end_to_end_names_the_variant(tmp_path, folders, name, whi
     """Only a v0 run is the paper's LLaVA-Med (the leaderboard pairs them for paper deltas)."""
     import shutil
 
-    from test_adapter_blip2 import run_e2e
+    from helpers.runs import run_e2e
 
     from leaderboard.loader import load_folder
 

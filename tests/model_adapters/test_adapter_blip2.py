@@ -6,29 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers.runs import TASK, run_e2e  # noqa: F401  (TASK: the e2e task)
+from helpers.tiny_release import write_tiny_blip2
 from PIL import Image
 
-from harness.cli import main
-from harness.phantom.writer import generate_phantom
 from model_adapters.base import ImageSlot, TokenIds
 from model_adapters.blip2 import Blip2Adapter
-from model_adapters.converters.tiny import write_tiny_blip2
 from model_adapters.engine import CheXbenchLM
-
-TASK = "chexbench_view_classification_mimic_cxr"
-
-
-def run_e2e(tmp_path, model: str, model_args: str, extra: tuple[str, ...] = ()) -> dict:
-    """`chexbench run` on phantom data; returns results.json (shared by the adapter tests)."""
-    ph = generate_phantom(tmp_path / "phantom", n_per_pair=2, seed=0, image_size=64, n_text=0,
-                          n_fairness=0)
-    out = tmp_path / "runs"
-    rc = main(["run", "--model", model, "--model-args", model_args, "--data", str(ph.data_json),
-               "--image-root", str(ph.out_dir), "--output", str(out), "--tasks", TASK,
-               "--text-metrics", "rouge", "--bootstrap-samples", "20", "--batch-size", "2", *extra])
-    assert rc == 0
-    (results,) = out.glob("*/results.json")
-    return json.loads(results.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from test_text_metrics_tiny import shared_scorer_cache
+from helpers.tiny_scorers import shared_scorer_cache
 
 from harness.cli import main
 from harness.io import read_jsonl

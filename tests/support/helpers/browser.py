@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "leaderboard" / "app.py"
 
 needs_chromium = [

@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from helpers.tiny_release import write_tiny_chexagent2_standin
 from PIL import Image
 
 from model_adapters.base import ImageSlot, TokenIds
 from model_adapters.chexagent2 import CheXagent2Adapter
-from model_adapters.converters.tiny import write_tiny_chexagent2_standin
 from model_adapters.engine import CheXbenchLM
 
 
@@ -51,7 +51,7 @@ def test_generate_mode_counts_unparseable_and_loglikelihood_equals_naive(folder)
 
 
 def test_chexbench_run_end_to_end_generate_mode(tmp_path, folder):
-    from test_adapter_blip2 import run_e2e
+    from helpers.runs import run_e2e
 
     run_e2e(tmp_path, "chexagent2", f"pretrained={folder},device=cpu,dtype=float32",
             ("--trust-remote-code", "--mc-mode", "generate"))

@@ -1,6 +1,6 @@
 """Hostile CheXbench data files: each one broke a run (a crash after the model loaded, or a
 silently wrong score) before the loader refused it. The suite in tests/harness/ runs every case
-through `chexbench data validate` and `chexbench run`; `python tests/helpers/hostile_data.py
+through `chexbench data validate` and `chexbench run`; `python tests/support/helpers/hostile_data.py
 DIR` writes them all to DIR for trying by hand.
 
 Each case is a small valid file (one View Classification item, one real PNG) with one thing

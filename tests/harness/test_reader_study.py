@@ -1,6 +1,6 @@
 """Reader study: blinding, privacy, determinism, REDCap kit, round trip and agreement.
 
-Runs are small synthetic run folders (tests/helpers/reader_study.py: a results.json that passes
+Runs are small synthetic run folders (tests/support/helpers/reader_study.py: a results.json that passes
 the schema and a samples.jsonl) over a phantom data.json with real PNG radiographs: the same
 files `chexbench run` writes, made without running a model so the suite stays fast. The runs
 are synthetic, so every export passes force=True (which also accepts demo runs).

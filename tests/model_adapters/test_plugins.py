@@ -24,7 +24,7 @@ from model_adapters.engine import CheXbenchLM
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "adapters" / "example_adapter.py"
 
 

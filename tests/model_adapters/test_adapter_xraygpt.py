@@ -5,12 +5,12 @@ the adapter; the engine matches the naive forward and `chexbench run` works end 
 from __future__ import annotations
 
 import pytest
+from helpers.tiny_release import QFORMER, VISION, write_tiny_xraygpt_release
 from PIL import Image
 
 from harness.cli import main
 from harness.errors import UserError
 from model_adapters.base import ImageSlot, TokenIds
-from model_adapters.converters.tiny import QFORMER, VISION, write_tiny_xraygpt_release
 from model_adapters.converters.xraygpt import convert_xraygpt
 from model_adapters.engine import CheXbenchLM
 from model_adapters.xraygpt import XrayGPTAdapter
@@ -45,7 +45,7 @@ def test_unconverted_folder_is_refused_with_the_convert_command(tmp_path):
 
 
 def test_chexbench_run_end_to_end(tmp_path, folder):
-    from test_adapter_blip2 import run_e2e
+    from helpers.runs import run_e2e
 
     run_e2e(tmp_path, "xraygpt", f"pretrained={folder},device=cpu,dtype=float32")
     assert main(["run", "--model", "xraygpt", "--model-args", "device=cpu", "--data", "x.json"]) == 2

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_text_metrics_tiny import shared_scorer_cache
+from helpers.tiny_scorers import shared_scorer_cache
 
 from harness.text_metrics import TextMetricsConfig, score_texts
 from harness.text_metrics.bertscore import BertScorer, packaged_baseline

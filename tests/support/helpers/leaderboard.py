@@ -18,7 +18,7 @@ from harness.io import atomic_write_json, atomic_write_jsonl
 from harness.results_schema import MetricValue, ModelInfo, Results, RunCard, SubtaskResult
 from harness.taxonomy import PERCEPTION_SUBTASKS
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PAPER_DIR = REPO / "results" / "paper"
 OFFICIAL_SHA = "0" * 63 + "1"  # stands for the official data.json's sha256 in these folders
 VIEW_MIMIC = "chexbench_view_classification_mimic_cxr"

@@ -14,16 +14,16 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-from harness.cli import main
-from model_adapters.converters.common import ConversionError, read_state_dict
-from model_adapters.converters.llava_med import convert_llava_med
-from model_adapters.converters.tiny import (
+from helpers.tiny_release import (
     QFORMER,
     VISION,
     write_tiny_llava_med_release,
     write_tiny_xraygpt_release,
 )
+
+from harness.cli import main
+from model_adapters.converters.common import ConversionError, read_state_dict
+from model_adapters.converters.llava_med import convert_llava_med
 from model_adapters.converters.xraygpt import convert_xraygpt
 
 HEADS = {"vit_heads": VISION["heads"], "qformer_heads": QFORMER["heads"]}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from model_adapters.converters.tiny_tokenizers import llama_tokenizer, opt_tokenizer, phi_tokenizer
+from helpers.tiny_tokenizers import llama_tokenizer, opt_tokenizer, phi_tokenizer
 
 VISION = {"hidden": 32, "layers": 2, "heads": 2, "inter": 64, "image": 32, "patch": 8}
 QFORMER = {"hidden": 32, "layers": 2, "heads": 2, "inter": 64, "queries": 4}

@@ -104,7 +104,7 @@ def merging_tokenizer() -> Any:
 
     from tokenizers import Tokenizer
 
-    from model_adapters.converters.tiny_tokenizers import llama_tokenizer
+    from helpers.tiny_tokenizers import llama_tokenizer
 
     tok = llama_tokenizer()
     data = json.loads(tok.backend_tokenizer.to_str())

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.tiny_release import write_tiny_instructblip
 from PIL import Image
 
 from model_adapters.base import ImageSlot, TokenIds
-from model_adapters.converters.tiny import write_tiny_instructblip
 from model_adapters.engine import CheXbenchLM
 from model_adapters.instructblip import InstructBlipAdapter
 
@@ -46,6 +46,6 @@ def test_qformer_reads_the_instruction_and_matches_hf_get_image_features(adapter
                     reason="engine does not yet pass adapter.image_text() to encode_images "
                            "(interface change requested in the adapter report)")
 def test_chexbench_run_end_to_end(tmp_path, adapter):
-    from test_adapter_blip2 import run_e2e
+    from helpers.runs import run_e2e
 
     run_e2e(tmp_path, "instructblip", f"pretrained={adapter.pretrained},device=cpu,dtype=float32")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_BUILDERS, write_tiny
+from helpers.tiny_models import TINY_BUILDERS, write_tiny
 
 from harness.cli import main
 from harness.conformance import ConformanceReport, run_checks

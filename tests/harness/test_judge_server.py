@@ -1,5 +1,5 @@
 """`chexbench judge` end to end, driven by the real `openai` client against a real local
-chat-completions server (tests/helpers/openai_server.py) that scripts verdicts and failures."""
+chat-completions server (tests/support/helpers/openai_server.py) that scripts verdicts and failures."""
 
 from __future__ import annotations
 
