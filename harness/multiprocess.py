@@ -238,8 +238,10 @@ def launch_data_parallel(spec: Any, num_processes: int) -> int:
 
     if num_processes < 1:
         raise UserError("--num-processes must be at least 1")
+    # A world of one is no launch (single-process DeepSpeed leaves WORLD_SIZE=1 behind, as
+    # DataParallel.from_env also reads it).
     launched = int(os.environ.get("WORLD_SIZE", "0") or 0)
-    if launched:
+    if launched > 1:
         if launched != num_processes:
             raise UserError(f"--num-processes {num_processes} but the launcher started "
                             f"{launched} processes; drop --num-processes when launching by hand")

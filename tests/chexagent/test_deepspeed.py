@@ -27,7 +27,7 @@ TEXTS = ["no acute cardiopulmonary process.", "small left pleural effusion.",
          "right-sided pneumothorax.", "lungs are clear."]
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]
 
 
 def _instances() -> list[Instance]:

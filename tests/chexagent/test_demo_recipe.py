@@ -23,7 +23,7 @@ pytest.importorskip("harness.phantom")
 STEPS = ("phantom-train", "phantom-test", "chexinstruct", "stage0", "stage1", "stage2", "stage3")
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]
 
 
 @pytest.fixture

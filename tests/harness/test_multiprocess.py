@@ -70,6 +70,7 @@ def phantom(tmp_path_factory) -> Path:
     return generate_phantom(out, n_per_pair=2, seed=0, n_text=2, n_fairness=0).data_json
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(phantom, tmp_path):
     from harness.runner import run_benchmark
 

@@ -82,6 +82,7 @@ class KillingCheXagent(CheXagentAdapter):
 """
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_results(phantom, reference, tmp_path):
     ref_dir = reference
     ref = json.loads((ref_dir / "results.json").read_text())

@@ -13,6 +13,8 @@ import pytest
 
 from harness.phantom import generate_phantom
 
+pytestmark = pytest.mark.slow  # a fresh interpreter per mistake: ~50 s in all
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
