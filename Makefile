@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test test-fast lint bench install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,12 +22,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/chexbench demo --output results/demo
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+# The whole suite, lint first (CI runs this).
+test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
+# Everything but the tests marked slow (end-to-end runs in fresh processes, DeepSpeed).
+test-fast: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	for b in bench/bench_engine.py bench/bench_adapters.py bench/bench_stats.py bench/bench_judge.py bench/bench_train_query_cache.py; do $(BIN)/python $$b || exit 1; done

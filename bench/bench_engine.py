@@ -27,10 +27,25 @@ from model_adapters.engine import CheXbenchLM
 
 # A larger-than-tiny shape so the vision tower's share of the work is closer to CheXagent-8b's
 # (EVA-CLIP-g at 448 px is ~1B parameters against Mistral-7B's 7B over ~300 tokens).
-SMALL = dict(image_size=224, patch_size=16, vision_hidden=256, vision_layers=6, vision_heads=4,
-             vision_intermediate=1024, qformer_hidden=128, qformer_layers=2, qformer_heads=4,
-             qformer_intermediate=256, num_query_tokens=32, text_hidden=256, text_layers=4,
-             text_heads=4, text_kv_heads=2, text_intermediate=512, max_positions=2048)
+SMALL = dict(
+    image_size=224,
+    patch_size=16,
+    vision_hidden=256,
+    vision_layers=6,
+    vision_heads=4,
+    vision_intermediate=1024,
+    qformer_hidden=128,
+    qformer_layers=2,
+    qformer_heads=4,
+    qformer_intermediate=256,
+    num_query_tokens=32,
+    text_hidden=256,
+    text_layers=4,
+    text_heads=4,
+    text_kv_heads=2,
+    text_intermediate=512,
+    max_positions=2048,
+)
 
 
 class Req:
@@ -56,11 +71,14 @@ def build_adapter(arch: str) -> CheXagentAdapter:
 
 def four_option_items(n: int) -> list[tuple[str, list[str], list[ImageRef]]]:
     folder = tempfile.mkdtemp(prefix="bench-engine-")
-    res = generate_phantom(folder, n_per_pair=max(4, n // 6 + 1), seed=11, image_size=128,
-                           n_text=1, n_fairness=0)
-    items = [(i.question, i.options, [ImageRef(f"{folder}/{p}") for p in i.image_paths])
-             for i in load_data(res.data_json).perception
-             if len(i.options) == 4 and len(i.image_paths) == 1]
+    res = generate_phantom(
+        folder, n_per_pair=max(4, n // 6 + 1), seed=11, image_size=128, n_text=1, n_fairness=0
+    )
+    items = [
+        (i.question, i.options, [ImageRef(f"{folder}/{p}") for p in i.image_paths])
+        for i in load_data(res.data_json).perception
+        if len(i.options) == 4 and len(i.image_paths) == 1
+    ]
     return items[:n]
 
 
@@ -90,7 +108,7 @@ def main() -> None:
     def preds(scores):
         out, k = [], 0
         for _, opts, _ in items:
-            lls = [s[0] / s.n_tokens for s in scores[k: k + len(opts)]]
+            lls = [s[0] / s.n_tokens for s in scores[k : k + len(opts)]]
             out.append(int(np.argmax(lls)))
             k += len(opts)
         return out
@@ -98,15 +116,23 @@ def main() -> None:
     same = preds(fast) == preds(slow)
     diff = max(abs(a[0] - b[0]) for a, b in zip(fast, slow, strict=True))
     n = len(items)
-    print(f"model: CheXagent architecture, '{args.arch}' shape, float32, CPU, "
-          f"{torch.get_num_threads()} threads; {n} four-option items, batch {args.batch_size}")
+    print(
+        f"model: CheXagent architecture, '{args.arch}' shape, float32, CPU, "
+        f"{torch.get_num_threads()} threads; {n} four-option items, batch {args.batch_size}"
+    )
     print(f"{'method':<8}{'items/s':>10}{'vision calls/item':>20}{'images encoded/item':>22}")
-    print(f"{'naive':<8}{n / t_naive:>10.2f}{naive_lm.stats.vision_calls / n:>20.2f}"
-          f"{naive_lm.stats.images_encoded / n:>22.2f}")
-    print(f"{'engine':<8}{n / t_engine:>10.2f}{engine.stats.vision_calls / n:>20.2f}"
-          f"{engine.stats.images_encoded / n:>22.2f}")
-    print(f"speed-up (engine / naive): {t_naive / t_engine:.2f}x   identical predictions: {same}"
-          f"   max |log-prob diff|: {diff:.2e}")
+    print(
+        f"{'naive':<8}{n / t_naive:>10.2f}{naive_lm.stats.vision_calls / n:>20.2f}"
+        f"{naive_lm.stats.images_encoded / n:>22.2f}"
+    )
+    print(
+        f"{'engine':<8}{n / t_engine:>10.2f}{engine.stats.vision_calls / n:>20.2f}"
+        f"{engine.stats.images_encoded / n:>22.2f}"
+    )
+    print(
+        f"speed-up (engine / naive): {t_naive / t_engine:.2f}x   identical predictions: {same}"
+        f"   max |log-prob diff|: {diff:.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -63,17 +63,33 @@ def prepare(out: Path, n_items: int, n_per_pair: int, image_size: int, seed: int
     from harness.data import load_data
     from harness.phantom import generate_phantom
 
-    ph = generate_phantom(out, n_per_pair=n_per_pair, seed=seed, image_size=image_size,
-                          n_text=0, n_fairness=0)
-    items = [{"item_id": i.item_id, "question": i.question, "options": i.options,
-              "images": i.image_paths} for i in load_data(ph.data_json).perception]
+    ph = generate_phantom(
+        out, n_per_pair=n_per_pair, seed=seed, image_size=image_size, n_text=0, n_fairness=0
+    )
+    items = [
+        {
+            "item_id": i.item_id,
+            "question": i.question,
+            "options": i.options,
+            "images": i.image_paths,
+        }
+        for i in load_data(ph.data_json).perception
+    ]
     if len(items) < n_items:
-        raise SystemExit(f"phantom gave {len(items)} perception items < {n_items}; "
-                         "raise --n-per-pair")
+        raise SystemExit(
+            f"phantom gave {len(items)} perception items < {n_items}; raise --n-per-pair"
+        )
     random.Random(seed).shuffle(items)
     path = out / "items.json"
-    atomic_write_json(path, {"seed": seed, "n_per_pair": n_per_pair, "image_size": image_size,
-                             "items": items[:n_items]})
+    atomic_write_json(
+        path,
+        {
+            "seed": seed,
+            "n_per_pair": n_per_pair,
+            "image_size": image_size,
+            "items": items[:n_items],
+        },
+    )
     return path
 
 
@@ -92,8 +108,15 @@ class Item:
 def load_items(path: Path) -> tuple[dict[str, Any], list[Item]]:
     spec = json.loads(path.read_text())
     root = path.parent
-    items = [Item(d["item_id"], d["question"], d["options"],
-                  [ImageRef(str(root / p)) for p in d["images"]]) for d in spec["items"]]
+    items = [
+        Item(
+            d["item_id"],
+            d["question"],
+            d["options"],
+            [ImageRef(str(root / p)) for p in d["images"]],
+        )
+        for d in spec["items"]
+    ]
     return spec, items
 
 
@@ -117,7 +140,7 @@ def image_flops(a: CheXagentArch, attention: bool = True) -> int:
     att = int(attention)
     patches = (a.image_size // a.patch_size) ** 2
     tv, dv, fv = patches + 1, a.vision_hidden, a.vision_intermediate
-    f = 2 * patches * (3 * a.patch_size ** 2) * dv  # patch embedding (a conv)
+    f = 2 * patches * (3 * a.patch_size**2) * dv  # patch embedding (a conv)
     f += a.vision_layers * (2 * tv * (4 * dv * dv + 2 * dv * fv) + att * 4 * tv * tv * dv)
     q, dq, fq = a.num_query_tokens, a.qformer_hidden, a.qformer_intermediate
     for layer in range(a.qformer_layers):
@@ -127,8 +150,15 @@ def image_flops(a: CheXagentArch, attention: bool = True) -> int:
     return f + 2 * q * dq * a.text_hidden
 
 
-def lm_flops(a: CheXagentArch, new: int, past: int, logit_rows: int, causal: bool = True,
-             vocab: int = 32000, attention: bool = True) -> int:
+def lm_flops(
+    a: CheXagentArch,
+    new: int,
+    past: int,
+    logit_rows: int,
+    causal: bool = True,
+    vocab: int = 32000,
+    attention: bool = True,
+) -> int:
     """Mistral over `new` tokens after `past` cached ones. `causal`: each token's attention
     covers only the keys at or before it (the minimum); False counts the full new x (past+new)
     score matrix, which is what attention kernels are credited with by FlopCounterMode."""
@@ -177,16 +207,22 @@ def check_flop_model(a: CheXagentArch, lm: Any, item: Item) -> dict[str, float]:
     vocab = lm.adapter.model.config.text_config.vocab_size
     total = prefix + opts[0]
     analytic = n_img * image_flops(a) + lm_flops(a, total, 0, total, causal=False, vocab=vocab)
-    no_sdpa = (n_img * image_flops(a, attention=False) + lm_flops(
-        a, total, 0, total, causal=False, vocab=vocab, attention=False))
+    no_sdpa = n_img * image_flops(a, attention=False) + lm_flops(
+        a, total, 0, total, causal=False, vocab=vocab, attention=False
+    )
     vit_tokens = (a.image_size // a.patch_size) ** 2 + 1
-    vit_attn = a.vision_layers * 4 * vit_tokens ** 2 * a.vision_hidden
+    vit_attn = a.vision_layers * 4 * vit_tokens**2 * a.vision_hidden
     qformer_attn = n_img * (image_flops(a) - image_flops(a, attention=False) - vit_attn)
-    counted = counted_flops(lambda: lm.score_naive(item.question, " " + item.options[0],
-                                                   item.images))
-    return {"analytic": analytic, "flop_counter": counted, "ratio": counted / analytic,
-            "analytic_eager_attention_only": no_sdpa + qformer_attn,
-            "ratio_eager_attention_only": counted / (no_sdpa + qformer_attn)}
+    counted = counted_flops(
+        lambda: lm.score_naive(item.question, " " + item.options[0], item.images)
+    )
+    return {
+        "analytic": analytic,
+        "flop_counter": counted,
+        "ratio": counted / analytic,
+        "analytic_eager_attention_only": no_sdpa + qformer_attn,
+        "ratio_eager_attention_only": counted / (no_sdpa + qformer_attn),
+    }
 
 
 def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -199,10 +235,13 @@ def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kw
 def flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
 
-    names = ("_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
-             "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu")
-    mapping = {getattr(torch.ops.aten, n): _sdpa_flops for n in names
-               if hasattr(torch.ops.aten, n)}
+    names = (
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+    )
+    mapping = {getattr(torch.ops.aten, n): _sdpa_flops for n in names if hasattr(torch.ops.aten, n)}
     return FlopCounterMode(display=False, custom_mapping=mapping)
 
 
@@ -271,7 +310,7 @@ def matmul_rate(device: str) -> float | None:
         times.append(start.elapsed_time(end) / 1e3)
     del a, b
     torch.cuda.empty_cache()
-    return 2 * n ** 3 / statistics.median(times)
+    return 2 * n**3 / statistics.median(times)
 
 
 # ----- films -------------------------------------------------------------------------------------
@@ -297,8 +336,12 @@ def realistic_films(items: list[Item], px: int, folder: Path, seed: int) -> dict
         sizes = list(pool.map(_film_job, jobs))
     for it in items:
         it.images = [ImageRef(new[im.path]) for im in it.images]
-    return {"px": px, "films": len(unique), "mean_mb": statistics.mean(sizes) / 1e6,
-            "write_s": time.perf_counter() - t0}
+    return {
+        "px": px,
+        "films": len(unique),
+        "mean_mb": statistics.mean(sizes) / 1e6,
+        "write_s": time.perf_counter() - t0,
+    }
 
 
 # ----- timing ------------------------------------------------------------------------------------
@@ -312,18 +355,27 @@ def _old_decode_workers() -> int:
 # is scored (a pool of min(8, CPUs) threads), items in lm-eval's order. The arms add one change
 # at a time; "after" is the default engine; "_sdpa" adds the Q-Former's SDPA attention.
 ARMS: dict[str, dict[str, Any]] = {
-    "before": {"prefetch": 0, "bucket": False, "decode_executor": "threads",
-               "decode_workers": _old_decode_workers()},
-    "bucket": {"prefetch": 0, "bucket": True, "decode_executor": "threads",
-               "decode_workers": _old_decode_workers()},
+    "before": {
+        "prefetch": 0,
+        "bucket": False,
+        "decode_executor": "threads",
+        "decode_workers": _old_decode_workers(),
+    },
+    "bucket": {
+        "prefetch": 0,
+        "bucket": True,
+        "decode_executor": "threads",
+        "decode_workers": _old_decode_workers(),
+    },
     "prefetch_threads": {"prefetch": 2, "bucket": True, "decode_executor": "threads"},
     "after": {"prefetch": 2, "bucket": True, "decode_executor": "processes"},
     "after_sdpa": {"prefetch": 2, "bucket": True, "decode_executor": "processes"},
 }
 
 
-def time_engine(adapter: Any, reqs: list[tuple], batch_size: int, device: str,
-                arm: str = "after") -> tuple[float, Any, list]:
+def time_engine(
+    adapter: Any, reqs: list[tuple], batch_size: int, device: str, arm: str = "after"
+) -> tuple[float, Any, list]:
     from model_adapters.engine import CheXbenchLM
     from model_adapters.qformer_sdpa import use_eager, use_sdpa
 
@@ -343,8 +395,9 @@ def time_engine(adapter: Any, reqs: list[tuple], batch_size: int, device: str,
 def time_naive(adapter: Any, reqs: list[tuple], device: str) -> tuple[float, Any, list]:
     from model_adapters.engine import CheXbenchLM
 
-    lm = CheXbenchLM(adapter, batch_size=1, show_progress=False, prefetch=0,
-                     decode_executor="threads")
+    lm = CheXbenchLM(
+        adapter, batch_size=1, show_progress=False, prefetch=0, decode_executor="threads"
+    )
     sync(device)
     t0 = time.perf_counter()
     scores = [lm.score_naive(c, o, v["visual"]) for c, o, v in reqs]
@@ -369,16 +422,19 @@ def qformer_sdpa_check(adapter: Any, items: list[Item], device: str) -> dict[str
     from model_adapters.engine import load_rgb
     from model_adapters.qformer_sdpa import use_eager, use_sdpa
 
-    pixels = torch.stack([adapter.preprocess(load_rgb(im)) for it in items[:4]
-                          for im in it.images[:1]])
+    pixels = torch.stack(
+        [adapter.preprocess(load_rgb(im)) for it in items[:4] for im in it.images[:1]]
+    )
     eager = adapter.encode_images(pixels)
     blocks = use_sdpa(adapter.model)
     try:
         fused = adapter.encode_images(pixels)
     finally:
         use_eager(adapter.model)
-    diff = max(float((a.slot_embeds.float() - b.slot_embeds.float()).abs().max())
-               for a, b in zip(eager, fused, strict=True))
+    diff = max(
+        float((a.slot_embeds.float() - b.slot_embeds.float()).abs().max())
+        for a, b in zip(eager, fused, strict=True)
+    )
     scale = max(float(a.slot_embeds.float().abs().max()) for a in eager)
     return {"blocks": blocks, "max_abs_diff": diff, "max_abs_value": scale}
 
@@ -386,7 +442,7 @@ def qformer_sdpa_check(adapter: Any, items: list[Item], device: str) -> dict[str
 def argmaxes(scores: list, items: list[Item]) -> list[int]:
     out, k = [], 0
     for it in items:
-        lls = [s[0] / s.n_tokens for s in scores[k: k + len(it.options)]]
+        lls = [s[0] / s.n_tokens for s in scores[k : k + len(it.options)]]
         out.append(max(range(len(lls)), key=lls.__getitem__))
         k += len(it.options)
     return out
@@ -396,8 +452,11 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
     import os
 
-    out = {"python": platform.python_version(), "torch": torch.__version__,
-           "cpus": str(os.cpu_count())}
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": str(os.cpu_count()),
+    }
     for name in ("transformers", "tokenizers", "huggingface_hub", "lm_eval", "numpy", "pillow"):
         try:
             out[name] = md.version(name)
@@ -415,10 +474,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device, dtype = args.device, getattr(torch, args.dtype)
     spec, items = load_items(Path(args.items_json))
     items = items[: args.items]
-    result: dict[str, Any] = {"versions": versions(), "arch": args.arch, "dtype": args.dtype,
-                              "device": device, "items": len(items), "mix": mix(items),
-                              "phantom": {k: spec[k] for k in ("seed", "n_per_pair", "image_size")},
-                              "model_seed": args.seed, "arms": ARMS, "engine": [], "naive": {}}
+    result: dict[str, Any] = {
+        "versions": versions(),
+        "arch": args.arch,
+        "dtype": args.dtype,
+        "device": device,
+        "items": len(items),
+        "mix": mix(items),
+        "phantom": {k: spec[k] for k in ("seed", "n_per_pair", "image_size")},
+        "model_seed": args.seed,
+        "arms": ARMS,
+        "engine": [],
+        "naive": {},
+    }
     out = Path(args.out) if args.out else None
 
     def save() -> None:
@@ -430,8 +498,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.film_px:
         import tempfile
 
-        result["films"] = realistic_films(items, args.film_px,
-                                          Path(tempfile.mkdtemp(prefix="films-")), args.seed)
+        result["films"] = realistic_films(
+            items, args.film_px, Path(tempfile.mkdtemp(prefix="films-")), args.seed
+        )
         print(f"films: {json.dumps(result['films'])}", flush=True)
     result["matmul_flops_per_s"] = matmul_rate(device)
     t0 = time.perf_counter()
@@ -439,15 +508,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sync(device)
     result["build_s"] = time.perf_counter() - t0
     result["parameters"] = sum(p.numel() for p in adapter.model.parameters())
-    result["weights_gib"] = (torch.cuda.memory_allocated() / 2**30
-                             if device.startswith("cuda") else None)
+    result["weights_gib"] = (
+        torch.cuda.memory_allocated() / 2**30 if device.startswith("cuda") else None
+    )
     cfg = adapter.model.config
     result["attn_implementation"] = {
         "vision": getattr(cfg.vision_config, "_attn_implementation", None),
         "qformer": getattr(cfg.qformer_config, "_attn_implementation", None),
-        "text": getattr(cfg.text_config, "_attn_implementation", None)}
-    print(f"model: {result['parameters'] / 1e9:.3f}B parameters, built in "
-          f"{result['build_s']:.1f}s, attention {result['attn_implementation']}", flush=True)
+        "text": getattr(cfg.text_config, "_attn_implementation", None),
+    }
+    print(
+        f"model: {result['parameters'] / 1e9:.3f}B parameters, built in "
+        f"{result['build_s']:.1f}s, attention {result['attn_implementation']}",
+        flush=True,
+    )
     save()
 
     accountant = CheXbenchLM(adapter, batch_size=1, show_progress=False)
@@ -455,9 +529,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["floor"] = floor
     result["cpu_preprocess_s"] = preprocess_seconds(adapter, items)
     result["qformer_sdpa_check"] = qformer_sdpa_check(adapter, items, device)
-    print(f"CPU image load + preprocessing of the {floor['unique_images']} unique images on one "
-          f"thread: {result['cpu_preprocess_s']:.2f}s; Q-Former SDPA vs eager "
-          f"{json.dumps(result['qformer_sdpa_check'])}", flush=True)
+    print(
+        f"CPU image load + preprocessing of the {floor['unique_images']} unique images on one "
+        f"thread: {result['cpu_preprocess_s']:.2f}s; Q-Former SDPA vs eager "
+        f"{json.dumps(result['qformer_sdpa_check'])}",
+        flush=True,
+    )
     save()
 
     reqs = flat_requests(items)
@@ -467,19 +544,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time_engine(adapter, reqs, bs, device, "after" if bucket else "before")
         runs: dict[str, list] = {a: [] for a in arms}
         for rep in range(args.repeats):
-            for arm in arms[rep % len(arms):] + arms[: rep % len(arms)]:  # rotating order
+            for arm in arms[rep % len(arms) :] + arms[: rep % len(arms)]:  # rotating order
                 reset_peak(device)
                 secs, lm, scores = time_engine(adapter, reqs, bs, device, arm)
-                runs[arm].append({"seconds": secs, "items_per_s": len(items) / secs,
-                                  "peak_gib": peak_gib(device), "stats": lm.stats.as_dict(),
-                                  "decode_wait_s": lm._images.wait_seconds,
-                                  "settings": lm.engine_settings(),
-                                  "predictions": argmaxes(scores, items),
-                                  "finite": all(abs(s[0]) < float("inf") for s in scores)})
-                print(f"batch {bs} {arm}: {len(items) / secs:.2f} items/s ({secs:.2f}s, decode "
-                      f"wait {lm._images.wait_seconds:.2f}s)", flush=True)
+                runs[arm].append(
+                    {
+                        "seconds": secs,
+                        "items_per_s": len(items) / secs,
+                        "peak_gib": peak_gib(device),
+                        "stats": lm.stats.as_dict(),
+                        "decode_wait_s": lm._images.wait_seconds,
+                        "settings": lm.engine_settings(),
+                        "predictions": argmaxes(scores, items),
+                        "finite": all(abs(s[0]) < float("inf") for s in scores),
+                    }
+                )
+                print(
+                    f"batch {bs} {arm}: {len(items) / secs:.2f} items/s ({secs:.2f}s, decode "
+                    f"wait {lm._images.wait_seconds:.2f}s)",
+                    flush=True,
+                )
                 result["engine"] = [e for e in result["engine"] if e["batch_size"] != bs] + [
-                    {"batch_size": bs, "runs": runs}]
+                    {"batch_size": bs, "runs": runs}
+                ]
                 save()
 
     sub = items[: args.naive_items]
@@ -490,20 +577,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_secs, n_stats, n_scores = time_naive(adapter, sub_reqs, device)
     n_peak = peak_gib(device)
     sub_floor = floor_flops(arch, accountant, sub)
-    result["naive"] = {"items": len(sub), "mix": mix(sub), "engine_batch_size": bs,
-                       "naive_seconds": n_secs, "naive_items_per_s": len(sub) / n_secs,
-                       "naive_peak_gib": n_peak, "naive_stats": n_stats.as_dict(),
-                       "floor": sub_floor, "predictions": argmaxes(n_scores, sub), "arms": {}}
+    result["naive"] = {
+        "items": len(sub),
+        "mix": mix(sub),
+        "engine_batch_size": bs,
+        "naive_seconds": n_secs,
+        "naive_items_per_s": len(sub) / n_secs,
+        "naive_peak_gib": n_peak,
+        "naive_stats": n_stats.as_dict(),
+        "floor": sub_floor,
+        "predictions": argmaxes(n_scores, sub),
+        "arms": {},
+    }
     for arm in ("before", "after"):
         e_secs, e_lm, e_scores = time_engine(adapter, sub_reqs, bs, device, arm)
         result["naive"]["arms"][arm] = {
-            "engine_seconds": e_secs, "engine_items_per_s": len(sub) / e_secs,
-            "engine_stats": e_lm.stats.as_dict(), "speedup": n_secs / e_secs,
+            "engine_seconds": e_secs,
+            "engine_items_per_s": len(sub) / e_secs,
+            "engine_stats": e_lm.stats.as_dict(),
+            "speedup": n_secs / e_secs,
             "same_predictions": argmaxes(n_scores, sub) == argmaxes(e_scores, sub),
-            "max_abs_logprob_diff": max(abs(a[0] - b[0]) for a, b in zip(n_scores, e_scores,
-                                                                          strict=True))}
-        print(f"naive on {len(sub)} items: {len(sub) / n_secs:.2f} items/s; engine {arm} on the "
-              f"same: {len(sub) / e_secs:.2f} items/s; ratio {n_secs / e_secs:.2f}x", flush=True)
+            "max_abs_logprob_diff": max(
+                abs(a[0] - b[0]) for a, b in zip(n_scores, e_scores, strict=True)
+            ),
+        }
+        print(
+            f"naive on {len(sub)} items: {len(sub) / n_secs:.2f} items/s; engine {arm} on the "
+            f"same: {len(sub) / e_secs:.2f} items/s; ratio {n_secs / e_secs:.2f}x",
+            flush=True,
+        )
     save()
 
     # FLOP accounting last: a counter failure must not cost the timings above. Decoding runs in
@@ -514,11 +616,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         flop_reqs = flat_requests(flop_items)
         result["executed_flops"] = {
             "items": len(flop_items),
-            "engine": counted_flops(lambda: CheXbenchLM(
-                adapter, batch_size=bs, show_progress=False, decode_executor="threads"
-            ).loglikelihood(flop_reqs)),
+            "engine": counted_flops(
+                lambda: CheXbenchLM(
+                    adapter, batch_size=bs, show_progress=False, decode_executor="threads"
+                ).loglikelihood(flop_reqs)
+            ),
             "naive": counted_flops(lambda: time_naive(adapter, flop_reqs, device)),
-            "floor": floor_flops(arch, accountant, flop_items)["total"]}
+            "floor": floor_flops(arch, accountant, flop_items)["total"],
+        }
     except Exception as exc:  # noqa: BLE001 - recorded in the results, not swallowed
         result["flop_counter_error"] = f"{type(exc).__name__}: {exc}"
         print("FLOP counter failed:", result["flop_counter_error"], flush=True)
@@ -539,26 +644,36 @@ def report(r: dict[str, Any]) -> str:
     per_item = r["floor"]["total"] / n
     peak_meas = r.get("matmul_flops_per_s")
     films = r.get("films")
-    lines = [f"CheXagent-8b-shaped ({r['arch']}), random weights, {r['dtype']}, {r['device']}, "
-             f"{r['versions'].get('gpu', 'cpu')}, {r['versions'].get('cpus')} CPUs; {n} phantom "
-             f"items {r['mix']}",
-             "films: " + (f"{films['films']} as {films['px']} px JPEG (mean {films['mean_mb']:.2f}"
-                          " MB)" if films else f"the carried {r['phantom']['image_size']} px PNGs"),
-             f"parameters {r['parameters'] / 1e9:.3f}B; FLOP floor {per_item / 1e12:.3f} "
-             f"TFLOP/item (vision {r['floor']['vision'] / n / 1e12:.3f} over "
-             f"{r['floor']['unique_images']} unique images, text {r['floor']['text'] / n / 1e12:.3f})"]
+    lines = [
+        f"CheXagent-8b-shaped ({r['arch']}), random weights, {r['dtype']}, {r['device']}, "
+        f"{r['versions'].get('gpu', 'cpu')}, {r['versions'].get('cpus')} CPUs; {n} phantom "
+        f"items {r['mix']}",
+        "films: "
+        + (
+            f"{films['films']} as {films['px']} px JPEG (mean {films['mean_mb']:.2f} MB)"
+            if films
+            else f"the carried {r['phantom']['image_size']} px PNGs"
+        ),
+        f"parameters {r['parameters'] / 1e9:.3f}B; FLOP floor {per_item / 1e12:.3f} "
+        f"TFLOP/item (vision {r['floor']['vision'] / n / 1e12:.3f} over "
+        f"{r['floor']['unique_images']} unique images, text {r['floor']['text'] / n / 1e12:.3f})",
+    ]
     if peak_meas:
-        lines.append(f"bf16 matmul measured {peak_meas / 1e12:.0f} TFLOP/s; datasheet "
-                     f"{DATASHEET_BF16_DENSE / 1e12:.0f}; floor time/item "
-                     f"{per_item / peak_meas * 1e3:.2f} ms (measured rate), "
-                     f"{per_item / DATASHEET_BF16_DENSE * 1e3:.2f} ms (datasheet)")
+        lines.append(
+            f"bf16 matmul measured {peak_meas / 1e12:.0f} TFLOP/s; datasheet "
+            f"{DATASHEET_BF16_DENSE / 1e12:.0f}; floor time/item "
+            f"{per_item / peak_meas * 1e3:.2f} ms (measured rate), "
+            f"{per_item / DATASHEET_BF16_DENSE * 1e3:.2f} ms (datasheet)"
+        )
 
     def pct(items_s: float, floor_total: float, items: int) -> str:
         achieved = floor_total / (items / items_s)
         return f"{100 * achieved / peak_meas:.1f}" if peak_meas else "-"
 
-    lines.append("| arm | batch | run | items/s | % of measured bf16 | peak GiB | padding % | "
-                 "decode wait s | predictions = before |")
+    lines.append(
+        "| arm | batch | run | items/s | % of measured bf16 | peak GiB | padding % | "
+        "decode wait s | predictions = before |"
+    )
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     best: dict[str, float] = {}
     for e in r["engine"]:
@@ -566,15 +681,23 @@ def report(r: dict[str, Any]) -> str:
         for arm, runs in e["runs"].items():
             for k, run_ in enumerate(runs):
                 st = run_["stats"]
-                pad = 100 * (st["prefix_padding"] + st["option_padding"]) / max(
-                    1, st["prefix_tokens"] + st["option_tokens"])
-                same = ("-" if before is None else
-                        f"{sum(a == b for a, b in zip(before, run_['predictions'], strict=True))}"
-                        f"/{n}")
+                pad = (
+                    100
+                    * (st["prefix_padding"] + st["option_padding"])
+                    / max(1, st["prefix_tokens"] + st["option_tokens"])
+                )
+                same = (
+                    "-"
+                    if before is None
+                    else f"{sum(a == b for a, b in zip(before, run_['predictions'], strict=True))}"
+                    f"/{n}"
+                )
                 pk = f"{run_['peak_gib']:.1f}" if run_["peak_gib"] is not None else "-"
-                lines.append(f"| {arm} | {e['batch_size']} | {k + 1} | {run_['items_per_s']:.2f} "
-                             f"| {pct(run_['items_per_s'], r['floor']['total'], n)} | {pk} | "
-                             f"{pad:.1f} | {run_['decode_wait_s']:.2f} | {same} |")
+                lines.append(
+                    f"| {arm} | {e['batch_size']} | {k + 1} | {run_['items_per_s']:.2f} "
+                    f"| {pct(run_['items_per_s'], r['floor']['total'], n)} | {pk} | "
+                    f"{pad:.1f} | {run_['decode_wait_s']:.2f} | {same} |"
+                )
                 best[arm] = max(best.get(arm, 0.0), run_["items_per_s"])
     if "before" in best:
         for arm, v in best.items():
@@ -583,39 +706,62 @@ def report(r: dict[str, Any]) -> str:
     top = max(best, key=best.get) if best else None
     if top:
         secs = CHEXBENCH_PERCEPTION_ITEMS / best[top]
-        lines.append(f"implied CheXbench perception ({CHEXBENCH_PERCEPTION_ITEMS} items) at the "
-                     f"best rate ({top}, {best[top]:.2f} items/s): {secs:.0f} s "
-                     f"({secs / 60:.1f} min) of scoring, model loading excluded")
+        lines.append(
+            f"implied CheXbench perception ({CHEXBENCH_PERCEPTION_ITEMS} items) at the "
+            f"best rate ({top}, {best[top]:.2f} items/s): {secs:.0f} s "
+            f"({secs / 60:.1f} min) of scoring, model loading excluded"
+        )
     nv = r.get("naive") or {}
     if nv:
         m = nv["items"]
-        lines.append(f"naive ({m} items): {nv['naive_items_per_s']:.2f} items/s, "
-                     f"{pct(nv['naive_items_per_s'], nv['floor']['total'], m)} % of measured bf16")
+        lines.append(
+            f"naive ({m} items): {nv['naive_items_per_s']:.2f} items/s, "
+            f"{pct(nv['naive_items_per_s'], nv['floor']['total'], m)} % of measured bf16"
+        )
         for arm, a in nv["arms"].items():
-            lines.append(f"engine {arm} on the same {m} items: {a['engine_items_per_s']:.2f} "
-                         f"items/s ({a['speedup']:.2f}x naive); identical predictions "
-                         f"{a['same_predictions']}; max |log-prob diff| "
-                         f"{a['max_abs_logprob_diff']:.3g}")
+            lines.append(
+                f"engine {arm} on the same {m} items: {a['engine_items_per_s']:.2f} "
+                f"items/s ({a['speedup']:.2f}x naive); identical predictions "
+                f"{a['same_predictions']}; max |log-prob diff| "
+                f"{a['max_abs_logprob_diff']:.3g}"
+            )
     ex = r.get("executed_flops")
     if ex:
-        lines.append(f"executed FLOPs (FlopCounterMode, {ex['items']} items) / floor: engine "
-                     f"{ex['engine'] / ex['floor']:.2f}, naive {ex['naive'] / ex['floor']:.2f}")
-    lines.append(f"CPU image decode + preprocessing alone, one thread: "
-                 f"{r['cpu_preprocess_s']:.2f}s for {r['floor']['unique_images']} images")
+        lines.append(
+            f"executed FLOPs (FlopCounterMode, {ex['items']} items) / floor: engine "
+            f"{ex['engine'] / ex['floor']:.2f}, naive {ex['naive'] / ex['floor']:.2f}"
+        )
+    lines.append(
+        f"CPU image decode + preprocessing alone, one thread: "
+        f"{r['cpu_preprocess_s']:.2f}s for {r['floor']['unique_images']} images"
+    )
     q = r.get("qformer_sdpa_check")
     if q:
-        lines.append(f"Q-Former SDPA ({q['blocks']} blocks) vs eager image features: max |diff| "
-                     f"{q['max_abs_diff']:.3g} (values up to {q['max_abs_value']:.3g})")
+        lines.append(
+            f"Q-Former SDPA ({q['blocks']} blocks) vs eager image features: max |diff| "
+            f"{q['max_abs_diff']:.3g} (values up to {q['max_abs_value']:.3g})"
+        )
     fc = r.get("flop_check")
     if fc:
         lines.append(f"FlopCounterMode / analytic FLOPs on one full forward: {fc['ratio']:.4f}")
-    lines.append("% of measured bf16 = floor FLOPs / measured time / the bf16 matmul rate of this "
-                 "run; padding % = padded positions of the prefix and option passes")
+    lines.append(
+        "% of measured bf16 = floor FLOPs / measured time / the bf16 matmul rate of this "
+        "run; padding % = padded positions of the prefix and option passes"
+    )
     return "\n".join(lines)
 
 
-SMOKE = {"arch": "tiny", "device": "cpu", "dtype": "float32", "items": 24, "naive_items": 4,
-         "flop_items": 2, "batch_sizes": [4], "repeats": 1, "film_px": 256}
+SMOKE = {
+    "arch": "tiny",
+    "device": "cpu",
+    "dtype": "float32",
+    "items": 24,
+    "naive_items": 4,
+    "flop_items": 2,
+    "batch_sizes": [4],
+    "repeats": 1,
+    "film_px": 256,
+}
 
 
 def main() -> None:
@@ -625,8 +771,12 @@ def main() -> None:
     p.add_argument("--out", default=".gpu_bench/phantom")
     p.add_argument("--items", type=int, default=200)
     p.add_argument("--n-per-pair", type=int, default=15)
-    p.add_argument("--image-size", type=int, default=256,
-                   help="PNG size; `run --film-px` re-encodes them larger on the device")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=256,
+        help="PNG size; `run --film-px` re-encodes them larger on the device",
+    )
     p.add_argument("--seed", type=int, default=11)
     r = sub.add_parser("run", help="time the engine's arms and naive scoring, FLOP floor")
     r.add_argument("--items-json", default=".gpu_bench/phantom/items.json")
@@ -635,18 +785,30 @@ def main() -> None:
     r.add_argument("--device", default="cuda")
     r.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     r.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[16])
-    r.add_argument("--arms", type=lambda s: s.split(","), default=list(ARMS),
-                   help=f"comma-separated, of {', '.join(ARMS)}")
+    r.add_argument(
+        "--arms",
+        type=lambda s: s.split(","),
+        default=list(ARMS),
+        help=f"comma-separated, of {', '.join(ARMS)}",
+    )
     r.add_argument("--repeats", type=int, default=2)
-    r.add_argument("--film-px", type=int, default=2048,
-                   help="re-encode the films as JPEG of this size before timing (0: the PNGs)")
+    r.add_argument(
+        "--film-px",
+        type=int,
+        default=2048,
+        help="re-encode the films as JPEG of this size before timing (0: the PNGs)",
+    )
     r.add_argument("--naive-items", type=int, default=40)
     r.add_argument("--flop-items", type=int, default=8)
     r.add_argument("--seed", type=int, default=0, help="model init seed (recorded)")
     r.add_argument("--out", default=None, help="results JSON (written after every stage)")
-    r.add_argument("--smoke", action="store_true",
-                   help="the whole path on the CPU in seconds: " + ", ".join(
-                       f"{k}={v}" for k, v in SMOKE.items()) + "; prepares items if missing")
+    r.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the whole path on the CPU in seconds: "
+        + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
+        + "; prepares items if missing",
+    )
     args = ap.parse_args()
     if args.cmd == "prepare":
         print(prepare(Path(args.out), args.items, args.n_per_pair, args.image_size, args.seed))
@@ -657,8 +819,9 @@ def main() -> None:
         if not Path(args.items_json).is_file():
             import tempfile
 
-            args.items_json = str(prepare(Path(tempfile.mkdtemp(prefix="gpu-bench-smoke-")),
-                                          args.items, 3, 128, 11))
+            args.items_json = str(
+                prepare(Path(tempfile.mkdtemp(prefix="gpu-bench-smoke-")), args.items, 3, 128, 11)
+            )
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         raise SystemExit(f"unknown arms {unknown}; known: {list(ARMS)}")

@@ -67,9 +67,16 @@ def fairness_table(seed: int = 0) -> pd.DataFrame:
     n = len(race)
     y = rng.random(n) < 0.45
     pred = np.where(rng.random(n) < 0.85, y, ~y)
-    return pd.DataFrame({"subject": [f"s{i}" for i in range(n)], "y": y, "pred": pred,
-                         "race": race, "sex": rng.choice(["female", "male"], n),
-                         "age": rng.choice(["0-65", "65+"], n)})
+    return pd.DataFrame(
+        {
+            "subject": [f"s{i}" for i in range(n)],
+            "y": y,
+            "pred": pred,
+            "race": race,
+            "sex": rng.choice(["female", "male"], n),
+            "age": rng.choice(["0-65", "65+"], n),
+        }
+    )
 
 
 def loop_fairness(table: pd.DataFrame, attributes: list[str]) -> dict[str, np.ndarray]:
@@ -108,14 +115,19 @@ def main() -> None:
     n_items = sum(len(v) for _, v, _ in results)
     t_vec, (cis_vec, group_vec) = best_of(vectorised_cis, results)
     t_loop, (cis_loop, group_loop) = best_of(loop_cis, results)
-    worst = max(abs(cis_vec[n][0] - cis_loop[n][0]) + abs(cis_vec[n][1] - cis_loop[n][1])
-                for n in cis_vec)
+    worst = max(
+        abs(cis_vec[n][0] - cis_loop[n][0]) + abs(cis_vec[n][1] - cis_loop[n][1]) for n in cis_vec
+    )
     print(f"CIs: {len(results)} perception subtasks, {n_items} items, B={B}, cluster bootstrap")
-    print(f"  vectorised {t_vec * 1e3:8.1f} ms   per-sample loop {t_loop * 1e3:8.1f} ms   "
-          f"ratio {t_loop / t_vec:6.1f}x")
-    print(f"  group-mean CI vectorised [{group_vec[0]:.4f}, {group_vec[1]:.4f}]  loop "
-          f"[{group_loop[0]:.4f}, {group_loop[1]:.4f}]; max CI endpoint disagreement {worst:.4f} "
-          "(the loop replays the same random stream, so CIs must match exactly)")
+    print(
+        f"  vectorised {t_vec * 1e3:8.1f} ms   per-sample loop {t_loop * 1e3:8.1f} ms   "
+        f"ratio {t_loop / t_vec:6.1f}x"
+    )
+    print(
+        f"  group-mean CI vectorised [{group_vec[0]:.4f}, {group_vec[1]:.4f}]  loop "
+        f"[{group_loop[0]:.4f}, {group_loop[1]:.4f}]; max CI endpoint disagreement {worst:.4f} "
+        "(the loop replays the same random stream, so CIs must match exactly)"
+    )
 
     table = fairness_table()
     attrs = ["sex", "race", "age"]
@@ -123,10 +135,14 @@ def main() -> None:
     t_floop, floop = best_of(loop_fairness, table, attrs)
     race_vec = fres.attributes["race"].replicates.mean(axis=0)
     print(f"Fairness: {len(table)} subjects, {B_FAIR} balanced samples, sex/race/age")
-    print(f"  vectorised {t_fvec * 1e3:8.1f} ms   per-sample loop {t_floop * 1e3:8.1f} ms   "
-          f"ratio {t_floop / t_fvec:6.1f}x")
-    print(f"  race F1 means vectorised {np.round(race_vec, 3).tolist()}  loop "
-          f"{np.round(floop['race'].mean(axis=0), 3).tolist()}")
+    print(
+        f"  vectorised {t_fvec * 1e3:8.1f} ms   per-sample loop {t_floop * 1e3:8.1f} ms   "
+        f"ratio {t_floop / t_fvec:6.1f}x"
+    )
+    print(
+        f"  race F1 means vectorised {np.round(race_vec, 3).tolist()}  loop "
+        f"{np.round(floop['race'].mean(axis=0), 3).tolist()}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,20 +30,33 @@ def instances(root: Path, n: int = 64) -> list[Instance]:
     for i in range(n):
         path = root / f"{i}.png"
         Image.fromarray((rng.random((128, 128)) * 255).astype("uint8")).save(path)
-        out.append(Instance(instance_id=f"b/{i}", task="ImageClassification", dataset="Bench",
-                            split="train", images=[str(path)],
-                            question="Does this chest X-ray contain cardiomegaly?",
-                            answer="Yes" if i % 2 else "No", options=["Yes", "No"],
-                            template_format="disease_binary", template_index=0))
+        out.append(
+            Instance(
+                instance_id=f"b/{i}",
+                task="ImageClassification",
+                dataset="Bench",
+                split="train",
+                images=[str(path)],
+                question="Does this chest X-ray contain cardiomegaly?",
+                answer="Yes" if i % 2 else "No",
+                options=["Yes", "No"],
+                template_format="disease_binary",
+                template_index=0,
+            )
+        )
     return out
 
 
 def run(data: list[Instance], out: Path, cache: bool, arch: str) -> tuple[float, list[float]]:
-    cfg = load_config("tiny").stages[3].model_copy(
-        update={"max_steps": STEPS, "micro_batch": 16, "global_batch": 16})
+    cfg = (
+        load_config("tiny")
+        .stages[3]
+        .model_copy(update={"max_steps": STEPS, "micro_batch": 16, "global_batch": 16})
+    )
     start = time.perf_counter()
-    trainer = StageTrainer(3, cfg, build_model(arch, 0), data, out, show_progress=False,
-                           cache_queries=cache)
+    trainer = StageTrainer(
+        3, cfg, build_model(arch, 0), data, out, show_progress=False, cache_queries=cache
+    )
     result = trainer.train(export=False)
     return STEPS / (time.perf_counter() - start), result.losses
 
@@ -56,8 +69,10 @@ def main() -> None:
         data = instances(Path(tmp))
         cached, loss_c = run(data, Path(tmp) / "c", cache=True, arch=arch)
         plain, loss_p = run(data, Path(tmp) / "p", cache=False, arch=arch)
-    print(f"stage 3, {arch}, {STEPS} steps x 16: cached {cached:.2f} steps/s, "
-          f"uncached {plain:.2f} steps/s, ratio {cached / plain:.2f}x")
+    print(
+        f"stage 3, {arch}, {STEPS} steps x 16: cached {cached:.2f} steps/s, "
+        f"uncached {plain:.2f} steps/s, ratio {cached / plain:.2f}x"
+    )
     diff = max(abs(a - b) for a, b in zip(loss_c, loss_p, strict=True))
     print(f"max |loss difference| = {diff:.2e}")
 

@@ -40,10 +40,17 @@ def _mark(folder: Path) -> None:
 # so `chexbench demo`'s fairness step finds no gap for it (README).
 TRAIN_HARD_FILMS = "age=65+:0.8"
 PHANTOM_RATIOS = {  # the demo mix: every phantom pair once per epoch
-    f"({task})Phantom": 1.0 for task in (
-        "ViewClassification", "ImageClassification", "SingleDiseaseIdentification",
-        "MultiDiseaseIdentification", "Close-EndedVQA", "Image-TextReasoning",
-        "FindingsGeneration", "FindingsSummarization")
+    f"({task})Phantom": 1.0
+    for task in (
+        "ViewClassification",
+        "ImageClassification",
+        "SingleDiseaseIdentification",
+        "MultiDiseaseIdentification",
+        "Close-EndedVQA",
+        "Image-TextReasoning",
+        "FindingsGeneration",
+        "FindingsSummarization",
+    )
 }
 
 
@@ -67,43 +74,78 @@ def _prepare_work(work: Path, recipe: dict[str, Any], fresh: bool) -> set[str]:
     return done
 
 
-def demo_train(work_dir: str | Path, out_model: str | Path = DEMO_MODEL_DIR, seed: int = 0,
-               n_per_pair: int = 400, image_size: int = 128, config: str = "demo",
-               eval_n_per_pair: int = 40, train_hard: str = TRAIN_HARD_FILMS,
-               progress: bool = True, fresh: bool = False) -> dict[str, Any]:
+def demo_train(
+    work_dir: str | Path,
+    out_model: str | Path = DEMO_MODEL_DIR,
+    seed: int = 0,
+    n_per_pair: int = 400,
+    image_size: int = 128,
+    config: str = "demo",
+    eval_n_per_pair: int = 40,
+    train_hard: str = TRAIN_HARD_FILMS,
+    progress: bool = True,
+    fresh: bool = False,
+) -> dict[str, Any]:
     """`train_hard`: the subgroup whose TRAINING films are degraded (the phantom's disparity
     rendering), so the model has seen low-contrast, noisy films; `chexbench demo` degrades
     Black patients' films (DEMO_DISPARITY), and the held-out test split here does too."""
     from harness.phantom import DEMO_DISPARITY, Disparity, generate_phantom
 
     work = Path(work_dir)
-    recipe = _fingerprint(seed=seed, n_per_pair=n_per_pair, image_size=image_size,
-                          config=config, eval_n_per_pair=eval_n_per_pair, train_hard=train_hard,
-                          test_hard=DEMO_DISPARITY)
+    recipe = _fingerprint(
+        seed=seed,
+        n_per_pair=n_per_pair,
+        image_size=image_size,
+        config=config,
+        eval_n_per_pair=eval_n_per_pair,
+        train_hard=train_hard,
+        test_hard=DEMO_DISPARITY,
+    )
     done = _prepare_work(work, recipe, fresh)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if "phantom-train" not in done:
-        generate_phantom(work / "phantom-train", n_per_pair=n_per_pair, seed=seed + 1,
-                         image_size=image_size, split="train", n_text=n_per_pair, n_fairness=0,
-                         disparity=Disparity.parse(train_hard))
+        generate_phantom(
+            work / "phantom-train",
+            n_per_pair=n_per_pair,
+            seed=seed + 1,
+            image_size=image_size,
+            split="train",
+            n_text=n_per_pair,
+            n_fairness=0,
+            disparity=Disparity.parse(train_hard),
+        )
         _mark(work / "phantom-train")
     if "phantom-test" not in done:
-        generate_phantom(work / "phantom-test", n_per_pair=eval_n_per_pair, seed=seed,
-                         image_size=image_size, split="test", n_text=0, n_fairness=0,
-                         disparity=Disparity.parse(DEMO_DISPARITY))
+        generate_phantom(
+            work / "phantom-test",
+            n_per_pair=eval_n_per_pair,
+            seed=seed,
+            image_size=image_size,
+            split="test",
+            n_text=0,
+            n_fairness=0,
+            disparity=Disparity.parse(DEMO_DISPARITY),
+        )
         _mark(work / "phantom-test")
     test_json = work / "phantom-test" / "data.json"
     timings["phantom_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
     if "chexinstruct" not in done:
-        build(work / "chexinstruct", {"phantom": work / "phantom-train"}, seed=seed,
-              benchmarks=[test_json], ratio_overrides=PHANTOM_RATIOS)
+        build(
+            work / "chexinstruct",
+            {"phantom": work / "phantom-train"},
+            seed=seed,
+            benchmarks=[test_json],
+            ratio_overrides=PHANTOM_RATIOS,
+        )
         _mark(work / "chexinstruct")
     built = json.loads((work / "chexinstruct" / "report.json").read_text())
-    built = {"leakage_removed": len(built["leakage_removed"]),
-             "stage3_drawn": sum(built["mix"]["drawn"].values())}
+    built = {
+        "leakage_removed": len(built["leakage_removed"]),
+        "stage3_drawn": sum(built["mix"]["drawn"].values()),
+    }
     timings["build_s"] = time.perf_counter() - t
     all_instances = list(InstanceStore(work / "chexinstruct" / "instances"))
     mixture = list(InstanceStore(work / "chexinstruct" / "stage3-train"))
@@ -116,33 +158,59 @@ def demo_train(work_dir: str | Path, out_model: str | Path = DEMO_MODEL_DIR, see
         stage_dir = work / f"stage{stage}"
         if stage_dir.name not in done:
             if stage == 1 and cfg.vision_warmup is not None:
-                warm_log = warm_up_vision(bundle, all_instances, cfg.vision_warmup, seed=seed,
-                                          show_progress=progress)
+                warm_log = warm_up_vision(
+                    bundle, all_instances, cfg.vision_warmup, seed=seed, show_progress=progress
+                )
                 timings["vision_warmup_s"] = time.perf_counter() - t
-                atomic_write_json(work / "vision_warmup.json", {
-                    "config": cfg.vision_warmup.model_dump(), "first": warm_log[0],
-                    "last": warm_log[-1], "seconds": timings["vision_warmup_s"]})
+                atomic_write_json(
+                    work / "vision_warmup.json",
+                    {
+                        "config": cfg.vision_warmup.model_dump(),
+                        "first": warm_log[0],
+                        "last": warm_log[-1],
+                        "seconds": timings["vision_warmup_s"],
+                    },
+                )
                 t = time.perf_counter()
             data = mixture if stage == 3 else all_instances
-            trainer = StageTrainer(stage, cfg.stages[stage], bundle, data, stage_dir,
-                                   seed=seed, show_progress=progress)
+            trainer = StageTrainer(
+                stage, cfg.stages[stage], bundle, data, stage_dir, seed=seed, show_progress=progress
+            )
             trainer.train()
             _mark(stage_dir)
         bundle = load_bundle(stage_dir / "model")
         log = read_log(stage_dir)
         timings[f"stage{stage}_s"] = time.perf_counter() - t
-        stage_losses[stage] = {"first": log[0]["loss"], "last": log[-1]["loss"],
-                               "steps": log[-1]["step"]}
+        stage_losses[stage] = {
+            "first": log[0]["loss"],
+            "last": log[-1]["loss"],
+            "steps": log[-1]["step"],
+        }
     timings["total_s"] = time.perf_counter() - t0
 
-    save_bundle(bundle, out_model, extra={"recipe": "chexagent demo-train", "config": cfg.name,
-                                          "seed": seed, "n_per_pair": n_per_pair,
-                                          "trained_stage": 3})
+    save_bundle(
+        bundle,
+        out_model,
+        extra={
+            "recipe": "chexagent demo-train",
+            "config": cfg.name,
+            "seed": seed,
+            "n_per_pair": n_per_pair,
+            "trained_stage": 3,
+        },
+    )
     t = time.perf_counter()
     accuracy = evaluate_data(bundle, test_json, show_progress=progress)
     timings["eval_s"] = time.perf_counter() - t
-    summary = {"model_dir": str(out_model), "build": built, "timings_s": timings,
-               "stage_losses": stage_losses, "test_accuracy": accuracy,
-               "test_data": str(test_json), "seed": seed, "reused_steps": sorted(done)}
+    summary = {
+        "model_dir": str(out_model),
+        "build": built,
+        "timings_s": timings,
+        "stage_losses": stage_losses,
+        "test_accuracy": accuracy,
+        "test_data": str(test_json),
+        "seed": seed,
+        "reused_steps": sorted(done),
+    }
     atomic_write_json(work / "demo_summary.json", summary)
     return summary

@@ -15,8 +15,9 @@ from transformers import Blip2ForConditionalGeneration
 from chexagent.prompting import IGNORE_INDEX
 
 
-def encode_images(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_images(
+    model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(ViT patch tokens, Q-Former query outputs before the bridger), with gradients: the
     training objectives that read either (stage 1, the demo's vision warm-up) call this."""
     image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
@@ -27,19 +28,25 @@ def read_patches(model: Blip2ForConditionalGeneration, image_embeds: torch.Tenso
     """The Q-Former's learned queries cross-attending to the ViT's patch tokens."""
     mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
     queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
-    return model.qformer(query_embeds=queries, encoder_hidden_states=image_embeds,
-                         encoder_attention_mask=mask).last_hidden_state
+    return model.qformer(
+        query_embeds=queries, encoder_hidden_states=image_embeds, encoder_attention_mask=mask
+    ).last_hidden_state
 
 
 @torch.no_grad()
-def query_features(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
+def query_features(
+    model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor
+) -> torch.Tensor:
     """Q-Former outputs (before the bridger) for frozen-vision stages to cache per image."""
     return encode_images(model, pixel_values)[1]
 
 
-def splice_image_embeddings(model: Blip2ForConditionalGeneration, input_ids: torch.Tensor,
-                            pixel_values: torch.Tensor | None,
-                            cached_queries: torch.Tensor | None = None) -> torch.Tensor:
+def splice_image_embeddings(
+    model: Blip2ForConditionalGeneration,
+    input_ids: torch.Tensor,
+    pixel_values: torch.Tensor | None,
+    cached_queries: torch.Tensor | None = None,
+) -> torch.Tensor:
     """LM input embeddings with the image slots filled by the bridger's outputs.
 
     `cached_queries` (from `query_features`) skips the frozen vision encoder and Q-Former;
@@ -65,9 +72,13 @@ def splice_image_embeddings(model: Blip2ForConditionalGeneration, input_ids: tor
     return embeds.masked_scatter(mask, image_embeds.to(embeds.dtype))
 
 
-def lm_logits(model: Blip2ForConditionalGeneration, input_ids: torch.Tensor,
-              attention_mask: torch.Tensor, pixel_values: torch.Tensor | None,
-              cached_queries: torch.Tensor | None = None) -> torch.Tensor:
+def lm_logits(
+    model: Blip2ForConditionalGeneration,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    pixel_values: torch.Tensor | None,
+    cached_queries: torch.Tensor | None = None,
+) -> torch.Tensor:
     embeds = splice_image_embeddings(model, input_ids, pixel_values, cached_queries)
     return model.language_model(inputs_embeds=embeds, attention_mask=attention_mask).logits
 

@@ -36,29 +36,41 @@ class PromptedInputs:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         ids = torch.tensor([self.input_ids], dtype=torch.long)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                "labels": torch.tensor([self.labels], dtype=torch.long)}
+        return {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "labels": torch.tensor([self.labels], dtype=torch.long),
+        }
 
 
-def image_token_ids(tokenizer: PreTrainedTokenizerBase, num_images: int,
-                    num_query_tokens: int) -> list[int]:
+def image_token_ids(
+    tokenizer: PreTrainedTokenizerBase, num_images: int, num_query_tokens: int
+) -> list[int]:
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     if image_id is None or image_id == tokenizer.unk_token_id:
         raise ValueError(f"tokenizer has no {IMAGE_TOKEN} token; use chexagent.tokenizer")
     return [image_id] * (num_images * num_query_tokens)
 
 
-def build_inputs(tokenizer: PreTrainedTokenizerBase, question: str, answer: str | None = None,
-                 *, num_images: int, num_query_tokens: int, add_eos: bool = False,
-                 max_length: int | None = None) -> PromptedInputs:
+def build_inputs(
+    tokenizer: PreTrainedTokenizerBase,
+    question: str,
+    answer: str | None = None,
+    *,
+    num_images: int,
+    num_query_tokens: int,
+    add_eos: bool = False,
+    max_length: int | None = None,
+) -> PromptedInputs:
     """Token ids and labels for one (images, question, answer) triplet.
 
     `answer=None` gives the bare prompt (generation). `max_length` truncates the answer's tail
     first and raises when even the prompt does not fit, so a prompt is never silently cut.
     """
     context = image_token_ids(tokenizer, num_images, num_query_tokens)
-    context += tokenizer(PROMPT_TEMPLATE.format(prompt=question),
-                         add_special_tokens=True)["input_ids"]
+    context += tokenizer(PROMPT_TEMPLATE.format(prompt=question), add_special_tokens=True)[
+        "input_ids"
+    ]
     answer_ids: list[int] = []
     if answer is not None:
         answer_ids = tokenizer(TARGET_DELIMITER + answer, add_special_tokens=False)["input_ids"]

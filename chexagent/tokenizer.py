@@ -38,7 +38,7 @@ structures intact degenerative changes spine diaphragm hemidiaphragm elevated su
 
 
 def _corpus() -> list[str]:
-    lines = [" ".join(_CORPUS_WORDS[i: i + 12]) for i in range(0, len(_CORPUS_WORDS), 12)]
+    lines = [" ".join(_CORPUS_WORDS[i : i + 12]) for i in range(0, len(_CORPUS_WORDS), 12)]
     lines += [w.lower() for w in _CORPUS_WORDS] + [w.capitalize() for w in _CORPUS_WORDS]
     lines += ["0 1 2 3 4 5 6 7 8 9 10 . , : ; ( ) [ ] ? ! - _ / \" ' %"]
     return lines * 3
@@ -49,7 +49,9 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        vocab_size=VOCAB_SIZE,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(_corpus(), trainer=trainer)
@@ -58,8 +60,13 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<pad>", additional_special_tokens=[IMAGE_TOKEN], padding_side="right",
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        additional_special_tokens=[IMAGE_TOKEN],
+        padding_side="right",
         model_max_length=1024,
     )
 

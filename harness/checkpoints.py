@@ -36,7 +36,9 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         shards = sorted(path.glob("*.safetensors")) or sorted(
-            p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and "training_args" not in p.name
+            p
+            for p in path.iterdir()
+            if p.suffix in PICKLE_SUFFIXES and "training_args" not in p.name
         )
         if not shards:
             raise WeightsMissing(f"{path}: no *.safetensors or *.bin weight files in this folder")
@@ -45,7 +47,9 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
             part = read_state_dict(shard)
             clash = merged.keys() & part.keys()
             if clash:
-                raise CheckpointError(f"{shard}: keys also present in another shard: {key_listing(clash)}")
+                raise CheckpointError(
+                    f"{shard}: keys also present in another shard: {key_listing(clash)}"
+                )
             merged.update(part)
         return merged
     if not path.is_file():
@@ -55,13 +59,17 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
 
         return load_file(str(path))
     if path.suffix not in PICKLE_SUFFIXES:
-        raise CheckpointError(f"{path}: unknown checkpoint format (expected .safetensors or "
-                              f"{'/'.join(PICKLE_SUFFIXES)})")
+        raise CheckpointError(
+            f"{path}: unknown checkpoint format (expected .safetensors or "
+            f"{'/'.join(PICKLE_SUFFIXES)})"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError and friends for non-tensor pickles
-        raise CheckpointError(f"{path}: not a plain tensor checkpoint ({exc.__class__.__name__}); "
-                              "refusing to unpickle arbitrary objects") from exc
+        raise CheckpointError(
+            f"{path}: not a plain tensor checkpoint ({exc.__class__.__name__}); "
+            "refusing to unpickle arbitrary objects"
+        ) from exc
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

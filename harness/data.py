@@ -129,19 +129,23 @@ def _options(sample: dict[str, Any], where: str) -> list[str]:
             "The official code drops null options and 'answer' indexes the options that remain "
             "(evaluation_chexbench/axis_1_image_perception/run_likelihood.py:73-75), so a gap "
             f"moves the answer: {meant}renumber the options without gaps so the file says "
-            "which option it means")
+            "which option it means"
+        )
     options = [slots[n] for n in present]
     if len(options) < 2:
-        raise DataError(f"{where}: needs at least 2 options, found {len(options)} "
-                        f"({[k for _, k in numbered]})")
+        raise DataError(
+            f"{where}: needs at least 2 options, found {len(options)} ({[k for _, k in numbered]})"
+        )
     seen: dict[str, int] = {}
     for n, option in enumerate(options):
         if not option.strip():
             raise DataError(f"{where}: option_{n} is empty")
         norm = " ".join(option.split()).casefold()
         if norm in seen:
-            raise DataError(f"{where}: option_{seen[norm]} and option_{n} are the same option "
-                            f"({option.strip()!r}); the model could not pick the right one")
+            raise DataError(
+                f"{where}: option_{seen[norm]} and option_{n} are the same option "
+                f"({option.strip()!r}); the model could not pick the right one"
+            )
         seen[norm] = n
     return options
 
@@ -175,7 +179,9 @@ class CheXbenchData:
 
     def items_for(self, subtask: Subtask) -> list[PerceptionItem | TextItem]:
         pool = self.perception if subtask.task.kind == "perception" else self.text
-        return [i for i in pool if i.task == subtask.task.slug and i.dataset == subtask.dataset.slug]
+        return [
+            i for i in pool if i.task == subtask.task.slug and i.dataset == subtask.dataset.slug
+        ]
 
 
 def file_sha256(path: Path) -> str:
@@ -186,7 +192,9 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _parse_perception(sample: Any, task_slug: str, key: str, idx: int, where: str) -> PerceptionItem:
+def _parse_perception(
+    sample: Any, task_slug: str, key: str, idx: int, where: str
+) -> PerceptionItem:
     if not isinstance(sample, dict):
         raise DataError(f"{where}: expected an object, got {type(sample).__name__}")
     source = sample.get("data_source")
@@ -215,10 +223,19 @@ def _parse_perception(sample: Any, task_slug: str, key: str, idx: int, where: st
         raise DataError(f"{where}: no image_path")
     item_id = f"{task_slug}/{idx}"
     return PerceptionItem(
-        item_id=item_id, task=task_slug, dataset=dataset.slug, data_source=source, index=idx,
-        question=question, options=options, answer=answer, image_paths=paths,
+        item_id=item_id,
+        task=task_slug,
+        dataset=dataset.slug,
+        data_source=source,
+        index=idx,
+        question=question,
+        options=options,
+        answer=answer,
+        image_paths=paths,
         cluster_id=cluster_id_for(paths, item_id),
-        extra={k: sample[k] for k in ("slice",) if k in sample and isinstance(sample[k], str | int)},
+        extra={
+            k: sample[k] for k in ("slice",) if k in sample and isinstance(sample[k], str | int)
+        },
     )
 
 
@@ -232,8 +249,13 @@ def _parse_text(sample: Any, task_slug: str, idx: int, where: str) -> TextItem:
     paths = _split_paths(sample.get("image_path"), where)
     item_id = f"{task_slug}/{idx}"
     item = TextItem(
-        item_id=item_id, task=task_slug, dataset=dataset.slug, data_source=source, index=idx,
-        image_paths=paths, indication=_text_or_none(sample.get("section_indication")),
+        item_id=item_id,
+        task=task_slug,
+        dataset=dataset.slug,
+        data_source=source,
+        index=idx,
+        image_paths=paths,
+        indication=_text_or_none(sample.get("section_indication")),
         findings=_text_or_none(sample.get("section_findings")),
         impression=_text_or_none(sample.get("section_impression")),
         cluster_id=cluster_id_for(paths, item_id),
@@ -279,11 +301,13 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_object)
     except RecursionError:
-        raise DataError(f"{path}: JSON nested too deeply to read (a CheXbench file is 4 "
-                        "levels deep)") from None
+        raise DataError(
+            f"{path}: JSON nested too deeply to read (a CheXbench file is 4 levels deep)"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                        f"{exc.msg})") from None
+        raise DataError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
 
 
 def _check_values(value: Any, where: str, depth: int = 1) -> None:
@@ -295,14 +319,18 @@ def _check_values(value: Any, where: str, depth: int = 1) -> None:
         node, field, level = stack.pop()
         at = f" in {field!r}" if field else ""
         if level > MAX_JSON_DEPTH:
-            raise DataError(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep{at}; "
-                            "a CheXbench item holds strings, numbers and lists of paths")
+            raise DataError(
+                f"{where}: nested more than {MAX_JSON_DEPTH} levels deep{at}; "
+                "a CheXbench item holds strings, numbers and lists of paths"
+            )
         if isinstance(node, str):
             _check_unicode(node, where, field or "value")
         elif isinstance(node, dict):
             if getattr(node, "duplicates", ()):
-                raise DataError(f"{where}: key {node.duplicates[0]!r} is given more than once{at}"
-                                " (JSON keeps only the last value; remove the other)")
+                raise DataError(
+                    f"{where}: key {node.duplicates[0]!r} is given more than once{at}"
+                    " (JSON keeps only the last value; remove the other)"
+                )
             for key, child in node.items():
                 _check_unicode(key, where, "a key")
                 stack.append((child, key if not field else f"{field}.{key}", level + 1))
@@ -315,9 +343,11 @@ def _check_unicode(text: str, where: str, field: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         bad = text[exc.start]
-        raise DataError(f"{where}: {field} is not valid Unicode (unpaired surrogate "
-                        f"\\u{ord(bad):04x} at character {exc.start}); fix the file's text "
-                        "encoding") from None
+        raise DataError(
+            f"{where}: {field} is not valid Unicode (unpaired surrogate "
+            f"\\u{ord(bad):04x} at character {exc.start}); fix the file's text "
+            "encoding"
+        ) from None
 
 
 def load_data(path: str | Path) -> CheXbenchData:
@@ -330,10 +360,14 @@ def load_data(path: str | Path) -> CheXbenchData:
         )
     raw = _read_json(path)
     if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected a JSON object keyed by task name, got {type(raw).__name__}")
+        raise DataError(
+            f"{path}: expected a JSON object keyed by task name, got {type(raw).__name__}"
+        )
     if raw.duplicates:
-        raise DataError(f"{path}: task key {raw.duplicates[0]!r} is given more than once (JSON "
-                        "keeps only the last list; merge them into one)")
+        raise DataError(
+            f"{path}: task key {raw.duplicates[0]!r} is given more than once (JSON "
+            "keeps only the last list; merge them into one)"
+        )
     data = CheXbenchData(path=path)
     keys_of: dict[str, str] = {}
     for key, samples in raw.items():
@@ -343,11 +377,14 @@ def load_data(path: str | Path) -> CheXbenchData:
             if key in IGNORED_DATA_KEYS:
                 data.ignored_keys.append(key)
                 continue
-            raise DataError(f"{path}: unknown task key {key!r} (known aliases: harness/taxonomy.py)")
+            raise DataError(
+                f"{path}: unknown task key {key!r} (known aliases: harness/taxonomy.py)"
+            )
         if task.slug in keys_of:
             raise DataError(
                 f"{path}: task keys {keys_of[task.slug]!r} and {key!r} both name {task.title}; "
-                "their items would share ids and be counted twice: merge them under one key")
+                "their items would share ids and be counted twice: merge them under one key"
+            )
         keys_of[task.slug] = key
         if not isinstance(samples, list):
             raise DataError(f"{path}: task {key!r} must map to a list of samples")
@@ -366,6 +403,8 @@ def load_data(path: str | Path) -> CheXbenchData:
             else:
                 data.text.append(_parse_text(sample, task.slug, idx, where))
     if not data.perception and not data.text:
-        raise DataError(f"{path}: no CheXbench items (the file has no task among the paper's "
-                        f"8{'; ignored: ' + ', '.join(data.ignored_keys) if data.ignored_keys else ''})")
+        raise DataError(
+            f"{path}: no CheXbench items (the file has no task among the paper's "
+            f"8{'; ignored: ' + ', '.join(data.ignored_keys) if data.ignored_keys else ''})"
+        )
     return data

@@ -53,8 +53,9 @@ class ValidationReport:
         return not self.problems
 
 
-def validate(data: CheXbenchData, resolver: ImageResolver, progress: bool = False
-             ) -> ValidationReport:
+def validate(
+    data: CheXbenchData, resolver: ImageResolver, progress: bool = False
+) -> ValidationReport:
     """Count items per subtask and check every referenced image once."""
     rows: dict[tuple[str, str], SubtaskCheck] = {}
     checked: dict[Path, str | None] = {}
@@ -64,9 +65,12 @@ def validate(data: CheXbenchData, resolver: ImageResolver, progress: bool = Fals
         key = (item.task, item.dataset)
         if key not in rows:
             sub = subtask_for(item.task, item.dataset)
-            rows[key] = SubtaskCheck(item.task, item.dataset,
-                                     paper_n=sub.paper_n if sub else None,
-                                     paper_options=sub.paper_options if sub else None)
+            rows[key] = SubtaskCheck(
+                item.task,
+                item.dataset,
+                paper_n=sub.paper_n if sub else None,
+                paper_options=sub.paper_options if sub else None,
+            )
         row = rows[key]
         row.n += 1
         if isinstance(item, PerceptionItem):
@@ -85,8 +89,11 @@ def validate(data: CheXbenchData, resolver: ImageResolver, progress: bool = Fals
                 row.unreadable += 1
             problems.append(ImageProblem(item.task, item.index, raw, resolved, reason))
     present = {(r.task, r.dataset) for r in rows.values()}
-    absent = [s.name for s in SUBTASKS
-              if s.paper_n is not None and (s.task.slug, s.dataset.slug) not in present]
+    absent = [
+        s.name
+        for s in SUBTASKS
+        if s.paper_n is not None and (s.task.slug, s.dataset.slug) not in present
+    ]
     order = {(s.task.slug, s.dataset.slug): i for i, s in enumerate(SUBTASKS)}
     ordered = sorted(rows.values(), key=lambda r: order.get((r.task, r.dataset), len(order)))
     return ValidationReport(ordered, problems, absent)

@@ -37,14 +37,18 @@ def subtasks_of(name: str) -> list[str]:
     return [name]
 
 
-def build_docs(subtask: str, data: str | Path | None, image_root: str | None = None,
-               image_map: str | None = None, skip_missing: bool = False
-               ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def build_docs(
+    subtask: str,
+    data: str | Path | None,
+    image_root: str | None = None,
+    image_map: str | None = None,
+    skip_missing: bool = False,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Docs for one lm-eval task (a perception subtask or a text task) and exclusion counts."""
     if not data:
         raise DataError(
             f"task {subtask}: no data file given. Pass --data data.json to `chexbench run`, or "
-            "--metadata '{\"data\": \"data.json\", \"image_root\": \"DIR\"}' to `chexbench lm-eval`."
+            '--metadata \'{"data": "data.json", "image_root": "DIR"}\' to `chexbench lm-eval`.'
         )
     dataset = cached_data(data)
     # Without --image-root, paths are relative to the folder holding data.json.
@@ -67,12 +71,16 @@ def build_docs(subtask: str, data: str | Path | None, image_root: str | None = N
                     f"{problem[0]} is {problem[1]}. Fix --image-root/--image-map, or pass "
                     "--skip-missing to exclude such items (the results record how many)."
                 )
-            excluded[f"image_{problem[1].split(' ')[0]}"] = excluded.get(
-                f"image_{problem[1].split(' ')[0]}", 0) + 1
+            excluded[f"image_{problem[1].split(' ')[0]}"] = (
+                excluded.get(f"image_{problem[1].split(' ')[0]}", 0) + 1
+            )
             continue
         doc: dict[str, Any] = {
-            "item_id": item.item_id, "index": item.index, "dataset": item.dataset,
-            "image_paths": [str(p) for p in resolved], "raw_image_paths": list(paths),
+            "item_id": item.item_id,
+            "index": item.index,
+            "dataset": item.dataset,
+            "image_paths": [str(p) for p in resolved],
+            "raw_image_paths": list(paths),
             "cluster_id": item.cluster_id,
         }
         if isinstance(item, PerceptionItem):
@@ -81,8 +89,11 @@ def build_docs(subtask: str, data: str | Path | None, image_root: str | None = N
             if item.reference is None:
                 excluded["empty_reference"] = excluded.get("empty_reference", 0) + 1
                 continue
-            doc.update(indication=item.indication or "", findings=item.findings or "",
-                       reference=item.reference)
+            doc.update(
+                indication=item.indication or "",
+                findings=item.findings or "",
+                reference=item.reference,
+            )
         docs.append(doc)
     if not docs:
         raise DataError(f"{data}: task {subtask}: every item was excluded ({excluded})")

@@ -39,8 +39,9 @@ class ImageResolver:
     sources: dict[str, Path] = field(default_factory=dict)  # dataset slug -> folder
 
     @classmethod
-    def from_args(cls, image_root: str | Path | None, image_map: str | Path | None = None
-                  ) -> ImageResolver:
+    def from_args(
+        cls, image_root: str | Path | None, image_map: str | Path | None = None
+    ) -> ImageResolver:
         prefixes: list[tuple[str, Path]] = []
         sources: dict[str, Path] = {}
         if image_map:
@@ -65,7 +66,7 @@ class ImageResolver:
         """The local file for one path as written in data.json (which may not exist)."""
         for prefix, folder in self.prefixes:
             if raw.startswith(prefix):
-                return folder / raw[len(prefix):]
+                return folder / raw[len(prefix) :]
         if dataset_slug in self.sources:
             return self.sources[dataset_slug] / _AUTHORS_ROOT.sub("", raw)
         path = Path(raw)

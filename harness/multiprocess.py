@@ -59,8 +59,11 @@ class DataParallel:
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
         if world <= 1:
             return cls()
-        dp = cls(rank=int(os.environ["RANK"]), world_size=world,
-                 local_rank=int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+        dp = cls(
+            rank=int(os.environ["RANK"]),
+            world_size=world,
+            local_rank=int(os.environ.get("LOCAL_RANK", os.environ["RANK"])),
+        )
         dp._init_process_group()
         return dp
 
@@ -99,7 +102,8 @@ class DataParallel:
             raise UserError(
                 "device_map shards ONE model over the GPUs of this machine; --num-processes runs "
                 "one copy of the model per GPU. Use one or the other: drop device_map, or run with "
-                "--num-processes 1 (see docs/scaling.md).")
+                "--num-processes 1 (see docs/scaling.md)."
+            )
         import torch
 
         device = str(model_args.get("device") or "auto")
@@ -110,12 +114,14 @@ class DataParallel:
         if device not in ("auto", "cuda"):
             raise UserError(
                 f"device={device} would put all {self.world_size} processes on one GPU; drop "
-                "device= (each process takes cuda:<local rank>) or set CUDA_VISIBLE_DEVICES.")
+                "device= (each process takes cuda:<local rank>) or set CUDA_VISIBLE_DEVICES."
+            )
         if self.local_rank >= torch.cuda.device_count():
             raise UserError(
                 f"{self.world_size} processes on this machine but only "
                 f"{torch.cuda.device_count()} GPU(s) visible: use --num-processes "
-                f"{torch.cuda.device_count()} or fewer, or device=cpu in --model-args.")
+                f"{torch.cuda.device_count()} or fewer, or device=cpu in --model-args."
+            )
         if "device" in _init_parameters(adapter_name):
             return {**model_args, "device": f"cuda:{self.local_rank}"}
         return dict(model_args)  # torch.cuda.set_device already made "cuda" this rank's GPU
@@ -124,14 +130,17 @@ class DataParallel:
         """lm-eval fails on a rank that gets no doc of a task, so each task needs N docs."""
         if not self.active:
             return
-        counts = docs_per_task(tasks, spec.data, spec.image_root, spec.image_map,
-                               spec.skip_missing, spec.limit)
+        counts = docs_per_task(
+            tasks, spec.data, spec.image_root, spec.image_map, spec.skip_missing, spec.limit
+        )
         small = {t: n for t, n in counts.items() if n < self.world_size}
         if small:
             listed = ", ".join(f"{t} ({n})" for t, n in small.items())
-            raise UserError(f"--num-processes {self.world_size} needs at least "
-                            f"{self.world_size} items per task; these have fewer: {listed}. "
-                            "Use fewer processes or run these tasks separately.")
+            raise UserError(
+                f"--num-processes {self.world_size} needs at least "
+                f"{self.world_size} items per task; these have fewer: {listed}. "
+                "Use fewer processes or run these tasks separately."
+            )
 
     def agree(self, action: Callable[[], Any]) -> None:
         """Run `action` on rank 0 only (taking the folder lock); when it fails, every rank
@@ -219,10 +228,22 @@ def launch_command(num_processes: int, spec_file: Path) -> list[str]:
     import torch
 
     threads = max(1, (os.cpu_count() or 1) // num_processes)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-           "--num_processes", str(num_processes), "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(free_port())]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+    ]
     if not torch.cuda.is_available():
         cmd += ["--num_cpu_threads_per_process", str(threads)]
     return [*cmd, "-m", "harness.multiprocess", str(spec_file)]
@@ -243,8 +264,10 @@ def launch_data_parallel(spec: Any, num_processes: int) -> int:
     launched = int(os.environ.get("WORLD_SIZE", "0") or 0)
     if launched > 1:
         if launched != num_processes:
-            raise UserError(f"--num-processes {num_processes} but the launcher started "
-                            f"{launched} processes; drop --num-processes when launching by hand")
+            raise UserError(
+                f"--num-processes {num_processes} but the launcher started "
+                f"{launched} processes; drop --num-processes when launching by hand"
+            )
         return _run_rank(spec)
     check_before_launch(spec)  # one line here rather than N failing ranks
     with tempfile.TemporaryDirectory(prefix="chexbench-ranks-") as tmp:
@@ -275,8 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def docs_per_task(tasks: list[str], data: str, image_root: str | None, image_map: str | None,
-                  skip_missing: bool, limit: int | None) -> dict[str, int]:
+def docs_per_task(
+    tasks: list[str],
+    data: str,
+    image_root: str | None,
+    image_map: str | None,
+    skip_missing: bool,
+    limit: int | None,
+) -> dict[str, int]:
     """How many docs lm-eval will shard per task (after exclusions and --limit)."""
     from harness.docs import build_docs
 

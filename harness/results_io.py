@@ -23,8 +23,9 @@ def results_id(prefix: str, identity: Any) -> str:
     return f"{prefix}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
 
 
-def write_results(results: Any, path: str | Path,
-                  rows: Mapping[str | Path, Iterable[Any]] | None = None) -> Path:
+def write_results(
+    results: Any, path: str | Path, rows: Mapping[str | Path, Iterable[Any]] | None = None
+) -> Path:
     """Validate `results` (a `Results` model or its dict), write `rows` (JSONL files, e.g.
     samples and ledgers; relative names are beside `path`), then the results JSON."""
     from harness.results_schema import validate_results

@@ -107,14 +107,22 @@ def _kind_rules() -> list[dict[str, Any]]:
     file a judge block, ...; and every file but a paper row has a run card (the provenance the
     leaderboard computes comes from it)."""
     rules: list[dict[str, Any]] = [
-        {"if": {"properties": {"kind": {"const": "run"}}},  # kind defaults to run
-         "then": {"required": ["subtasks"], "properties": {"subtasks": {"minProperties": 1}}}},
-        {"if": {"properties": {"source": {"not": {"const": "paper"}}}},
-         "then": {"required": ["run_card"], "properties": {"run_card": {"type": "object"}}}},
+        {
+            "if": {"properties": {"kind": {"const": "run"}}},  # kind defaults to run
+            "then": {"required": ["subtasks"], "properties": {"subtasks": {"minProperties": 1}}},
+        },
+        {
+            "if": {"properties": {"source": {"not": {"const": "paper"}}}},
+            "then": {"required": ["run_card"], "properties": {"run_card": {"type": "object"}}},
+        },
     ]
     for kind in ("judge", "fairness", "reader_study", "comparison"):
-        rules.append({"if": {"required": ["kind"], "properties": {"kind": {"const": kind}}},
-                      "then": {"required": [kind], "properties": {kind: {"type": "object"}}}})
+        rules.append(
+            {
+                "if": {"required": ["kind"], "properties": {"kind": {"const": kind}}},
+                "then": {"required": [kind], "properties": {kind: {"type": "object"}}},
+            }
+        )
     return rules
 
 
@@ -162,12 +170,16 @@ def validate_results(obj: Any) -> list[str]:
 
     if not isinstance(obj, dict):
         return [f"<root>: expected a JSON object, got {type(obj).__name__}"]
-    errors = [f"{_path(p)}: non-finite number {v!r} (JSON has no NaN or Infinity)"
-              for p, v in _non_finite(obj)]
+    errors = [
+        f"{_path(p)}: non-finite number {v!r} (JSON has no NaN or Infinity)"
+        for p, v in _non_finite(obj)
+    ]
     schema = json.loads(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors += [f"{_path(err.absolute_path)}: {_message(err)}"
-               for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))]
+    errors += [
+        f"{_path(err.absolute_path)}: {_message(err)}"
+        for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))
+    ]
     if errors:
         return errors
     return _metric_errors(obj)
@@ -217,20 +229,27 @@ def _check_metric(path: list[str], name: str, kind: str, metric: dict[str, Any])
     where = _path(path)
     value, ci = metric.get("value"), metric.get("ci")
     if value is None and not metric.get("unavailable"):
-        return [f"{where}/value: null without `unavailable` saying why (a missing metric is "
-                "never silently empty)"]
+        return [
+            f"{where}/value: null without `unavailable` saying why (a missing metric is "
+            "never silently empty)"
+        ]
     lo_bound, hi_bound = metric_bounds(name, kind)
-    span = "[{}, {}]".format("-inf" if lo_bound is None else f"{lo_bound:g}",
-                             "inf" if hi_bound is None else f"{hi_bound:g}")
+    span = "[{}, {}]".format(
+        "-inf" if lo_bound is None else f"{lo_bound:g}",
+        "inf" if hi_bound is None else f"{hi_bound:g}",
+    )
     errors = []
     named = {"value": value} | ({"ci/0": ci[0], "ci/1": ci[1]} if ci else {})
     for part, number in named.items():
         if number is None:
             continue
         if (lo_bound is not None and number < lo_bound) or (
-                hi_bound is not None and number > hi_bound):
-            errors.append(f"{where}/{part}: {number!r} is outside {span}, the range of {name} "
-                          "(values are fractions, not percent)")
+            hi_bound is not None and number > hi_bound
+        ):
+            errors.append(
+                f"{where}/{part}: {number!r} is outside {span}, the range of {name} "
+                "(values are fractions, not percent)"
+            )
     if ci:
         lo, hi = ci
         slack = CI_TOLERANCE * max(1.0, abs(lo), abs(hi))
@@ -245,6 +264,7 @@ def parse_json(raw: bytes | str, where: str) -> Any:
     """JSON text as Python objects, or ResultsError naming `where`: strict JSON only (no
     NaN / Infinity tokens, no number that overflows to infinity), at most MAX_JSON_DEPTH deep,
     so a hostile file fails in one line rather than deep in a recursion."""
+
     def constant(token: str) -> Any:
         raise ValueError(f"{token} is not JSON")
 
@@ -269,8 +289,9 @@ def parse_json(raw: bytes | str, where: str) -> Any:
         depth = max(depth, level)
         if depth > MAX_JSON_DEPTH:
             raise ResultsError(f"{where}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
-        children = node.values() if isinstance(node, dict) else node if isinstance(
-            node, list) else ()
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        )
         stack.extend((level + 1, child) for child in children)
     return obj
 
@@ -280,8 +301,7 @@ def parse_results(raw: bytes, where: str) -> Results:
     the first problems. The one way results are read: the leaderboard, submissions and
     `chexbench results` all call it."""
     if len(raw) > MAX_RESULTS_BYTES:
-        raise ResultsError(f"{where}: {len(raw)} bytes is over the {MAX_RESULTS_BYTES} byte "
-                           "limit")
+        raise ResultsError(f"{where}: {len(raw)} bytes is over the {MAX_RESULTS_BYTES} byte limit")
     obj = parse_json(raw, where)
     errors = validate_results(obj)
     if errors:

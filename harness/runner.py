@@ -61,8 +61,18 @@ LOCK_FILE = "lock"
 ALL_TASKS = [s.name for s in PERCEPTION_SUBTASKS] + list(TEXT_TASK_NAMES.values())
 # Fields that change the model's scores; the others (seed, bootstrap, text metrics) only
 # change the analysis of the same scores.
-SCORING_FIELDS = ("model", "model_args", "tasks", "data", "mc_mode", "max_gen_toks", "limit",
-                  "skip_missing", "image_root", "image_map")
+SCORING_FIELDS = (
+    "model",
+    "model_args",
+    "tasks",
+    "data",
+    "mc_mode",
+    "max_gen_toks",
+    "limit",
+    "skip_missing",
+    "image_root",
+    "image_map",
+)
 
 
 @dataclass(frozen=True)
@@ -149,8 +159,12 @@ def expand_tasks(names: list[str]) -> list[str]:
         elif name in groups:
             wanted.update(s.name for s in PERCEPTION_SUBTASKS if s.task == groups[name])
         else:
-            raise did_you_mean("task", name, [*ALL_TASKS, *groups, PERCEPTION_GROUP, "chexbench"],
-                               "; see `chexbench tasks`")
+            raise did_you_mean(
+                "task",
+                name,
+                [*ALL_TASKS, *groups, PERCEPTION_GROUP, "chexbench"],
+                "; see `chexbench tasks`",
+            )
     return [t for t in ALL_TASKS if t in wanted]
 
 
@@ -164,8 +178,11 @@ class TaskPlan:
 
     def coverage(self) -> dict[str, Any]:
         """What the run card records (`run_card.extra["coverage"]`, docs/runs.md)."""
-        return {"partial": bool(self.absent), "absent_subtasks": self.absent,
-                "requested_subtasks": self.requested}
+        return {
+            "partial": bool(self.absent),
+            "absent_subtasks": self.absent,
+            "requested_subtasks": self.requested,
+        }
 
 
 def plan_tasks(config: RunConfig) -> TaskPlan:
@@ -188,21 +205,25 @@ def plan_tasks(config: RunConfig) -> TaskPlan:
             raise DataError(f"{config.data}: task {task} has no items in this data file")
     tasks = [t for t in requested if t not in absent]
     if not tasks:
-        raise DataError(f"{config.data}: none of the requested tasks ({', '.join(config.tasks)})"
-                        " has items in this data file")
+        raise DataError(
+            f"{config.data}: none of the requested tasks ({', '.join(config.tasks)})"
+            " has items in this data file"
+        )
     return TaskPlan(tasks, absent, requested)
 
 
-def preflight(config: RunConfig, tasks: list[str]
-              ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, int]]]:
+def preflight(
+    config: RunConfig, tasks: list[str]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, int]]]:
     """Validate data and images before loading any model; returns docs and exclusions per task
     (the docs cut to `--limit`, as lm-eval will)."""
     set_pixel_limit(config.max_image_pixels)
     cached_data(config.data)
     docs, excluded = {}, {}
     for task in tasks:
-        docs[task], excluded[task] = build_docs(task, config.data, config.image_root,
-                                                config.image_map, config.skip_missing)
+        docs[task], excluded[task] = build_docs(
+            task, config.data, config.image_root, config.image_map, config.skip_missing
+        )
         if config.limit:
             docs[task] = docs[task][: config.limit]
     return docs, excluded
@@ -266,8 +287,13 @@ def run_benchmark(spec: RunSpec) -> RunOutcome:
     dp = DataParallel.from_env()  # rank 0 of 1 unless started by a launcher (--num-processes)
     dp.check_shards(config, tasks)
     if plan.absent and dp.rank == 0:
-        log.warning("note: %s has no items for %s; running the %d present (the results are "
-                    "marked partial coverage)", config.data, ", ".join(plan.absent), len(tasks))
+        log.warning(
+            "note: %s has no items for %s; running the %d present (the results are "
+            "marked partial coverage)",
+            config.data,
+            ", ".join(plan.absent),
+            len(tasks),
+        )
     data_sha = file_sha256(Path(config.data))
     run_id, scoring_id = config.run_id(data_sha), config.scoring_id(data_sha)
     run_dir = Path(options.output) / run_id
@@ -276,9 +302,16 @@ def run_benchmark(spec: RunSpec) -> RunOutcome:
         return _run(spec, plan, docs, excluded, dp, data_sha, run_dir, scores_dir)
 
 
-def _run(spec: RunSpec, plan: TaskPlan, docs: dict[str, list[dict[str, Any]]],
-         excluded: dict[str, dict[str, int]], dp: Any, data_sha: str, run_dir: Path,
-         scores_dir: Path) -> RunOutcome:
+def _run(
+    spec: RunSpec,
+    plan: TaskPlan,
+    docs: dict[str, list[dict[str, Any]]],
+    excluded: dict[str, dict[str, int]],
+    dp: Any,
+    data_sha: str,
+    run_dir: Path,
+    scores_dir: Path,
+) -> RunOutcome:
     """Load the model, check every prompt fits, score, and write the results."""
     from harness.prompt_lengths import check_prompt_lengths
     from model_adapters.registry import build_lm
@@ -288,22 +321,40 @@ def _run(spec: RunSpec, plan: TaskPlan, docs: dict[str, list[dict[str, Any]]],
     started = time.time()
     for name in ("lm_eval", "lm-eval"):  # its per-task notices drown our progress bars
         logging.getLogger(name).setLevel(logging.ERROR)
-    lm = build_lm(config.model, dp.model_args(config.model, config.model_args),
-                  batch_size=options.batch_size, mc_mode=config.mc_mode,
-                  max_gen_toks=config.max_gen_toks, resume_path=dp.journal_path(scores_dir),
-                  fingerprint=scoring_id, show_progress=options.show_progress,
-                  rank=dp.rank, world_size=dp.world_size, prefetch=options.prefetch)
+    lm = build_lm(
+        config.model,
+        dp.model_args(config.model, config.model_args),
+        batch_size=options.batch_size,
+        mc_mode=config.mc_mode,
+        max_gen_toks=config.max_gen_toks,
+        resume_path=dp.journal_path(scores_dir),
+        fingerprint=scoring_id,
+        show_progress=options.show_progress,
+        rank=dp.rank,
+        world_size=dp.world_size,
+        prefetch=options.prefetch,
+    )
     try:  # the journal is closed (and its lock dropped) however the run ends
         prompts = check_prompt_lengths(lm, docs, str(config.data))  # before any forward
-        return _evaluate(spec, plan, excluded, dp, lm, prompts, data_sha, run_dir, scores_dir,
-                         started)
+        return _evaluate(
+            spec, plan, excluded, dp, lm, prompts, data_sha, run_dir, scores_dir, started
+        )
     finally:
         lm.store.close()
 
 
-def _evaluate(spec: RunSpec, plan: TaskPlan, excluded: dict[str, dict[str, int]], dp: Any,
-              lm: Any, prompts: dict[str, Any], data_sha: str, run_dir: Path, scores_dir: Path,
-              started: float) -> RunOutcome:
+def _evaluate(
+    spec: RunSpec,
+    plan: TaskPlan,
+    excluded: dict[str, dict[str, int]],
+    dp: Any,
+    lm: Any,
+    prompts: dict[str, Any],
+    data_sha: str,
+    run_dir: Path,
+    scores_dir: Path,
+    started: float,
+) -> RunOutcome:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -311,14 +362,25 @@ def _evaluate(spec: RunSpec, plan: TaskPlan, excluded: dict[str, dict[str, int]]
     run_id, scoring_id = run_dir.name, scores_dir.name
     dp.preload(lm.store, scores_dir)
     resumed = len(lm.store.done)
-    metadata = {"data": str(config.data), "image_root": config.image_root,
-                "image_map": config.image_map, "skip_missing": config.skip_missing}
+    metadata = {
+        "data": str(config.data),
+        "image_root": config.image_root,
+        "image_map": config.image_map,
+        "skip_missing": config.skip_missing,
+    }
     # Only our folder: indexing lm-eval's ~14,000 built-in task YAMLs costs ~30 s per run.
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata)
     out = simple_evaluate(
-        model=lm, tasks=tasks, task_manager=manager, log_samples=True, limit=config.limit,
-        bootstrap_iters=0, random_seed=config.seed, numpy_random_seed=config.seed,
-        torch_random_seed=config.seed, fewshot_random_seed=config.seed,
+        model=lm,
+        tasks=tasks,
+        task_manager=manager,
+        log_samples=True,
+        limit=config.limit,
+        bootstrap_iters=0,
+        random_seed=config.seed,
+        numpy_random_seed=config.seed,
+        torch_random_seed=config.seed,
+        fewshot_random_seed=config.seed,
     )
     dp.collect(lm)  # rank 0 needs the scores the other ranks computed, for the sample rows
     if out is None:  # non-zero ranks in a multi-process run
@@ -333,49 +395,70 @@ def _evaluate(spec: RunSpec, plan: TaskPlan, excluded: dict[str, dict[str, int]]
         lm_metrics = out["results"].get(task, {})
         if task in TEXT_TASK_NAMES.values():
             task_rows = [text_row(task, e) for e in examples]
-            subtasks[task] = text_subtask(task, task_rows, excluded[task], B, seed,
-                                          config.text_metrics)
+            subtasks[task] = text_subtask(
+                task, task_rows, excluded[task], B, seed, config.text_metrics
+            )
         else:
             task_rows = [perception_row(task, e, lm.score_for) for e in examples]
             perception_rows[task] = task_rows
-            subtasks[task] = perception_subtask(task, task_rows, lm_metrics, excluded[task],
-                                                B, seed)
+            subtasks[task] = perception_subtask(
+                task, task_rows, lm_metrics, excluded[task], B, seed
+            )
         rows.extend(task_rows)
 
     adapter = lm.adapter
     info = adapter.model_info()
     synthetic = _is_synthetic(config.data)
     model = ModelInfo(
-        name=options.display_name or (adapter.display_name or adapter.name)
-        + (" (smoke)" if info.get("smoke") else ""),
-        adapter=config.model, model_args=_public_args(config.model_args),
+        name=options.display_name
+        or (adapter.display_name or adapter.name) + (" (smoke)" if info.get("smoke") else ""),
+        adapter=config.model,
+        model_args=_public_args(config.model_args),
         **{k: info.get(k) for k in ("model_id", "revision", "weights_sha256", "parameters")},
         smoke=bool(info.get("smoke")),
     )
-    resolved = {**spec.to_json(), "config": {**asdict(config), "tasks": tasks,
-                                             "model_args": _public_args(config.model_args)}}
+    resolved = {
+        **spec.to_json(),
+        "config": {**asdict(config), "tasks": tasks, "model_args": _public_args(config.model_args)},
+    }
     # A model served elsewhere (`--model openai`) has no dtype here and adds what it records
     # about the server (protocol, cost) and its ledger beside the results.
     dtype = None if adapter.dtype is None else str(adapter.dtype).replace("torch.", "")
     extra = lm.run_card_extra() if hasattr(lm, "run_card_extra") else {}
     card = make_run_card(
-        seed=seed, device=str(adapter.device), dtype=dtype,
-        data_file=str(config.data), data_sha256=data_sha, tasks=tasks,
+        seed=seed,
+        device=str(adapter.device),
+        dtype=dtype,
+        data_file=str(config.data),
+        data_sha256=data_sha,
+        tasks=tasks,
         wall_time_s=round(time.time() - started, 3),
-        command=list(options.command) if options.command else None, synthetic=synthetic,
+        command=list(options.command) if options.command else None,
+        synthetic=synthetic,
         bootstrap={"B": B, "seed": seed, "unit": "cluster (patient/image)"},
-        mc_mode=config.mc_mode, batch_size=options.batch_size, engine=lm.stats.as_dict(),
+        mc_mode=config.mc_mode,
+        batch_size=options.batch_size,
+        engine=lm.stats.as_dict(),
         engine_settings=lm.engine_settings(),
-        requests_resumed=resumed, limit=config.limit, skip_missing=config.skip_missing,
-        num_processes=dp.world_size, generation=lm.generation_settings(),
-        config=resolved, scoring_id=scoring_id, coverage=plan.coverage(), prompts=prompts,
+        requests_resumed=resumed,
+        limit=config.limit,
+        skip_missing=config.skip_missing,
+        num_processes=dp.world_size,
+        generation=lm.generation_settings(),
+        config=resolved,
+        scoring_id=scoring_id,
+        coverage=plan.coverage(),
+        prompts=prompts,
         **extra,
     )
     results = Results(
         run_id=run_id,
         source="demo" if synthetic and options.source == "reproduced" else options.source,
-        model=model, run_card=card, subtasks=subtasks,
-        groups=perception_groups(perception_rows, B, seed), samples_file="samples.jsonl",
+        model=model,
+        run_card=card,
+        subtasks=subtasks,
+        groups=perception_groups(perception_rows, B, seed),
+        samples_file="samples.jsonl",
     )
     new_dir = not run_dir.exists()
     try:
@@ -391,8 +474,9 @@ def _evaluate(spec: RunSpec, plan: TaskPlan, excluded: dict[str, dict[str, int]]
 
 def _public_args(model_args: dict[str, Any]) -> dict[str, Any]:
     """Model args as recorded: never anything that looks like a credential."""
-    return {k: v for k, v in model_args.items()
-            if "token" not in k.lower() and "key" not in k.lower()}
+    return {
+        k: v for k, v in model_args.items() if "token" not in k.lower() and "key" not in k.lower()
+    }
 
 
 def _is_synthetic(data: str) -> bool:
@@ -415,26 +499,40 @@ def dry_run(spec: RunSpec) -> dict[str, Any]:
 
     config = spec.config
     if config.model not in REMOTE:
-        raise UserError(f"--dry-run estimates the requests to a served model (--model "
-                        f"{' or '.join(REMOTE)}); {config.model} runs in this process")
+        raise UserError(
+            f"--dry-run estimates the requests to a served model (--model "
+            f"{' or '.join(REMOTE)}); {config.model} runs in this process"
+        )
     plan = plan_tasks(config)
     docs, _ = preflight(config, plan.tasks)
-    lm = build_lm(config.model, config.model_args, mc_mode=config.mc_mode,
-                  max_gen_toks=config.max_gen_toks, show_progress=False)
+    lm = build_lm(
+        config.model,
+        config.model_args,
+        mc_mode=config.mc_mode,
+        max_gen_toks=config.max_gen_toks,
+        show_progress=False,
+    )
     mc, text = [], []
     for task, task_docs in docs.items():
         for doc in task_docs:
-            images = [] if task.endswith("summarization") else [
-                ImageRef(p) for p in doc["image_paths"]]
+            images = (
+                [] if task.endswith("summarization") else [ImageRef(p) for p in doc["image_paths"]]
+            )
             visual = {"visual": images}
             if "options" in doc:  # the YAML's doc_to_text and target_delimiter
-                mc.extend(_Request((utils.doc_to_text(doc), " " + o, visual), doc, task)
-                          for o in doc["options"])
+                mc.extend(
+                    _Request((utils.doc_to_text(doc), " " + o, visual), doc, task)
+                    for o in doc["options"]
+                )
             else:  # the text YAMLs' generation_kwargs: until [], no max_gen_toks
-                prompt = (utils.summarization_text(doc) if task.endswith("summarization")
-                          else utils.generation_text(doc))
-                text.append(_Request((prompt, {"until": [], "do_sample": False}, visual), doc,
-                                     task))
+                prompt = (
+                    utils.summarization_text(doc)
+                    if task.endswith("summarization")
+                    else utils.generation_text(doc)
+                )
+                text.append(
+                    _Request((prompt, {"until": [], "do_sample": False}, visual), doc, task)
+                )
     return {"tasks": plan.tasks, **lm.plan_dry_run(mc, text)}
 
 

@@ -30,8 +30,14 @@ class OptionScore(tuple):
     unparseable: bool
     generated: str | None
 
-    def __new__(cls, logprob: float, is_greedy: bool, n_tokens: int,
-                unparseable: bool = False, generated: str | None = None) -> OptionScore:
+    def __new__(
+        cls,
+        logprob: float,
+        is_greedy: bool,
+        n_tokens: int,
+        unparseable: bool = False,
+        generated: str | None = None,
+    ) -> OptionScore:
         obj = super().__new__(cls, (float(logprob), bool(is_greedy)))
         obj.n_tokens = int(n_tokens)
         obj.unparseable = bool(unparseable)
@@ -42,8 +48,13 @@ class OptionScore(tuple):
         return (self[0], self[1], self.n_tokens, self.unparseable, self.generated)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ll": self[0], "greedy": self[1], "n": self.n_tokens,
-                "unparseable": self.unparseable, "generated": self.generated}
+        return {
+            "ll": self[0],
+            "greedy": self[1],
+            "n": self.n_tokens,
+            "unparseable": self.unparseable,
+            "generated": self.generated,
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> OptionScore:
@@ -67,7 +78,8 @@ def predictions(scores: Sequence[Any], choices: Sequence[str]) -> dict[str, int]
         raise MissingTokenCount(
             "option scores carry no token count, so acc_chexbench (the official mean log-prob "
             "per option token) cannot be computed; score CheXbench tasks with a CheXbench "
-            "adapter (chexbench adapters), whose engine returns the count")
+            "adapter (chexbench adapters), whose engine returns the count"
+        )
     lls = np.array([float(s[0]) for s in scores])
     n_tokens = np.array([max(int(s.n_tokens), 1) for s in scores], dtype=float)
     n_chars = np.array([max(len(c), 1) for c in choices], dtype=float)

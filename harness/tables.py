@@ -31,7 +31,7 @@ def _user(text: Any) -> str:
 
 
 def fmt_metric(m: dict[str, Any] | None, scale: float = 100.0) -> str:
-    """"57.1 [52.0, 61.8]" (percent with its 95% CI), or why it is missing."""
+    """ "57.1 [52.0, 61.8]" (percent with its 95% CI), or why it is missing."""
     if not m:
         return "—"
     if m.get("value") is None:
@@ -55,15 +55,21 @@ def perception_table(results: dict[str, Any], title: str | None = None) -> Table
             continue
         task_title = sub.task.title if sub.task.slug != last_task else ""
         last_task = sub.task.slug
-        table.add_row(task_title, sub.dataset.title, str(res["n"]),
-                      *(fmt_metric(res["metrics"].get(r)) for r in ("acc_chexbench", "acc",
-                                                                     "acc_norm")))
+        table.add_row(
+            task_title,
+            sub.dataset.title,
+            str(res["n"]),
+            *(fmt_metric(res["metrics"].get(r)) for r in ("acc_chexbench", "acc", "acc_norm")),
+        )
     for name, group in results.get("groups", {}).items():
         slug = name.removeprefix("chexbench_")
         label = TASK_BY_SLUG[slug].title if slug in TASK_BY_SLUG else "Perception (mean of tasks)"
-        table.add_row(f"[bold]{label}[/bold]", "mean", "",
-                      *(fmt_metric(group["metrics"].get(r)) for r in ("acc_chexbench", "acc",
-                                                                       "acc_norm")))
+        table.add_row(
+            f"[bold]{label}[/bold]",
+            "mean",
+            "",
+            *(fmt_metric(group["metrics"].get(r)) for r in ("acc_chexbench", "acc", "acc_norm")),
+        )
     return table
 
 
@@ -76,7 +82,9 @@ def text_table(results: dict[str, Any]) -> Table | None:
     table = Table(title=f"Text tasks — {_user(results['model']['name'])} (score x100, 95% CI)")
     table.add_column("Metric")
     for r in text.values():
-        ds = DATASET_BY_SLUG[r["dataset"]].title if r["dataset"] in DATASET_BY_SLUG else r["dataset"]
+        ds = (
+            DATASET_BY_SLUG[r["dataset"]].title if r["dataset"] in DATASET_BY_SLUG else r["dataset"]
+        )
         task = TASK_BY_SLUG[r["task"]].title if r["task"] in TASK_BY_SLUG else r["task"]
         table.add_column(f"{_user(task)}\n{_user(ds)}, n={r['n']}", justify="right")
     for m in names:
@@ -93,15 +101,20 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
     if results["model"].get("smoke"):
         console.print("[yellow]Smoke model: random weights, its accuracy is chance by design.[/]")
     if results.get("run_card", {}) and results["run_card"].get("synthetic"):
-        console.print("[yellow]Synthetic phantom data: these numbers say nothing about real "
-                      "radiographs.[/]")
+        console.print(
+            "[yellow]Synthetic phantom data: these numbers say nothing about real radiographs.[/]"
+        )
     if any(r["kind"] == "perception" for r in results["subtasks"].values()):
         console.print(perception_table(results))
     table = text_table(results)
     if table is not None:
         console.print(table)
-        reasons = {m["unavailable"] for r in results["subtasks"].values()
-                   for m in r["metrics"].values() if m.get("value") is None and m.get("unavailable")}
+        reasons = {
+            m["unavailable"]
+            for r in results["subtasks"].values()
+            for m in r["metrics"].values()
+            if m.get("value") is None and m.get("unavailable")
+        }
         for reason in sorted(reasons):
             console.print(f"[dim]n/a: {_user(reason)}[/]")
     excluded = {n: r["excluded_reasons"] for n, r in results["subtasks"].items() if r["excluded"]}

@@ -55,8 +55,11 @@ TASK_TYPES: tuple[TaskType, ...] = (
     TaskType(
         "multi_disease_identification",
         "Multi-Disease Identification",
-        ("Multiple Disease Identification", "Multi-Disease Identification",
-         "Multi Disease Identification"),
+        (
+            "Multiple Disease Identification",
+            "Multi-Disease Identification",
+            "Multi Disease Identification",
+        ),
         "perception",
     ),
     TaskType(
@@ -126,8 +129,10 @@ SUBTASKS: tuple[Subtask, ...] = tuple(
 )
 SUBTASK_BY_NAME = {s.name: s for s in SUBTASKS}
 PERCEPTION_SUBTASKS = tuple(s for s in SUBTASKS if s.task.kind == "perception")
-TEXT_TASK_NAMES = {"findings_generation": "chexbench_findings_generation",
-                   "findings_summarization": "chexbench_findings_summarization"}
+TEXT_TASK_NAMES = {
+    "findings_generation": "chexbench_findings_generation",
+    "findings_summarization": "chexbench_findings_summarization",
+}
 
 
 def resolve_task(name: str) -> TaskType | None:
@@ -168,27 +173,30 @@ class Metric:
     bounds: tuple[float | None, float | None] = (0.0, 1.0)
 
 
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("acc_chexbench", "Accuracy (mean token log-prob, official)"),
-    Metric("acc", "Accuracy (summed log-prob, lm-eval)"),
-    Metric("acc_norm", "Accuracy (log-prob per character, lm-eval)"),
-    Metric("rougeL", "ROUGE-L"),
-    # Rescaled with a baseline b: (F1 - b) / (1 - b), at most 1 and negative below b.
-    Metric("bertscore_f1", "BERTScore F1", bounds=(None, 1.0)),
-    Metric("chexbert_accuracy", "CheXbert accuracy"),
-    Metric("chexbert_f1_micro14", "CheXbert micro-F1 (14)"),
-    Metric("chexbert_f1_macro14", "CheXbert macro-F1 (14)"),
-    Metric("chexbert_f1_micro5", "CheXbert micro-F1 (5)"),
-    Metric("chexbert_f1_macro5", "CheXbert macro-F1 (5)"),
-    Metric("radgraph_simple", "RadGraph F1 (simple)"),
-    Metric("radgraph_partial", "RadGraph F1 (partial, RG_ER)"),
-    Metric("radgraph_complete", "RadGraph F1 (complete)"),
-    # A fitted linear combination of z-scored inputs: any real number.
-    Metric("radcliq_v1", "RadCliQ-v1", higher_is_better=False, bounds=(None, None)),
-    Metric("bertscore_paper", "BERT-S (paper)"),
-    Metric("chexbert_score_paper", "CheXbert-S (paper)"),
-    Metric("radgraph_score_paper", "RadGraph-S (paper)"),
-)}
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("acc_chexbench", "Accuracy (mean token log-prob, official)"),
+        Metric("acc", "Accuracy (summed log-prob, lm-eval)"),
+        Metric("acc_norm", "Accuracy (log-prob per character, lm-eval)"),
+        Metric("rougeL", "ROUGE-L"),
+        # Rescaled with a baseline b: (F1 - b) / (1 - b), at most 1 and negative below b.
+        Metric("bertscore_f1", "BERTScore F1", bounds=(None, 1.0)),
+        Metric("chexbert_accuracy", "CheXbert accuracy"),
+        Metric("chexbert_f1_micro14", "CheXbert micro-F1 (14)"),
+        Metric("chexbert_f1_macro14", "CheXbert macro-F1 (14)"),
+        Metric("chexbert_f1_micro5", "CheXbert micro-F1 (5)"),
+        Metric("chexbert_f1_macro5", "CheXbert macro-F1 (5)"),
+        Metric("radgraph_simple", "RadGraph F1 (simple)"),
+        Metric("radgraph_partial", "RadGraph F1 (partial, RG_ER)"),
+        Metric("radgraph_complete", "RadGraph F1 (complete)"),
+        # A fitted linear combination of z-scored inputs: any real number.
+        Metric("radcliq_v1", "RadCliQ-v1", higher_is_better=False, bounds=(None, None)),
+        Metric("bertscore_paper", "BERT-S (paper)"),
+        Metric("chexbert_score_paper", "CheXbert-S (paper)"),
+        Metric("radgraph_score_paper", "RadGraph-S (paper)"),
+    )
+}
 
 # The number each task reports first (Table 2 accuracy, Table 3 RadGraph, Table 4 ROUGE-L).
 PERCEPTION_HEADLINE = "acc_chexbench"

@@ -21,9 +21,16 @@ def text_headline(task_slug: str, metrics: dict[str, Any]) -> str:
     return headline if metrics.get(headline) is not None else "rougeL"
 
 
-def text_subtask(task: str, rows: list[dict[str, Any]], excluded: dict[str, int], B: int,
-                 seed: int, mode: str = "all", cfg: Any = None,
-                 name: str | None = None) -> SubtaskResult:
+def text_subtask(
+    task: str,
+    rows: list[dict[str, Any]],
+    excluded: dict[str, int],
+    B: int,
+    seed: int,
+    mode: str = "all",
+    cfg: Any = None,
+    name: str | None = None,
+) -> SubtaskResult:
     """Metrics of one text task's rows (`task`: the lm-eval task name; `name`: the results key,
     the task itself for a run, task + dataset for rescored files). Every row's `metrics` gets
     its per-sample values; rows whose cleaned reference is empty are counted, not scored."""
@@ -35,9 +42,14 @@ def text_subtask(task: str, rows: list[dict[str, Any]], excluded: dict[str, int]
     if mode == "all":
         from harness.text_metrics import TextMetricsConfig, score_texts
 
-        scored = score_texts([r["prediction"] for r in rows], [r["reference"] or "" for r in rows],
-                             cfg or TextMetricsConfig(), clusters=list(clusters), bootstrap_B=B,
-                             seed=derive_seed(seed, task))
+        scored = score_texts(
+            [r["prediction"] for r in rows],
+            [r["reference"] or "" for r in rows],
+            cfg or TextMetricsConfig(),
+            clusters=list(clusters),
+            bootstrap_B=B,
+            seed=derive_seed(seed, task),
+        )
         metrics.update(scored.metrics)
         for row, per in zip(rows, scored.per_sample, strict=True):
             row["metrics"].update({k: v for k, v in per.items() if v is not None})
@@ -49,10 +61,22 @@ def text_subtask(task: str, rows: list[dict[str, Any]], excluded: dict[str, int]
         n = len(rows) - sum(scored.excluded.values())
     else:
         values = np.array([r["metrics"]["rougeL"] for r in rows], dtype=float)
-        metrics["rougeL"] = metric_value(values, clusters, B, derive_seed(seed, task),
-                                         config={"scorer": "rouge-score", "stemmer": True})
+        metrics["rougeL"] = metric_value(
+            values,
+            clusters,
+            B,
+            derive_seed(seed, task),
+            config={"scorer": "rouge-score", "stemmer": True},
+        )
         n = len(rows)
-    return SubtaskResult(name=name or task, task=slug,
-                         dataset=datasets[0] if len(datasets) == 1 else "mixed", kind="text",
-                         n=n, excluded=sum(excluded.values()), excluded_reasons=excluded,
-                         headline=text_headline(slug, metrics), metrics=metrics)
+    return SubtaskResult(
+        name=name or task,
+        task=slug,
+        dataset=datasets[0] if len(datasets) == 1 else "mixed",
+        kind="text",
+        n=n,
+        excluded=sum(excluded.values()),
+        excluded_reasons=excluded,
+        headline=text_headline(slug, metrics),
+        metrics=metrics,
+    )

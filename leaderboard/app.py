@@ -33,8 +33,13 @@ def _signature(root: str) -> tuple:
     base = Path(root)
     if not base.is_dir():
         return ()
-    return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size)
-                        for p in base.rglob("*.json") if p.is_file()))
+    return tuple(
+        sorted(
+            (str(p), p.stat().st_mtime_ns, p.stat().st_size)
+            for p in base.rglob("*.json")
+            if p.is_file()
+        )
+    )
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading results…")
@@ -48,37 +53,56 @@ def main() -> None:
     loaded = _load(root, _signature(root))
     with st.sidebar:
         st.header("Rows")
-        show_pending = st.toggle("Show pending submissions", value=False, key="show-pending",
-                                 help="Uploaded bundles no maintainer has reviewed yet: their "
-                                      "numbers are the uploader's claim.")
-        show_demo = st.toggle("Show synthetic demo rows", value=False, key="show-demo",
-                              help="Numbers from synthetic phantom data or random-weight smoke "
-                                   "models: they test the pipeline and mean nothing.")
-        offered = [p for p in PROVENANCES if p in TRUSTED or (p == PENDING and show_pending)
-                   or (p == DEMO and show_demo)]
-        chosen = st.multiselect("Provenance", offered, default=offered,
-                                key=f"provenance-{show_pending}-{show_demo}")  # resets on toggle
+        show_pending = st.toggle(
+            "Show pending submissions",
+            value=False,
+            key="show-pending",
+            help="Uploaded bundles no maintainer has reviewed yet: their "
+            "numbers are the uploader's claim.",
+        )
+        show_demo = st.toggle(
+            "Show synthetic demo rows",
+            value=False,
+            key="show-demo",
+            help="Numbers from synthetic phantom data or random-weight smoke "
+            "models: they test the pipeline and mean nothing.",
+        )
+        offered = [
+            p
+            for p in PROVENANCES
+            if p in TRUSTED or (p == PENDING and show_pending) or (p == DEMO and show_demo)
+        ]
+        chosen = st.multiselect(
+            "Provenance", offered, default=offered, key=f"provenance-{show_pending}-{show_demo}"
+        )  # resets on toggle
         st.caption("Results folder: " + md(root))
     entries = [e for e in loaded.entries if e.provenance in chosen]
 
     st.title("CheXbench leaderboard")
-    st.caption("Chest X-ray foundation models on CheXbench (CheXagent paper, section 5): the "
-               "paper's reported numbers beside runs reproduced with this harness and community "
-               "submissions, with 95% confidence intervals where a run has them.")
+    st.caption(
+        "Chest X-ray foundation models on CheXbench (CheXagent paper, section 5): the "
+        "paper's reported numbers beside runs reproduced with this harness and community "
+        "submissions, with 95% confidence intervals where a run has them."
+    )
     shown = {e.provenance for e in entries}
     # One container whatever is shown, so the tabs below keep their place in the page when a
     # toggle adds or removes a notice (a shifted element tree leaves stale copies mid-rerun).
     with st.container():
         if PENDING in shown:
-            st.warning("Pending submissions are shown: their columns read *submitted "
-                       "(pending)* and their numbers are unreviewed claims.",
-                       icon=":material/pending:")
+            st.warning(
+                "Pending submissions are shown: their columns read *submitted "
+                "(pending)* and their numbers are unreviewed claims.",
+                icon=":material/pending:",
+            )
         if DEMO in shown:
-            st.warning("Synthetic demo rows are shown: phantom data or random weights.",
-                       icon=":material/science:")
+            st.warning(
+                "Synthetic demo rows are shown: phantom data or random weights.",
+                icon=":material/science:",
+            )
     submit.render_rejected(loaded.rejected, root)
-    tabs = st.tabs(["Overview", "Per task", "Text", "Fairness", "Compare", "Drill-down",
-                    "Run card", "Submit"])
+    tabs = st.tabs(
+        ["Overview", "Per task", "Text", "Fairness", "Compare", "Drill-down", "Run card", "Submit"]
+    )
     with tabs[0]:
         overview.render_overview(entries)
     with tabs[1]:

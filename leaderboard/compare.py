@@ -25,8 +25,7 @@ BOOTSTRAP_B = 1000
 BOOTSTRAP_SEED = 1234
 
 
-def compare(a: Entry, b: Entry, entries: Sequence[Entry], kind: str = "perception"
-            ) -> pd.DataFrame:
+def compare(a: Entry, b: Entry, entries: Sequence[Entry], kind: str = "perception") -> pd.DataFrame:
     rows = []
     block_rows = _comparison_rows(a, b, entries)
     samples_a = _samples_by_task(a)
@@ -42,10 +41,19 @@ def compare(a: Entry, b: Entry, entries: Sequence[Entry], kind: str = "perceptio
         va, vb = sub_a.metrics[metric].value, sub_b.metrics[metric].value
         if va is None or vb is None:
             continue
-        row = {"Task": task_title(sub_a.task), "Dataset": dataset_title(sub_a.dataset),
-               "order": row_order(sub_a.task, sub_a.dataset)[0], "metric": metric,
-               "A": va * 100, "B": vb * 100, "delta": (va - vb) * 100,
-               "ci_lo": math.nan, "ci_hi": math.nan, "p": math.nan, "ci_source": POINT_ONLY}
+        row = {
+            "Task": task_title(sub_a.task),
+            "Dataset": dataset_title(sub_a.dataset),
+            "order": row_order(sub_a.task, sub_a.dataset)[0],
+            "metric": metric,
+            "A": va * 100,
+            "B": vb * 100,
+            "delta": (va - vb) * 100,
+            "ci_lo": math.nan,
+            "ci_hi": math.nan,
+            "p": math.nan,
+            "ci_source": POINT_ONLY,
+        }
         block = block_rows.get((sub_a.name, metric)) or block_rows.get((sub_b.name, metric))
         if block:
             row.update(block)
@@ -76,8 +84,11 @@ def _comparison_rows(a: Entry, b: Entry, entries: Sequence[Entry]) -> dict:
             ci = row.get("ci") or [math.nan, math.nan]
             lo, hi = sorted((sign * float(ci[0]) * 100, sign * float(ci[1]) * 100))
             out[(row.get("subtask"), row.get("metric"))] = {
-                "delta": sign * float(row["delta"]) * 100, "ci_lo": lo, "ci_hi": hi,
-                "p": row.get("p_holm", row.get("p", math.nan)), "ci_source": FROM_BLOCK,
+                "delta": sign * float(row["delta"]) * 100,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "p": row.get("p_holm", row.get("p", math.nan)),
+                "ci_source": FROM_BLOCK,
             }
         return out
     return {}
@@ -108,5 +119,9 @@ def _paired_from_samples(rows_a: list[dict] | None, rows_b: list[dict] | None) -
     clusters = [ra.get("cluster_id") for ra, _ in common]
     cl = np.array(clusters) if all(c is not None for c in clusters) else None
     delta, ci = paired_delta_ci(a, b, cl, B=BOOTSTRAP_B, seed=BOOTSTRAP_SEED)
-    return {"delta": delta * 100, "ci_lo": ci.low * 100, "ci_hi": ci.high * 100,
-            "ci_source": f"{FROM_SAMPLES} ({len(common)} items, B={ci.B}, seed={ci.seed})"}
+    return {
+        "delta": delta * 100,
+        "ci_lo": ci.low * 100,
+        "ci_hi": ci.high * 100,
+        "ci_source": f"{FROM_SAMPLES} ({len(common)} items, B={ci.B}, seed={ci.seed})",
+    }

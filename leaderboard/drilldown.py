@@ -29,23 +29,32 @@ def option_scores(row: dict[str, Any]) -> pd.DataFrame:
     for i, option in enumerate(options):
         lp = logprobs[i] if i < len(logprobs) else math.nan
         n = counts[i] if i < len(counts) else None
-        out.append({
-            "option": f"({chr(65 + i)}) {option}", "sum log-prob": lp, "tokens": n,
-            "mean log-prob": (lp / n) if n and lp is not None else math.nan,
-            "answer": "✓" if i == row.get("answer") else "",
-            "chosen": "◀" if i == row.get("prediction") else "",
-        })
+        out.append(
+            {
+                "option": f"({chr(65 + i)}) {option}",
+                "sum log-prob": lp,
+                "tokens": n,
+                "mean log-prob": (lp / n) if n and lp is not None else math.nan,
+                "answer": "✓" if i == row.get("answer") else "",
+                "chosen": "◀" if i == row.get("prediction") else "",
+            }
+        )
     return pd.DataFrame(out)
 
 
 def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "item": r.get("item_id", r.get("doc_id")),
-        "question": r.get("question", r.get("prompt", "")),
-        "answer": option_text(r, r.get("answer")),
-        "prediction": option_text(r, r.get("prediction")),
-        "correct": r.get("correct"),
-    } for r in rows])
+    return pd.DataFrame(
+        [
+            {
+                "item": r.get("item_id", r.get("doc_id")),
+                "question": r.get("question", r.get("prompt", "")),
+                "answer": option_text(r, r.get("answer")),
+                "prediction": option_text(r, r.get("prediction")),
+                "correct": r.get("correct"),
+            }
+            for r in rows
+        ]
+    )
 
 
 def option_text(row: dict[str, Any], index: Any) -> str:
@@ -61,8 +70,7 @@ def resolve_image(raw: str, results_dir: Path, dataset: str | None = None) -> Pa
     anywhere else (absolute, `..`, a symlink out) is not shown: samples are uploaders' text,
     and the page must not display files from the server's disk."""
     root = os.environ.get(IMAGE_ROOT_ENV)
-    allowed = [Path(results_dir).resolve()] + ([Path(root).expanduser().resolve()] if root
-                                               else [])
+    allowed = [Path(results_dir).resolve()] + ([Path(root).expanduser().resolve()] if root else [])
     resolver = ImageResolver.from_args(root)
     candidates = ([resolver.resolve(raw, dataset)] if root else []) + [Path(results_dir) / raw]
     for candidate in candidates:

@@ -24,4 +24,5 @@ def figure_png(fig: go.Figure, width: int = 1100, height: int | None = None) -> 
     except (ValueError, RuntimeError, OSError, ImportError) as exc:
         raise RuntimeError(
             "PNG export needs `pip install kaleido>=1.0` and a Chromium browser "
-            f"(`apt-get install chromium`): {exc}") from exc
+            f"(`apt-get install chromium`): {exc}"
+        ) from exc

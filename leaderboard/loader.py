@@ -63,7 +63,8 @@ class Entry:
         if a.adapter and b.adapter and a.adapter != b.adapter:
             return False  # LLaVA-Med v1.5 renamed "LLaVA-Med" is still not the paper's v0
         return bool(a.model_id and a.model_id == b.model_id) or model_key(a.name) == model_key(
-            b.name)
+            b.name
+        )
 
     @property
     def samples_path(self) -> Path | None:
@@ -159,10 +160,12 @@ def _label(entries: list[Entry]) -> list[Entry]:
     files, and "MC by generation" for a run that generated its multiple-choice answers, so a
     model run in both modes gets two labelled columns, never one), with the run id added only
     where two still collide."""
-    base = [f"{printable(e.results.model.name)} · {e.trust.text if e.trust else e.provenance}"
-            + ("" if e.results.kind == "run" else f" · {e.results.kind}")
-            + (f" · {MC_BY_GENERATION}" if mc_mode(e.results) == "generate" else "")
-            for e in entries]
+    base = [
+        f"{printable(e.results.model.name)} · {e.trust.text if e.trust else e.provenance}"
+        + ("" if e.results.kind == "run" else f" · {e.results.kind}")
+        + (f" · {MC_BY_GENERATION}" if mc_mode(e.results) == "generate" else "")
+        for e in entries
+    ]
     out = []
     for entry, label in zip(entries, base, strict=True):
         if base.count(label) > 1:

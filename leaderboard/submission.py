@@ -81,8 +81,9 @@ def _locked(results_root: str | Path) -> Iterator[None]:
         with FileLock(root / LOCK_FILE, timeout=LOCK_TIMEOUT_S):
             yield
     except Timeout as exc:
-        raise BundleError(f"{root}: another submission or review held the lock for "
-                          f"{LOCK_TIMEOUT_S} s; try again") from exc
+        raise BundleError(
+            f"{root}: another submission or review held the lock for {LOCK_TIMEOUT_S} s; try again"
+        ) from exc
 
 
 def _safe_member_name(raw: str) -> str:
@@ -96,10 +97,13 @@ def _safe_member_name(raw: str) -> str:
     name = parts[-1] if parts else ""
     if not SAFE_NAME.match(name):
         raise BundleError(
-            f"{raw!r}: file name must match {SAFE_NAME.pattern} (letters, digits, . _ -)")
+            f"{raw!r}: file name must match {SAFE_NAME.pattern} (letters, digits, . _ -)"
+        )
     if name.lower() in RESERVED_NAMES:
-        raise BundleError(f"{raw!r}: {name} is a reserved name (the submission folder's own "
-                          "file); rename the member")
+        raise BundleError(
+            f"{raw!r}: {name} is a reserved name (the submission folder's own "
+            "file); rename the member"
+        )
     if not (name.endswith(".json") or name.endswith(".jsonl")):
         raise BundleError(f"{raw!r}: only .json and .jsonl files are accepted")
     return name
@@ -133,13 +137,19 @@ def read_bundle(data: bytes, label: str = "bundle") -> dict[str, bytes]:
                     with archive.open(info) as member:
                         content = member.read(MAX_UNPACKED_BYTES + 1)
                 except _DECOMPRESSION_ERRORS as exc:
-                    raise BundleError(f"{info.filename!r}: corrupt compressed data "
-                                      f"({type(exc).__name__}: {exc})") from exc
+                    raise BundleError(
+                        f"{info.filename!r}: corrupt compressed data ({type(exc).__name__}: {exc})"
+                    ) from exc
                 if len(content) > MAX_UNPACKED_BYTES:
                     raise BundleError(f"{info.filename!r}: too large when unpacked")
                 files[name] = content
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError,
-            *_DECOMPRESSION_ERRORS) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        RuntimeError,
+        *_DECOMPRESSION_ERRORS,
+    ) as exc:
         raise BundleError(f"{label}: unreadable zip ({type(exc).__name__}: {exc})") from exc
     return files
 
@@ -150,8 +160,9 @@ def _safe_dir(raw: str) -> None:
         raise BundleError(f"{raw!r}: unsafe path in bundle (path traversal)")
 
 
-def validate_bundle(files: dict[str, bytes], label: str = "bundle",
-                    official: OfficialData | None = None) -> list[dict[str, Any]]:
+def validate_bundle(
+    files: dict[str, bytes], label: str = "bundle", official: OfficialData | None = None
+) -> list[dict[str, Any]]:
     """Checks every member; returns one summary per results JSON, or BundleError.
 
     Beyond the schema: synthetic and smoke runs are refused (whatever `source` says), names
@@ -159,8 +170,11 @@ def validate_bundle(files: dict[str, bytes], label: str = "bundle",
     claims (rows per subtask = n, mean `correct` = acc_chexbench).
     """
     official = official or OfficialData({})
-    rows_by_file = {name: _check_jsonl(name, content) for name, content in sorted(files.items())
-                    if name.endswith(".jsonl")}
+    rows_by_file = {
+        name: _check_jsonl(name, content)
+        for name, content in sorted(files.items())
+        if name.endswith(".jsonl")
+    }
     results = []
     for name, content in sorted(files.items()):
         if name.endswith(".jsonl"):
@@ -170,25 +184,39 @@ def validate_bundle(files: dict[str, bytes], label: str = "bundle",
         except ResultsError as exc:
             raise BundleError(str(exc)) from exc
         if parsed.source in ("paper", "demo"):
-            raise BundleError(f"{name}: source {parsed.source!r} cannot be submitted; use "
-                              "'reproduced' or 'submitted'")
+            raise BundleError(
+                f"{name}: source {parsed.source!r} cannot be submitted; use "
+                "'reproduced' or 'submitted'"
+            )
         synthetic = is_synthetic(parsed)
         if synthetic:
-            raise BundleError(f"{name}: a synthetic run cannot be submitted: {synthetic}; "
-                              "its numbers say nothing about real radiographs")
+            raise BundleError(
+                f"{name}: a synthetic run cannot be submitted: {synthetic}; "
+                "its numbers say nothing about real radiographs"
+            )
         _check_names(name, parsed)
         if parsed.kind == "run" and not parsed.samples_file:
-            raise BundleError(f"{name}: a run needs its samples JSONL (samples_file), so its "
-                              "n and accuracy can be checked")
+            raise BundleError(
+                f"{name}: a run needs its samples JSONL (samples_file), so its "
+                "n and accuracy can be checked"
+            )
         if parsed.samples_file and parsed.samples_file not in files:
             raise BundleError(f"{name}: samples_file {parsed.samples_file!r} is not in the bundle")
         if parsed.kind == "run":
             _check_samples(name, parsed, rows_by_file[parsed.samples_file])
         trust = assess(parsed, "pending", official)
-        results.append({"file": name, "run_id": parsed.run_id, "model": parsed.model.name,
-                        "kind": parsed.kind, "subtasks": len(parsed.subtasks),
-                        "data_sha256": parsed.run_card.data_sha256 if parsed.run_card else None,
-                        "flags": list(trust.flags), "notes": list(trust.reasons)})
+        results.append(
+            {
+                "file": name,
+                "run_id": parsed.run_id,
+                "model": parsed.model.name,
+                "kind": parsed.kind,
+                "subtasks": len(parsed.subtasks),
+                "data_sha256": parsed.run_card.data_sha256 if parsed.run_card else None,
+                "flags": list(trust.flags),
+                "notes": list(trust.reasons),
+            }
+        )
     if not results:
         raise BundleError(f"{label}: no results JSON in the bundle")
     return results
@@ -197,15 +225,22 @@ def validate_bundle(files: dict[str, bytes], label: str = "bundle",
 def _check_names(name: str, parsed: Results) -> None:
     """Everything the page shows as text must be printable, short, one line."""
     shown: list[tuple[str, str | None]] = [
-        ("model.name", parsed.model.name), ("model.adapter", parsed.model.adapter),
-        ("model.model_id", parsed.model.model_id), ("run_id", parsed.run_id)]
+        ("model.name", parsed.model.name),
+        ("model.adapter", parsed.model.adapter),
+        ("model.model_id", parsed.model.model_id),
+        ("run_id", parsed.run_id),
+    ]
     for key, sub in parsed.subtasks.items():
-        shown += [(f"subtasks/{key}", key), (f"subtasks/{key}/task", sub.task),
-                  (f"subtasks/{key}/dataset", sub.dataset)]
+        shown += [
+            (f"subtasks/{key}", key),
+            (f"subtasks/{key}/task", sub.task),
+            (f"subtasks/{key}/dataset", sub.dataset),
+        ]
         shown += [(f"subtasks/{key}/metrics/{m}", m) for m in sub.metrics]
     for key, group in parsed.groups.items():
-        shown += [(f"groups/{key}", key)] + [(f"groups/{key}/metrics/{m}", m)
-                                             for m in group.metrics]
+        shown += [(f"groups/{key}", key)] + [
+            (f"groups/{key}/metrics/{m}", m) for m in group.metrics
+        ]
     for where, text in shown:
         problem = None if text is None else display_name_problem(text)
         if problem:
@@ -220,18 +255,24 @@ def _check_samples(name: str, parsed: Results, rows: list[dict[str, Any]]) -> No
     for key, sub in parsed.subtasks.items():
         mine = by_task.get(key, [])
         if len(mine) != sub.n:
-            raise BundleError(f"{name}: subtasks/{printable(key)} claims n={sub.n} but "
-                              f"{parsed.samples_file} has {len(mine)} rows for it")
+            raise BundleError(
+                f"{name}: subtasks/{printable(key)} claims n={sub.n} but "
+                f"{parsed.samples_file} has {len(mine)} rows for it"
+            )
         claimed = sub.metrics.get("acc_chexbench")
         if sub.kind != "perception" or claimed is None or claimed.value is None or not mine:
             continue
         if not all(isinstance(r.get("correct"), bool) for r in mine):
-            raise BundleError(f"{name}: {parsed.samples_file} rows for {printable(key)} need a "
-                              "true/false `correct`")
+            raise BundleError(
+                f"{name}: {parsed.samples_file} rows for {printable(key)} need a "
+                "true/false `correct`"
+            )
         observed = sum(r["correct"] for r in mine) / len(mine)
         if abs(observed - claimed.value) > ACCURACY_TOLERANCE:
-            raise BundleError(f"{name}: subtasks/{printable(key)} claims acc_chexbench="
-                              f"{claimed.value:.6g} but its samples give {observed:.6g}")
+            raise BundleError(
+                f"{name}: subtasks/{printable(key)} claims acc_chexbench="
+                f"{claimed.value:.6g} but its samples give {observed:.6g}"
+            )
 
 
 def _check_jsonl(name: str, content: bytes) -> list[dict[str, Any]]:
@@ -271,8 +312,11 @@ def list_submissions(results_root: str | Path) -> list[dict[str, Any]]:
                 status = parse_json(status_path.read_bytes(), str(status_path))
             except (OSError, ResultsError):
                 status = None
-            out.append(status if isinstance(status, dict) else
-                       {"id": folder.name, "status": "unreadable status file"})
+            out.append(
+                status
+                if isinstance(status, dict)
+                else {"id": folder.name, "status": "unreadable status file"}
+            )
     return out
 
 
@@ -298,20 +342,27 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _duplicate(results_root: str | Path, digest: str, member_hashes: dict[str, str],
-               label: str) -> None:
+def _duplicate(
+    results_root: str | Path, digest: str, member_hashes: dict[str, str], label: str
+) -> None:
     for existing in list_submissions(results_root):
         if existing.get("content_sha256") == digest:
-            raise BundleError(f"{label}: duplicate of submission {existing.get('id')} "
-                              f"(status {existing.get('status')})")
+            raise BundleError(
+                f"{label}: duplicate of submission {existing.get('id')} "
+                f"(status {existing.get('status')})"
+            )
         seen = set((existing.get("files") or {}).values())
         for name, sha in member_hashes.items():
             if name.endswith(".json") and sha in seen:
                 raise BundleError(f"{name}: already submitted in {existing.get('id')}")
 
 
-def submit_bundle(data: bytes, results_root: str | Path, original_name: str = "bundle.zip",
-                  submitter: str | None = None) -> Submission:
+def submit_bundle(
+    data: bytes,
+    results_root: str | Path,
+    original_name: str = "bundle.zip",
+    submitter: str | None = None,
+) -> Submission:
     """Validate and store a bundle as a pending submission; BundleError when refused.
 
     The bundle is written to a hidden staging folder and renamed into place, and the
@@ -334,9 +385,14 @@ def submit_bundle(data: bytes, results_root: str | Path, original_name: str = "b
         if final.exists():
             raise BundleError(f"{label}: duplicate of submission {sub_id}")
         status = {
-            "id": sub_id, "status": "pending", "submitted_at": now.isoformat(timespec="seconds"),
-            "original_name": label, "submitter": submitter, "content_sha256": digest,
-            "files": member_hashes, "results": summaries,
+            "id": sub_id,
+            "status": "pending",
+            "submitted_at": now.isoformat(timespec="seconds"),
+            "original_name": label,
+            "submitter": submitter,
+            "content_sha256": digest,
+            "files": member_hashes,
+            "results": summaries,
             "history": [{"status": "pending", "at": now.isoformat(timespec="seconds")}],
         }
         staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
@@ -354,15 +410,17 @@ def submit_bundle(data: bytes, results_root: str | Path, original_name: str = "b
     return Submission(sub_id, final, status)
 
 
-def set_status(results_root: str | Path, sub_id: str, new_status: str,
-               note: str | None = None) -> dict[str, Any]:
+def set_status(
+    results_root: str | Path, sub_id: str, new_status: str, note: str | None = None
+) -> dict[str, Any]:
     """The maintainer's review step. Accepting re-validates the files against today's rules
     (schema, synthetic, names, samples), so a bundle that became invalid cannot be accepted."""
     if new_status not in STATUSES:
         raise BundleError(f"status must be one of {', '.join(STATUSES)}")
     if not SUBMISSION_ID.match(sub_id):
-        raise BundleError(f"{printable(sub_id)!r} is not a submission id (see `chexbench "
-                          "submissions list`)")
+        raise BundleError(
+            f"{printable(sub_id)!r} is not a submission id (see `chexbench submissions list`)"
+        )
     folder = submissions_root(results_root) / sub_id
     status_path = folder / STATUS_FILE
     with _locked(results_root):

@@ -23,8 +23,22 @@ BEST = "best"
 TIED = "tied"  # a comparable row whose 95% CI overlaps the best one's: not beaten
 _ORDER = {(s.task.slug, s.dataset.slug): i for i, s in enumerate(SUBTASKS)}
 
-LONG_COLUMNS = ["task", "dataset", "Task", "Dataset", "order", "label", "model", "provenance",
-                "metric", "value", "lo", "hi", "n", "comparable"]
+LONG_COLUMNS = [
+    "task",
+    "dataset",
+    "Task",
+    "Dataset",
+    "order",
+    "label",
+    "model",
+    "provenance",
+    "metric",
+    "value",
+    "lo",
+    "hi",
+    "n",
+    "comparable",
+]
 
 
 def task_title(slug: str) -> str:
@@ -77,16 +91,25 @@ def long_frame(entries: Sequence[Entry], kind: str, metric: str | None = None) -
                 rows.append(_row(entry, sub, name, mv))
     frame = pd.DataFrame(rows, columns=LONG_COLUMNS)
     return frame.sort_values(["order", "task", "dataset", "label"], kind="stable").reset_index(
-        drop=True)
+        drop=True
+    )
 
 
 def _row(entry: Entry, sub: SubtaskResult, name: str, mv: MetricValue) -> dict:
     lo, hi = mv.ci if mv.ci else (math.nan, math.nan)
     return {
-        "task": sub.task, "dataset": sub.dataset, "Task": task_title(sub.task),
-        "Dataset": dataset_title(sub.dataset), "order": row_order(sub.task, sub.dataset)[0],
-        "label": entry.label, "model": entry.results.model.name, "provenance": entry.provenance,
-        "metric": name, "value": math.nan if mv.value is None else mv.value, "lo": lo, "hi": hi,
+        "task": sub.task,
+        "dataset": sub.dataset,
+        "Task": task_title(sub.task),
+        "Dataset": dataset_title(sub.dataset),
+        "order": row_order(sub.task, sub.dataset)[0],
+        "label": entry.label,
+        "model": entry.results.model.name,
+        "provenance": entry.provenance,
+        "metric": name,
+        "value": math.nan if mv.value is None else mv.value,
+        "lo": lo,
+        "hi": hi,
         "n": mv.n if mv.n is not None else sub.n,
         "comparable": entry.comparable_subtask(sub.name),
     }
@@ -103,8 +126,13 @@ def overview(long: pd.DataFrame, labels: Sequence[str] | None = None) -> pd.Data
 
 def _pivot(long: pd.DataFrame, values: str, labels: Sequence[str] | None) -> pd.DataFrame:
     """(Task, Dataset) rows in Table 2 order, one column per label."""
-    wide = long.pivot_table(index=["order", "task", "dataset", "Task", "Dataset"],
-                            columns="label", values=values, aggfunc="first", sort=False)
+    wide = long.pivot_table(
+        index=["order", "task", "dataset", "Task", "Dataset"],
+        columns="label",
+        values=values,
+        aggfunc="first",
+        sort=False,
+    )
     wide = wide.sort_index(level=["order", "task", "dataset"])
     wide.index = wide.index.droplevel(["order", "task", "dataset"])
     wide.columns.name = None
@@ -128,7 +156,8 @@ def mean_rows(wide: pd.DataFrame) -> pd.DataFrame:
     by_pair = wide.mean(axis=0).where(complete)
     index = pd.MultiIndex.from_tuples(
         [(MEAN_TASKS, f"{len(per_task)} tasks"), (MEAN_PAIRS, f"{len(wide)} pairs")],
-        names=wide.index.names)
+        names=wide.index.names,
+    )
     return pd.DataFrame([by_task, by_pair], index=index)
 
 
@@ -144,8 +173,9 @@ def ci_text(long: pd.DataFrame, labels: Sequence[str] | None = None) -> pd.DataF
     return wide.fillna("")
 
 
-def best_marks(long: pd.DataFrame, wide: pd.DataFrame, higher_is_better: bool = True
-               ) -> pd.DataFrame:
+def best_marks(
+    long: pd.DataFrame, wide: pd.DataFrame, higher_is_better: bool = True
+) -> pd.DataFrame:
     """BEST, TIED or "" for every cell of `wide` (an `overview` of `long`, any row or column
     order, mean rows included).
 
@@ -208,19 +238,29 @@ def paper_deltas(entries: Sequence[Entry], kind: str = "perception") -> pd.DataF
                     if pv is None or pv.value is None or mv.value is None:
                         continue
                     lo, hi = mv.ci if mv.ci else (math.nan, math.nan)
-                    rows.append({
-                        "Task": task_title(sub.task), "Dataset": dataset_title(sub.dataset),
-                        "order": row_order(sub.task, sub.dataset)[0], "model": entry.label,
-                        "metric": name, "paper": pv.value * 100, "this run": mv.value * 100,
-                        "ci_lo": lo * 100, "ci_hi": hi * 100,
-                        "delta": (mv.value - pv.value) * 100,
-                        "paper_in_ci": (bool(lo <= pv.value <= hi) if mv.ci else None),
-                    })
+                    rows.append(
+                        {
+                            "Task": task_title(sub.task),
+                            "Dataset": dataset_title(sub.dataset),
+                            "order": row_order(sub.task, sub.dataset)[0],
+                            "model": entry.label,
+                            "metric": name,
+                            "paper": pv.value * 100,
+                            "this run": mv.value * 100,
+                            "ci_lo": lo * 100,
+                            "ci_hi": hi * 100,
+                            "delta": (mv.value - pv.value) * 100,
+                            "paper_in_ci": (bool(lo <= pv.value <= hi) if mv.ci else None),
+                        }
+                    )
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    return frame.sort_values(["model", "order"], kind="stable").drop(columns="order").reset_index(
-        drop=True)
+    return (
+        frame.sort_values(["model", "order"], kind="stable")
+        .drop(columns="order")
+        .reset_index(drop=True)
+    )
 
 
 def _find(entry: Entry, task: str, dataset: str, kind: str) -> SubtaskResult | None:
@@ -236,10 +276,16 @@ def text_table(entries: Sequence[Entry]) -> pd.DataFrame:
     long = long_frame(entries, "text")
     if long.empty:
         return pd.DataFrame()
-    long["cell"] = [_fmt(v, lo, hi) for v, lo, hi in zip(long["value"], long["lo"], long["hi"],
-                                                         strict=True)]
-    wide = long.pivot_table(index=["order", "Task", "Dataset", "label", "provenance"],
-                            columns="metric", values="cell", aggfunc="first", sort=False)
+    long["cell"] = [
+        _fmt(v, lo, hi) for v, lo, hi in zip(long["value"], long["lo"], long["hi"], strict=True)
+    ]
+    wide = long.pivot_table(
+        index=["order", "Task", "Dataset", "label", "provenance"],
+        columns="metric",
+        values="cell",
+        aggfunc="first",
+        sort=False,
+    )
     wide = wide.sort_index(level=["order", "Task", "Dataset"]).reset_index()
     wide = wide.drop(columns="order").rename(columns={"label": "Model", "provenance": "Provenance"})
     wide.columns.name = None
@@ -265,13 +311,20 @@ def judge_frame(entries: Sequence[Entry]) -> pd.DataFrame:
                 continue
             for outcome in ("win", "tie", "loss"):
                 value, lo, hi = _metric_parts(pair.get(outcome))
-                rows.append({
-                    "judge": block.get("judge_model", "?"), "source": entry.label,
-                    "pair": f"{pair.get('model_a', '?')} vs {pair.get('model_b', '?')}",
-                    "task": task_title(str(pair.get("task", ""))), "outcome": outcome,
-                    "value": value, "lo": lo, "hi": hi, "n": pair.get("n"),
-                    "position_flip_rate": pair.get("position_flip_rate"),
-                })
+                rows.append(
+                    {
+                        "judge": block.get("judge_model", "?"),
+                        "source": entry.label,
+                        "pair": f"{pair.get('model_a', '?')} vs {pair.get('model_b', '?')}",
+                        "task": task_title(str(pair.get("task", ""))),
+                        "outcome": outcome,
+                        "value": value,
+                        "lo": lo,
+                        "hi": hi,
+                        "n": pair.get("n"),
+                        "position_flip_rate": pair.get("position_flip_rate"),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -287,13 +340,22 @@ def fairness_frame(entries: Sequence[Entry]) -> pd.DataFrame:
             for group, stats in (spec.get("groups") or {}).items():
                 if not isinstance(stats, dict):
                     continue
-                rows.append({
-                    "source": entry.label, "model": entry.results.model.name,
-                    "task": str(block.get("task", "")), "attribute": attribute, "group": group,
-                    "f1_mean": _num(stats.get("f1_mean")), "f1_std": _num(stats.get("f1_std")),
-                    "n_subjects": stats.get("n_subjects"), "n_items": stats.get("n_items"),
-                    "gap": gap, "gap_lo": gap_lo, "gap_hi": gap_hi,
-                })
+                rows.append(
+                    {
+                        "source": entry.label,
+                        "model": entry.results.model.name,
+                        "task": str(block.get("task", "")),
+                        "attribute": attribute,
+                        "group": group,
+                        "f1_mean": _num(stats.get("f1_mean")),
+                        "f1_std": _num(stats.get("f1_std")),
+                        "n_subjects": stats.get("n_subjects"),
+                        "n_items": stats.get("n_items"),
+                        "gap": gap,
+                        "gap_lo": gap_lo,
+                        "gap_hi": gap_hi,
+                    }
+                )
     return pd.DataFrame(rows)
 
 

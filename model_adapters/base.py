@@ -135,8 +135,9 @@ class VisionLanguageAdapter(abc.ABC):
         and summarization), applied after the stop strings are cut. Identity by default."""
         return text
 
-    def split_option(self, last_piece: str, continuation: str
-                     ) -> tuple[list[int], list[int]] | None:
+    def split_option(
+        self, last_piece: str, continuation: str
+    ) -> tuple[list[int], list[int]] | None:
         """(context ids, scored option ids) of the last prompt piece followed by the option,
         when the official scorer locates the option its own way (`model_adapters.spans`).
 

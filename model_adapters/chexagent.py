@@ -49,14 +49,25 @@ class CheXagentAdapter(VisionLanguageAdapter):
     generation = GenerationSettings(
         max_new_tokens=512,
         source="Stanford-AIMI/CheXagent 1eb70b4 demo.py:16-22 (template); max_new_tokens=512 as "
-               "the official CheXbench code gives CheXagent (evaluation_chexbench/models/"
-               "chexagent.py:47)",
-        deviations=("CheXagent-8b's hub generation_config (num_beams=5, max_length=256, "
-                    "do_sample=false): greedy, 512 new tokens here",))
+        "the official CheXbench code gives CheXagent (evaluation_chexbench/models/"
+        "chexagent.py:47)",
+        deviations=(
+            "CheXagent-8b's hub generation_config (num_beams=5, max_length=256, "
+            "do_sample=false): greedy, 512 new tokens here",
+        ),
+    )
 
-    def __init__(self, pretrained: str = HUB_ID, dtype: str = "auto", device: str = "auto",
-                 trust_remote_code: bool = False, device_map: str | None = None,
-                 revision: str | None = None, seed: int = 0, **unused: Any):
+    def __init__(
+        self,
+        pretrained: str = HUB_ID,
+        dtype: str = "auto",
+        device: str = "auto",
+        trust_remote_code: bool = False,
+        device_map: str | None = None,
+        revision: str | None = None,
+        seed: int = 0,
+        **unused: Any,
+    ):
         check_unused("chexagent", unused)
         from chexagent.modeling import build_model, is_chexagent_checkpoint, load_bundle
 
@@ -95,9 +106,14 @@ class CheXagentAdapter(VisionLanguageAdapter):
         from chexagent.modeling import ARCHS, CheXagentBundle
 
         model = Blip2ForConditionalGeneration.from_pretrained(
-            self.pretrained, torch_dtype=self.dtype, device_map=device_map).eval()
-        return CheXagentBundle(model, PreTrainedTokenizerFast.from_pretrained(self.pretrained),
-                               BlipImageProcessor.from_pretrained(self.pretrained), ARCHS["paper"])
+            self.pretrained, torch_dtype=self.dtype, device_map=device_map
+        ).eval()
+        return CheXagentBundle(
+            model,
+            PreTrainedTokenizerFast.from_pretrained(self.pretrained),
+            BlipImageProcessor.from_pretrained(self.pretrained),
+            ARCHS["paper"],
+        )
 
     def _load_hub(self, trust_remote_code: bool, device_map: str | None):
         """The released CheXagent-8b ships its own modeling code on the hub."""
@@ -113,21 +129,35 @@ class CheXagentAdapter(VisionLanguageAdapter):
         from model_adapters.chexagent_remote import load_remote_chexagent
 
         try:
-            return load_remote_chexagent(self.pretrained, self.dtype, self.device, device_map,
-                                         self.revision, trust_remote_code)
+            return load_remote_chexagent(
+                self.pretrained,
+                self.dtype,
+                self.device,
+                device_map,
+                self.revision,
+                trust_remote_code,
+            )
         except OSError as exc:
-            raise WeightsMissing(weights_missing_message(
-                "chexagent", self.pretrained, HUB_ID,
-                "the whole repository (config, *.safetensors, tokenizer, processor and the "
-                "custom *.py files)")) from exc
+            raise WeightsMissing(
+                weights_missing_message(
+                    "chexagent",
+                    self.pretrained,
+                    HUB_ID,
+                    "the whole repository (config, *.safetensors, tokenizer, processor and the "
+                    "custom *.py files)",
+                )
+            ) from exc
 
     # ----- the adapter interface -------------------------------------------------------------
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
         # Released layout (CheXagent-8b's processor + generate, and chexagent.prompting, which
         # trains this package's checkpoints): image queries, then the tokenizer's BOS, then the
         # chat template, whose literal "<s>" markers are BOS tokens too.
-        return [*(ImageSlot(i) for i in range(n_images)), *self.bos(),
-                PROMPT_TEMPLATE.format(prompt=context)]
+        return [
+            *(ImageSlot(i) for i in range(n_images)),
+            *self.bos(),
+            PROMPT_TEMPLATE.format(prompt=context),
+        ]
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
@@ -139,16 +169,21 @@ class CheXagentAdapter(VisionLanguageAdapter):
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(ids)
 
-    def lm_forward(self, inputs_embeds, attention_mask, position_ids, past_key_values=None,
-                   media=None):
+    def lm_forward(
+        self, inputs_embeds, attention_mask, position_ids, past_key_values=None, media=None
+    ):
         out = self.model.language_model(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-            position_ids=position_ids, past_key_values=past_key_values, use_cache=True,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=True,
         )
         return out.logits, out.past_key_values
 
-    def reference_forward(self, context: str, continuation: str, images: list[Image.Image]
-                          ) -> tuple[float, bool, int] | None:
+    def reference_forward(
+        self, context: str, continuation: str, images: list[Image.Image]
+    ) -> tuple[float, bool, int] | None:
         """transformers' `Blip2ForConditionalGeneration` forward of the released layout (image
         query tokens, then the processor's tokens of the template with BOS, 1eb70b4
         demo.py:16-22): checkpoints of this project's package only (the hub's CheXagent-8b runs
@@ -157,15 +192,21 @@ class CheXagentAdapter(VisionLanguageAdapter):
 
         image_token = getattr(self.model.config, "image_token_index", None)
         images = images[: self.max_images]
-        if not isinstance(self.model, Blip2ForConditionalGeneration) or image_token is None or (
-                not images):
+        if (
+            not isinstance(self.model, Blip2ForConditionalGeneration)
+            or image_token is None
+            or (not images)
+        ):
             return None
         prompt = PROMPT_TEMPLATE.format(prompt=context)
         ids = self.tokenizer(prompt + continuation).input_ids
         pixels = self.image_processor(images=images, return_tensors="pt").pixel_values
-        return token_reference(self.model, [image_token] * (self.num_query_tokens * len(images))
-                               + ids, option_token_count(self.tokenizer, prompt, continuation),
-                               pixel_values=pixels.to(self.dtype))
+        return token_reference(
+            self.model,
+            [image_token] * (self.num_query_tokens * len(images)) + ids,
+            option_token_count(self.tokenizer, prompt, continuation),
+            pixel_values=pixels.to(self.dtype),
+        )
 
     def tokenize(self, text: str) -> list[int]:
         # "<s>" inside the template is the literal BOS marker the model was trained with.
@@ -173,8 +214,12 @@ class CheXagentAdapter(VisionLanguageAdapter):
 
     def model_info(self) -> dict[str, Any]:
         params = sum(p.numel() for p in self.model.parameters())
-        info: dict[str, Any] = {"model_id": self.pretrained, "revision": self.revision,
-                                "smoke": self.smoke, "parameters": params}
+        info: dict[str, Any] = {
+            "model_id": self.pretrained,
+            "revision": self.revision,
+            "smoke": self.smoke,
+            "parameters": params,
+        }
         weights = Path(self.pretrained) / "model.safetensors"
         if weights.is_file():
             info["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()

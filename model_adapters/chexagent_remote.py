@@ -29,28 +29,42 @@ class _RemoteAsBlip2(torch.nn.Module):
         vision = self.remote.vision_model(pixel_values=pixel_values, return_dict=True)[0]
         mask = torch.ones(vision.shape[:-1], dtype=torch.long, device=vision.device)
         queries = self.remote.query_tokens.expand(vision.shape[0], -1, -1)
-        q = self.remote.qformer(query_embeds=queries, encoder_hidden_states=vision,
-                                encoder_attention_mask=mask, return_dict=True)[0]
+        q = self.remote.qformer(
+            query_embeds=queries,
+            encoder_hidden_states=vision,
+            encoder_attention_mask=mask,
+            return_dict=True,
+        )[0]
         return self.remote.language_projection(q)
 
 
-def load_remote_chexagent(pretrained: str, dtype: torch.dtype, device: torch.device,
-                          device_map: str | None, revision: str | None,
-                          trust_remote_code: bool):
+def load_remote_chexagent(
+    pretrained: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    device_map: str | None,
+    revision: str | None,
+    trust_remote_code: bool,
+):
     from transformers import AutoModelForCausalLM, AutoProcessor
 
     from chexagent.modeling import ARCHS, CheXagentBundle
 
     if not trust_remote_code:  # the adapter asks first; this keeps the rule local too
         raise RemoteCodeRefused("CheXagent-8b's hub code runs only with --trust-remote-code")
-    processor = AutoProcessor.from_pretrained(pretrained, trust_remote_code=trust_remote_code,
-                                              revision=revision)
+    processor = AutoProcessor.from_pretrained(
+        pretrained, trust_remote_code=trust_remote_code, revision=revision
+    )
     remote = AutoModelForCausalLM.from_pretrained(
-        pretrained, torch_dtype=dtype, trust_remote_code=trust_remote_code, revision=revision,
+        pretrained,
+        torch_dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        revision=revision,
         device_map=device_map,
     )
     if device_map is None:
         remote.to(device)
     remote.eval()
-    return CheXagentBundle(_RemoteAsBlip2(remote), processor.tokenizer,
-                           processor.image_processor, ARCHS["paper"])
+    return CheXagentBundle(
+        _RemoteAsBlip2(remote), processor.tokenizer, processor.image_processor, ARCHS["paper"]
+    )

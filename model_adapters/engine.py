@@ -48,8 +48,10 @@ def mc_prompt(question: str, options: Sequence[str]) -> str:
     """The official CheXagent-2 lettered prompt (research notes: CheXbench eval code)."""
     lettered = ", ".join(f"({MC_LETTERS[i]}) {o}" for i, o in enumerate(options))
     letters = ", ".join(f"({MC_LETTERS[i]})" for i in range(len(options)))
-    return (f"{question}\nOptions: {lettered}\nDirectly answer the question by choosing one "
-            f"option: {letters}.")
+    return (
+        f"{question}\nOptions: {lettered}\nDirectly answer the question by choosing one "
+        f"option: {letters}."
+    )
 
 
 def mc_choice(text: str, n_options: int) -> int:
@@ -186,13 +188,23 @@ class CheXbenchLM(LM):
     MULTIMODAL = True
     image_text_aware = True  # encodings are keyed by image + `adapter.image_text(text)`
 
-    def __init__(self, adapter: VisionLanguageAdapter | NativeAdapter, batch_size: int = 8,
-                 mc_mode: str = "loglikelihood", max_gen_toks: int | None = None,
-                 resume_path: str | Path | None = None, fingerprint: str = "",
-                 show_progress: bool = True, encoding_cache_size: int = 256,
-                 rank: int = 0, world_size: int = 1, prefetch: int = PREFETCH_BATCHES,
-                 decode_workers: int | None = None, bucket: bool = True,
-                 decode_executor: str = "auto"):
+    def __init__(
+        self,
+        adapter: VisionLanguageAdapter | NativeAdapter,
+        batch_size: int = 8,
+        mc_mode: str = "loglikelihood",
+        max_gen_toks: int | None = None,
+        resume_path: str | Path | None = None,
+        fingerprint: str = "",
+        show_progress: bool = True,
+        encoding_cache_size: int = 256,
+        rank: int = 0,
+        world_size: int = 1,
+        prefetch: int = PREFETCH_BATCHES,
+        decode_workers: int | None = None,
+        bucket: bool = True,
+        decode_executor: str = "auto",
+    ):
         super().__init__()
         if mc_mode not in ("loglikelihood", "generate"):
             raise ValueError(f"mc_mode must be 'loglikelihood' or 'generate', got {mc_mode!r}")
@@ -214,13 +226,17 @@ class CheXbenchLM(LM):
         # and option length before batching. Neither changes a score (tests/model_adapters/
         # test_prefetch.py); both are recorded in the run card (`engine_settings`).
         self.bucket = bool(bucket)
-        self._images = ImagePrefetcher(self._load_image, decode_workers, int(prefetch),
-                                       decode_executor)
+        self._images = ImagePrefetcher(
+            self._load_image, decode_workers, int(prefetch), decode_executor
+        )
 
     def engine_settings(self) -> dict[str, Any]:
         """How the engine batches and decodes (speed only), for the run card."""
-        return {"batch_size": self.batch_size, "bucket_by_length": self.bucket,
-                **self._images.settings()}
+        return {
+            "batch_size": self.batch_size,
+            "bucket_by_length": self.bucket,
+            **self._images.settings(),
+        }
 
     # ----- lm-eval plumbing ------------------------------------------------------------------
     @classmethod
@@ -264,8 +280,14 @@ class CheXbenchLM(LM):
         return getattr(self.adapter.tokenizer, "name_or_path", self.adapter.name)
 
     def _key(self, kind: str, context: str, target: Any, images: Sequence[Any]) -> str:
-        payload = [self.fingerprint, self.mc_mode, kind, context, target,
-                   [image_fingerprint(i) for i in images]]
+        payload = [
+            self.fingerprint,
+            self.mc_mode,
+            kind,
+            context,
+            target,
+            [image_fingerprint(i) for i in images],
+        ]
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     @staticmethod
@@ -275,13 +297,17 @@ class CheXbenchLM(LM):
         return args[0], args[1], visual
 
     # ----- tokenisation ----------------------------------------------------------------------
-    def _prefix_parts(self, context: str, n_images: int, generation: bool = False
-                      ) -> tuple[list[list[int] | ImageSlot], str]:
+    def _prefix_parts(
+        self, context: str, n_images: int, generation: bool = False
+    ) -> tuple[list[list[int] | ImageSlot], str]:
         """Token ids and image slots of the prompt, except the final text piece (returned raw).
 
         `generation` selects the model's free-text template (`generation_segments`)."""
-        segments = (self.adapter.generation_segments(context, n_images) if generation
-                    else self.adapter.prompt_segments(context, n_images))
+        segments = (
+            self.adapter.generation_segments(context, n_images)
+            if generation
+            else self.adapter.prompt_segments(context, n_images)
+        )
         if not segments or not isinstance(segments[-1], str):
             raise ValueError(f"{self.adapter.name}: prompt_segments must end with a text piece")
         parts: list[list[int] | ImageSlot] = []
@@ -292,22 +318,24 @@ class CheXbenchLM(LM):
                 parts.append(seg if isinstance(seg, ImageSlot) else self.adapter.tokenize(seg))
         return parts, segments[-1]
 
-    def layout(self, context: str, continuation: str = "", n_images: int = 1,
-               generation: bool = False) -> PromptLayout:
+    def layout(
+        self, context: str, continuation: str = "", n_images: int = 1, generation: bool = False
+    ) -> PromptLayout:
         """What is fed and scored for one request (`generation`: the free-text prompt).
 
         For a native adapter the prefix is the prompt's text tokens (each image one
         placeholder token, which its processor expands)."""
         if self.native:
             text = (self.adapter.generation_text if generation else self.adapter.prompt_text)(
-                context, n_images)
+                context, n_images
+            )
             if generation or not continuation:
                 return PromptLayout(tuple(self.adapter.text_ids(text)), ())
             drop, (split,) = native.split_options(self.adapter, text, [continuation])
             prefix = self.adapter.text_ids(text)
             prefix = prefix[: len(prefix) - drop]
             fed_ctx = split.fed[: len(split.fed) - split.n_scored]
-            return PromptLayout(tuple(prefix + fed_ctx), tuple(split.fed[-split.n_scored:]))
+            return PromptLayout(tuple(prefix + fed_ctx), tuple(split.fed[-split.n_scored :]))
         parts, last = self._prefix_parts(context, n_images, generation)
         if generation or not continuation:
             ctx_last, option = (self.adapter.tokenize(last) if last else []), []
@@ -335,7 +363,7 @@ class CheXbenchLM(LM):
         whole = self.adapter.tokenize(last_piece + continuation)
         if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
             self.stats.boundary_fallbacks += int(fell_back)
-            return ctx, whole[len(ctx):]
+            return ctx, whole[len(ctx) :]
         self.stats.boundary_fallbacks += 1
         return ctx, self.adapter.tokenize(continuation)
 
@@ -348,8 +376,9 @@ class CheXbenchLM(LM):
             key += "\x00" + self._image_text(context)
         return key
 
-    def _encode_unique(self, items: Sequence[_Item], use_cache: bool = True
-                       ) -> dict[str, ImageEncoding]:
+    def _encode_unique(
+        self, items: Sequence[_Item], use_cache: bool = True
+    ) -> dict[str, ImageEncoding]:
         """Encodings of the batch's images: each unique one encoded once, in one vision call,
         and kept in a bounded cache so images shared across tasks are not encoded again."""
         needed: OrderedDict[str, tuple[Any, str]] = OrderedDict()
@@ -362,8 +391,9 @@ class CheXbenchLM(LM):
         if needed:
             # Decoded ahead by the prefetcher when this batch came from `_score_requests` or
             # `generate_until`, else now, in parallel; stacked in `needed`'s order either way.
-            pixels = torch.stack(self._images.get_many(
-                [(image_fingerprint(img), img) for img, _ in needed.values()]))
+            pixels = torch.stack(
+                self._images.get_many([(image_fingerprint(img), img) for img, _ in needed.values()])
+            )
             kwargs = {}
             if self._image_text is not None:
                 kwargs["texts"] = [self._image_text(ctx) for _, ctx in needed.values()]
@@ -385,8 +415,9 @@ class CheXbenchLM(LM):
             self._encodings.popitem(last=False)
         return out
 
-    def _embed_parts(self, parts: list[list[int] | ImageSlot], item: _Item,
-                     encodings: dict[str, ImageEncoding]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _embed_parts(
+        self, parts: list[list[int] | ImageSlot], item: _Item, encodings: dict[str, ImageEncoding]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         pieces = []
         media = []
         for part in parts:
@@ -414,15 +445,20 @@ class CheXbenchLM(LM):
         embeds = prefixes[0].new_zeros((len(prefixes), width, d))
         mask = torch.zeros((len(prefixes), width), dtype=torch.long, device=embeds.device)
         for i, p in enumerate(prefixes):
-            embeds[i, width - p.shape[0]:] = p
-            mask[i, width - p.shape[0]:] = 1
+            embeds[i, width - p.shape[0] :] = p
+            mask[i, width - p.shape[0] :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         media_batch = torch.stack(media) if media and media[0] is not None else None
         logits, cache = self.adapter.lm_forward(embeds, mask, positions, None, media_batch)
         self.stats.prefix_forwards += 1
         # A sharded model's logits come off its last device; the engine works on the first one.
-        return (logits[:, -1, :].float().to(embeds.device), cache, mask,
-                torch.tensor(lengths, device=embeds.device), media_batch)
+        return (
+            logits[:, -1, :].float().to(embeds.device),
+            cache,
+            mask,
+            torch.tensor(lengths, device=embeds.device),
+            media_batch,
+        )
 
     # ----- loglikelihood ---------------------------------------------------------------------
     def _vision_text(self, context: str, continuation: str) -> str:
@@ -460,15 +496,20 @@ class CheXbenchLM(LM):
     def _images_to_load(self, items: Sequence[_Item]) -> list[tuple[str, Any]]:
         """The images a batch will need pixels of: all for a native adapter, else those whose
         encoding is not cached (asked when the batch enters the prefetch lookahead)."""
-        return [(image_fingerprint(img), img) for item in items for img in item.images
-                if self.native or self._encoding_key(img, item.vision_text) not in self._encodings]
+        return [
+            (image_fingerprint(img), img)
+            for item in items
+            for img in item.images
+            if self.native or self._encoding_key(img, item.vision_text) not in self._encodings
+        ]
 
     def _pixels(self, items: Sequence[_Item]) -> list[list[Image.Image]]:
-        flat = self._images.get_many([(image_fingerprint(im), im)
-                                      for item in items for im in item.images])
+        flat = self._images.get_many(
+            [(image_fingerprint(im), im) for item in items for im in item.images]
+        )
         out, k = [], 0
         for item in items:
-            out.append(flat[k: k + len(item.images)])
+            out.append(flat[k : k + len(item.images)])
             k += len(item.images)
         return out
 
@@ -476,8 +517,11 @@ class CheXbenchLM(LM):
         """The prompt parts, last text piece and each option's (context ids, option ids)."""
         if item.tokens is None:
             parts, last = self._prefix_parts(item.context, len(item.images))
-            item.tokens = (parts, last,
-                           [self.split_continuation(last, c) for c in item.continuations])
+            item.tokens = (
+                parts,
+                last,
+                [self.split_continuation(last, c) for c in item.continuations],
+            )
         return item.tokens
 
     def _length_key(self, item: _Item) -> tuple[int, int]:
@@ -495,8 +539,12 @@ class CheXbenchLM(LM):
     def score_items(self, items: Sequence[_Item]) -> list[list[OptionScore]]:
         """Scores of every option of every item, with one prefix pass for the whole batch."""
         if self.native:
-            scored = native.score_items(self.adapter, [it.context for it in items],
-                                        self._pixels(items), [it.continuations for it in items])
+            scored = native.score_items(
+                self.adapter,
+                [it.context for it in items],
+                self._pixels(items),
+                [it.continuations for it in items],
+            )
             self.stats.prefix_forwards += 1
             self.stats.option_forwards += 1
             return [[OptionScore(*s) for s in item] for item in scored]
@@ -510,8 +558,9 @@ class CheXbenchLM(LM):
             embeds, item_media = self._embed_parts(parts + [ctx_last], item, encodings)
             prefixes.append(embeds)
             media.append(item_media)
-            option_ids.append([(ctx[len(ctx_last):] + opt, len(ctx) - len(ctx_last))
-                               for ctx, opt in splits])
+            option_ids.append(
+                [(ctx[len(ctx_last) :] + opt, len(ctx) - len(ctx_last)) for ctx, opt in splits]
+            )
         last_logits, cache, mask, lengths, media_batch = self._run_prefix(prefixes, media)
         last_logp = torch.log_softmax(last_logits, dim=-1)
         self.stats.prefix_tokens += mask.numel()
@@ -533,8 +582,11 @@ class CheXbenchLM(LM):
         cache = select_cache_rows(cache, rows_cpu)
         full_mask = torch.cat([mask.index_select(0, rows), opt_mask], dim=1)
         positions = lengths.index_select(0, rows)[:, None] + torch.arange(width, device=mask.device)
-        row_media = (media_batch.index_select(0, rows.to(media_batch.device))
-                     if media_batch is not None else None)
+        row_media = (
+            media_batch.index_select(0, rows.to(media_batch.device))
+            if media_batch is not None
+            else None
+        )
         logits, _ = self.adapter.lm_forward(
             self.adapter.embed_tokens(tok), full_mask, positions, cache, row_media
         )
@@ -555,9 +607,13 @@ class CheXbenchLM(LM):
             out.append(scores)
         return out
 
-    def _score_requests(self, requests: list[Any], desc: str,
-                        scorer: Callable[[Sequence[_Item]], list[list[OptionScore]]],
-                        order: Callable[[_Item], Any] | None = None) -> list[OptionScore]:
+    def _score_requests(
+        self,
+        requests: list[Any],
+        desc: str,
+        scorer: Callable[[Sequence[_Item]], list[list[OptionScore]]],
+        order: Callable[[_Item], Any] | None = None,
+    ) -> list[OptionScore]:
         """Score the requests not in the journal, batch by batch, journaling each score.
 
         `order`: a sort key for items within an image-count bucket (the length order of
@@ -587,9 +643,11 @@ class CheXbenchLM(LM):
                     self.store.put(keys[idx], score.to_json())
                     self.stats.requests_scored += 1
                     if getattr(self, "cache_hook", None) is not None:
-                        self.cache_hook.add_partial("loglikelihood", requests[idx].args
-                                                    if hasattr(requests[idx], "args") else
-                                                    requests[idx], score)
+                        self.cache_hook.add_partial(
+                            "loglikelihood",
+                            requests[idx].args if hasattr(requests[idx], "args") else requests[idx],
+                            score,
+                        )
                 self.stats.items += 1
             bar.update(len(batch))
         bar.close()
@@ -599,13 +657,15 @@ class CheXbenchLM(LM):
         """The stored score of one request's args (lm-eval's sample log keeps plain tuples)."""
         ctx, cont, images = self._unpack(args)
         return OptionScore.from_json(
-            self.store.done[self._key("loglikelihood", ctx, cont, self._limit_images(images))])
+            self.store.done[self._key("loglikelihood", ctx, cont, self._limit_images(images))]
+        )
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[OptionScore]:
         if self.mc_mode == "generate":
             return self._score_requests(requests, "Multiple choice (generate)", self._mc_generate)
-        return self._score_requests(requests, "Scoring options", self.score_items,
-                                    self._length_key if self.bucket else None)
+        return self._score_requests(
+            requests, "Scoring options", self.score_items, self._length_key if self.bucket else None
+        )
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False):
         raise NotImplementedError("CheXbench tasks do not use rolling log-likelihood")
@@ -619,11 +679,19 @@ class CheXbenchLM(LM):
         conformance check compare the engine against it.
         """
         images = self._limit_images(list(images))
-        item = _Item(context, images, [0], [continuation],
-                     vision_text=self._vision_text(context, continuation))
+        item = _Item(
+            context,
+            images,
+            [0],
+            [continuation],
+            vision_text=self._vision_text(context, continuation),
+        )
         if self.native:
-            return OptionScore(*native.reference_score(self.adapter, context, continuation,
-                                                       self._pixels([item])[0]))
+            return OptionScore(
+                *native.reference_score(
+                    self.adapter, context, continuation, self._pixels([item])[0]
+                )
+            )
         encodings = self._encode_unique([item], use_cache=False)
         parts, last = self._prefix_parts(context, len(images))
         ctx_last, cont = self.split_continuation(last, continuation)
@@ -631,12 +699,13 @@ class CheXbenchLM(LM):
         n = embeds.shape[0]
         mask = torch.ones((1, n), dtype=torch.long, device=embeds.device)
         positions = torch.arange(n, device=embeds.device)[None]
-        logits, _ = self.adapter.lm_forward(embeds[None], mask, positions, None,
-                                            media[None] if media is not None else None)
+        logits, _ = self.adapter.lm_forward(
+            embeds[None], mask, positions, None, media[None] if media is not None else None
+        )
         logp = torch.log_softmax(logits[0].float().to(embeds.device), dim=-1)
         t = torch.tensor(cont, device=embeds.device)
         start = n - len(cont)
-        sel = logp[start - 1: n - 1]
+        sel = logp[start - 1 : n - 1]
         ll = sel.gather(-1, t[:, None]).sum()
         greedy = bool((sel.argmax(-1) == t).all())
         return OptionScore(float(ll), greedy, len(cont))
@@ -649,19 +718,27 @@ class CheXbenchLM(LM):
             templates = {n: self.adapter.generation_text("{context}", n) for n in (0, 1, 2)}
             mc = {n: self.adapter.prompt_text("{context}", n) for n in (0, 1, 2)}
         else:
-            templates = {n: _segments_repr(self.adapter.generation_segments("{context}", n))
-                         for n in (0, 1, 2)}
-            mc = {n: _segments_repr(self.adapter.prompt_segments("{context}", n))
-                  for n in (0, 1, 2)}
+            templates = {
+                n: _segments_repr(self.adapter.generation_segments("{context}", n))
+                for n in (0, 1, 2)
+            }
+            mc = {
+                n: _segments_repr(self.adapter.prompt_segments("{context}", n)) for n in (0, 1, 2)
+            }
         return {
             "decoding": "greedy",
             "max_new_tokens": self.max_gen_toks or official.max_new_tokens,
             "official_max_new_tokens": official.max_new_tokens,
             "source": official.source,
-            "deviations": list(official.deviations) + (
-                [f"max_new_tokens overridden to {self.max_gen_toks} (official "
-                 f"{official.max_new_tokens})"]
-                if self.max_gen_toks not in (None, official.max_new_tokens) else []),
+            "deviations": list(official.deviations)
+            + (
+                [
+                    f"max_new_tokens overridden to {self.max_gen_toks} (official "
+                    f"{official.max_new_tokens})"
+                ]
+                if self.max_gen_toks not in (None, official.max_new_tokens)
+                else []
+            ),
             "stop_strings": list(official.stop_strings),
             "postprocess": type(self.adapter).postprocess_generation.__qualname__,
             "generation_template_sha256": _sha(templates),
@@ -670,16 +747,22 @@ class CheXbenchLM(LM):
         }
 
     @torch.inference_mode()
-    def _generate_batch(self, contexts: list[str], images: list[list[Any]], until: list[list[str]],
-                        max_new: int, stop_when: Callable[[str], bool] | None = None
-                        ) -> list[str]:
+    def _generate_batch(
+        self,
+        contexts: list[str],
+        images: list[list[Any]],
+        until: list[list[str]],
+        max_new: int,
+        stop_when: Callable[[str], bool] | None = None,
+    ) -> list[str]:
         items = [_Item(c, im) for c, im in zip(contexts, images, strict=True)]
         # The model's own stop strings (its official generate() wrapper) join the task's.
         until = [[*stops, *self.adapter.generation.stop_strings] for stops in until]
         if self.native:
             self.stats.generated += len(items)
-            return native.generate(self.adapter, contexts, self._pixels(items), max_new, until,
-                                   stop_when)
+            return native.generate(
+                self.adapter, contexts, self._pixels(items), max_new, until, stop_when
+            )
         encodings = self._encode_unique(items)
         prefixes, media = [], []
         for item in items:
@@ -713,7 +796,10 @@ class CheXbenchLM(LM):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             step_logits, cache = self.adapter.lm_forward(
-                self.adapter.embed_tokens(next_ids[:, None]), mask, positions[:, None], cache,
+                self.adapter.embed_tokens(next_ids[:, None]),
+                mask,
+                positions[:, None],
+                cache,
                 media_batch,
             )
             positions = positions + 1
@@ -738,23 +824,30 @@ class CheXbenchLM(LM):
             images = self._limit_images(images)
             kwargs = dict(kwargs or {})
             kwargs["max_gen_toks"] = int(kwargs.get("max_gen_toks", default))
-            key = self._key("generate_until", ctx, {k: v for k, v in kwargs.items()
-                                                    if k in ("until", "max_gen_toks")}, images)
+            key = self._key(
+                "generate_until",
+                ctx,
+                {k: v for k, v in kwargs.items() if k in ("until", "max_gen_toks")},
+                images,
+            )
             cached = self.store.get(key)
             if cached is not None:
                 results[i] = cached
                 self.stats.requests_resumed += 1
             else:
                 pending.append((i, ctx, kwargs, images, key))
-        bar = tqdm(total=len(pending), desc="Generating", disable=not self.show_progress,
-                   unit="item")
+        bar = tqdm(
+            total=len(pending), desc="Generating", disable=not self.show_progress, unit="item"
+        )
         batches = _batches(pending, self.batch_size, lambda p: len(p[3]))
         for batch in self._images.stream(
-                batches, lambda b: self._images_to_load([_Item(p[1], p[3]) for p in b])):
+            batches, lambda b: self._images_to_load([_Item(p[1], p[3]) for p in b])
+        ):
             untils = [_as_list(kw.get("until")) for _, _, kw, _, _ in batch]
             max_new = max(kw["max_gen_toks"] for _, _, kw, _, _ in batch)
-            texts = self._generate_batch([b[1] for b in batch], [b[3] for b in batch], untils,
-                                         max_new)
+            texts = self._generate_batch(
+                [b[1] for b in batch], [b[3] for b in batch], untils, max_new
+            )
             for (i, _, _, _, key), text in zip(batch, texts, strict=True):
                 text = self.adapter.postprocess_generation(text)  # the official clean-up
                 results[i] = text
@@ -770,19 +863,32 @@ class CheXbenchLM(LM):
         return mc_prompt(question, options)
 
     def _mc_generate(self, items: Sequence[_Item]) -> list[list[OptionScore]]:
-        prompts = [self.mc_prompt(it.context.strip(), [c.strip() for c in it.continuations])
-                   for it in items]
-        texts = self._generate_batch(prompts, [it.images for it in items],
-                                     [[] for _ in items], MC_MAX_NEW_TOKENS,
-                                     stop_when=lambda text: _LETTER_RE.search(text) is not None)
+        prompts = [
+            self.mc_prompt(it.context.strip(), [c.strip() for c in it.continuations])
+            for it in items
+        ]
+        texts = self._generate_batch(
+            prompts,
+            [it.images for it in items],
+            [[] for _ in items],
+            MC_MAX_NEW_TOKENS,
+            stop_when=lambda text: _LETTER_RE.search(text) is not None,
+        )
         out = []
         for item, text in zip(items, texts, strict=True):
             choice = mc_choice(text, len(item.continuations))
-            out.append([
-                OptionScore(0.0 if k == choice else float("-inf"), k == choice, 1,
-                            unparseable=choice < 0, generated=text)
-                for k in range(len(item.continuations))
-            ])
+            out.append(
+                [
+                    OptionScore(
+                        0.0 if k == choice else float("-inf"),
+                        k == choice,
+                        1,
+                        unparseable=choice < 0,
+                        generated=text,
+                    )
+                    for k in range(len(item.continuations))
+                ]
+            )
         return out
 
 
@@ -790,13 +896,19 @@ def _common_prefix(seqs: list[list[int]]) -> list[int]:
     first = seqs[0]
     n = len(first)
     for other in seqs[1:]:
-        n = next((k for k, (a, b) in enumerate(zip(first[:n], other, strict=False)) if a != b),
-                 min(n, len(other)))
+        n = next(
+            (k for k, (a, b) in enumerate(zip(first[:n], other, strict=False)) if a != b),
+            min(n, len(other)),
+        )
     return first[:n]
 
 
-def _batches(items: list, size: int, n_images: Callable[[Any], int],
-             order: Callable[[Any], Any] | None = None) -> list[list]:
+def _batches(
+    items: list,
+    size: int,
+    n_images: Callable[[Any], int],
+    order: Callable[[Any], Any] | None = None,
+) -> list[list]:
     """Batches of at most `size`, never mixing image counts (media tensors must stack).
 
     With `order`, each image-count bucket is sorted by it, largest first (stable: ties keep
@@ -808,7 +920,7 @@ def _batches(items: list, size: int, n_images: Callable[[Any], int],
     if order is not None:
         for group in buckets.values():
             group.sort(key=order, reverse=True)
-    return [group[i: i + size] for group in buckets.values() for i in range(0, len(group), size)]
+    return [group[i : i + size] for group in buckets.values() for i in range(0, len(group), size)]
 
 
 def _segments_repr(segments: Sequence[Any]) -> list[Any]:

@@ -32,14 +32,19 @@ class InstructBlipAdapter(Blip2Adapter):
     name = "instructblip"
     display_name = "InstructBLIP"
     hub_id = "Salesforce/instructblip-vicuna-7b"
-    what_to_download = ("config.json, the *.safetensors shards, the tokenizer files, the "
-                        "qformer_tokenizer/ folder and preprocessor_config.json")
+    what_to_download = (
+        "config.json, the *.safetensors shards, the tokenizer files, the "
+        "qformer_tokenizer/ folder and preprocessor_config.json"
+    )
     generation = GenerationSettings(
-        max_new_tokens=256, source=f"none ({OFFICIAL}/instructblip.py has no generate())",
-        deviations=("no official generation protocol: the multiple-choice template, greedy",))
+        max_new_tokens=256,
+        source=f"none ({OFFICIAL}/instructblip.py has no generate())",
+        deviations=("no official generation protocol: the multiple-choice template, greedy",),
+    )
 
-    def split_option(self, last_piece: str, continuation: str
-                     ) -> tuple[list[int], list[int]] | None:
+    def split_option(
+        self, last_piece: str, continuation: str
+    ) -> tuple[list[int], list[int]] | None:
         # OFFICIAL/instructblip.py:45-49: tok(f"{ans}").input_ids[1:] (SentencePiece adds the
         # "▁" itself), asserted to be the row's end.
         whole = self.tokenize(last_piece + continuation)
@@ -52,22 +57,42 @@ class InstructBlipAdapter(Blip2Adapter):
             InstructBlipForConditionalGeneration,
         )
 
-        model = load_or_explain(InstructBlipForConditionalGeneration, self.pretrained, self.name,
-                                self.hub_id, self.what_to_download, **kwargs)
+        model = load_or_explain(
+            InstructBlipForConditionalGeneration,
+            self.pretrained,
+            self.name,
+            self.hub_id,
+            self.what_to_download,
+            **kwargs,
+        )
         extra = {"revision": self.revision} if self.revision else {}
-        tokenizer = load_or_explain(AutoTokenizer, self.pretrained, self.name, self.hub_id,
-                                    self.what_to_download, **extra)
+        tokenizer = load_or_explain(
+            AutoTokenizer, self.pretrained, self.name, self.hub_id, self.what_to_download, **extra
+        )
         self.qformer_tokenizer = load_or_explain(
-            AutoTokenizer, self.pretrained, self.name, self.hub_id, self.what_to_download,
-            subfolder="qformer_tokenizer", **extra)
-        processor = load_or_explain(AutoImageProcessor, self.pretrained, self.name, self.hub_id,
-                                    self.what_to_download, **extra)
+            AutoTokenizer,
+            self.pretrained,
+            self.name,
+            self.hub_id,
+            self.what_to_download,
+            subfolder="qformer_tokenizer",
+            **extra,
+        )
+        processor = load_or_explain(
+            AutoImageProcessor,
+            self.pretrained,
+            self.name,
+            self.hub_id,
+            self.what_to_download,
+            **extra,
+        )
         return model, tokenizer, processor
 
     image_text_reads_option = True
 
-    def reference_forward(self, context: str, continuation: str, images: list[Image.Image]
-                          ) -> tuple[float, bool, int] | None:
+    def reference_forward(
+        self, context: str, continuation: str, images: list[Image.Image]
+    ) -> tuple[float, bool, int] | None:
         """As BLIP-2's, with OFFICIAL/instructblip.py's span tok(o)[1:] and the Q-Former reading
         `{q} {o}` (the processor's qformer_input_ids)."""
         image_token = getattr(self.model.config, "image_token_index", None)
@@ -77,18 +102,23 @@ class InstructBlipAdapter(Blip2Adapter):
         n = len(self.tokenizer(option_text(continuation)).input_ids) - 1
         pixels = self.image_processor(images=images[:1], return_tensors="pt").pixel_values
         q = self.qformer_tokenizer(context + continuation, return_tensors="pt")
-        return token_reference(self.model, [image_token] * self.model.config.num_query_tokens
-                               + row, n, pixel_values=pixels.to(self.dtype),
-                               qformer_input_ids=q.input_ids,
-                               qformer_attention_mask=q.attention_mask)
+        return token_reference(
+            self.model,
+            [image_token] * self.model.config.num_query_tokens + row,
+            n,
+            pixel_values=pixels.to(self.dtype),
+            qformer_input_ids=q.input_ids,
+            qformer_attention_mask=q.attention_mask,
+        )
 
     def image_text(self, text: str) -> str:
         """What the Q-Former reads beside each image: the prompt as the LM sees it, the
         option included (`{question} {option}`, evaluation_chexbench/models/instructblip.py)."""
         return text
 
-    def encode_images(self, pixels: torch.Tensor,
-                      texts: list[str] | None = None) -> list[ImageEncoding]:
+    def encode_images(
+        self, pixels: torch.Tensor, texts: list[str] | None = None
+    ) -> list[ImageEncoding]:
         if texts is None:
             raise TypeError(
                 "instructblip: the Q-Former reads the instruction text, so encode_images needs "
@@ -103,9 +133,11 @@ class InstructBlipAdapter(Blip2Adapter):
         n_query = queries.shape[1]
         query_mask = torch.ones(queries.shape[:-1], dtype=torch.long, device=feats.device)
         out = self.model.qformer(
-            input_ids=enc["input_ids"], attention_mask=torch.cat([query_mask,
-                                                                  enc["attention_mask"]], 1),
-            query_embeds=queries, encoder_hidden_states=feats, encoder_attention_mask=img_mask,
+            input_ids=enc["input_ids"],
+            attention_mask=torch.cat([query_mask, enc["attention_mask"]], 1),
+            query_embeds=queries,
+            encoder_hidden_states=feats,
+            encoder_attention_mask=img_mask,
             return_dict=True,
         ).last_hidden_state[:, :n_query]
         return [ImageEncoding(slot_embeds=p) for p in self.model.language_projection(out)]

@@ -164,8 +164,9 @@ class _LlavaMed(VisionLanguageAdapter):
         )
         return self.model.lm_head(out.last_hidden_state), out.past_key_values
 
-    def _reference(self, pieces: tuple[list[int], list[int]], n_option: int,
-                   images: list[Image.Image]) -> tuple[float, bool, int]:
+    def _reference(
+        self, pieces: tuple[list[int], list[int]], n_option: int, images: list[Image.Image]
+    ) -> tuple[float, bool, int]:
         """One forward of LlavaForConditionalGeneration on ids `pieces[0]` + the image's features
         (the model's own `get_image_features`, its configured layer and strategy) + `pieces[1]`,
         from the image processor's pixels: none of this adapter's vision or forward code."""
@@ -181,8 +182,9 @@ class _LlavaMed(VisionLanguageAdapter):
             before, after = (torch.tensor(p, device=self.device) for p in pieces)
             row = torch.cat([embed(before), feats.to(embed.weight.dtype), embed(after)])
             logits = self.model(inputs_embeds=row[None]).logits[0]
-        return score_last(logits, torch.cat([before, before.new_zeros(len(feats)), after]),
-                          n_option)
+        return score_last(
+            logits, torch.cat([before, before.new_zeros(len(feats)), after]), n_option
+        )
 
     def model_info(self) -> dict[str, Any]:
         return {
@@ -244,8 +246,9 @@ class LlavaMedAdapter(_LlavaMed):
         whole = self.tokenize(last_piece + continuation)
         return trailing_standalone(whole, self.tokenize(option_text(continuation)))
 
-    def reference_forward(self, context: str, continuation: str, images: list[Image.Image]
-                          ) -> tuple[float, bool, int] | None:
+    def reference_forward(
+        self, context: str, continuation: str, images: list[Image.Image]
+    ) -> tuple[float, bool, int] | None:
         """OFFICIAL:81-102: f"{qs} {o}" tokenised whole with BOS, the patch rows replaced by the
         image's features (llava.py:248-250), the span tok(o)[1:] at the row's end."""
         if not images:
@@ -298,8 +301,9 @@ class LlavaMedV15Adapter(_LlavaMed):
         start, end = ("<im_start>", "<im_end>") if self.im_start_end else ("", "")
         return [*self.bos(), f"[INST] {start}", ImageSlot(0), f"{end}\n{context} [/INST]"]
 
-    def reference_forward(self, context: str, continuation: str, images: list[Image.Image]
-                          ) -> tuple[float, bool, int] | None:
+    def reference_forward(
+        self, context: str, continuation: str, images: list[Image.Image]
+    ) -> tuple[float, bool, int] | None:
         """tokenizer_image_token (mm_utils.py:49-68) on "[INST] <image>\n{q} [/INST]" + the
         option: each chunk around <image> tokenised with BOS, the later chunks' BOS dropped;
         the option's tokens are the tail past the prompt's own."""
@@ -309,8 +313,7 @@ class LlavaMedV15Adapter(_LlavaMed):
         tail = f"{end}\n{context} [/INST]"
         n = option_token_count(self.tokenizer, tail, continuation)
         head = self.tokenizer(f"[INST] {start}").input_ids
-        return self._reference((head, self.tokenizer(tail + continuation).input_ids[1:]), n,
-                               images)
+        return self._reference((head, self.tokenizer(tail + continuation).input_ids[1:]), n, images)
 
     def postprocess_generation(self, text: str) -> str:
         return text.strip()  # model_vqa.py:101-106

@@ -11,9 +11,15 @@ import torch
 
 from harness.errors import UnknownArgument, UserError, WeightsMissing
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-           "fp16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
-           "bf16": torch.bfloat16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -76,9 +82,14 @@ def weights_missing_message(adapter: str, given: str, hub_id: str, what: str) ->
     )
 
 
-def from_pretrained_kwargs(adapter: str, dtype: torch.dtype, device: torch.device,
-                           load_in_8bit: bool, device_map: str | dict | None,
-                           revision: str | None) -> dict[str, Any]:
+def from_pretrained_kwargs(
+    adapter: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    load_in_8bit: bool,
+    device_map: str | dict | None,
+    revision: str | None,
+) -> dict[str, Any]:
     """Keyword arguments for `from_pretrained` honouring dtype, device map and 8-bit.
 
     8-bit is how the official evaluation loaded BLIP-2 and InstructBLIP; it needs bitsandbytes
@@ -99,8 +110,10 @@ def from_pretrained_kwargs(adapter: str, dtype: torch.dtype, device: torch.devic
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
-            raise UserError(f"{adapter}: load_in_8bit=true needs the `bitsandbytes` package "
-                            "(`pip install bitsandbytes`)") from None
+            raise UserError(
+                f"{adapter}: load_in_8bit=true needs the `bitsandbytes` package "
+                "(`pip install bitsandbytes`)"
+            ) from None
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
@@ -108,8 +121,9 @@ def from_pretrained_kwargs(adapter: str, dtype: torch.dtype, device: torch.devic
     return kwargs
 
 
-def load_or_explain(loader: Any, pretrained: str, adapter: str, hub_id: str, what: str,
-                    **kwargs: Any) -> Any:
+def load_or_explain(
+    loader: Any, pretrained: str, adapter: str, hub_id: str, what: str, **kwargs: Any
+) -> Any:
     """`loader.from_pretrained(pretrained)`, turning "not there" into a download instruction."""
     from huggingface_hub.errors import HFValidationError
 
@@ -122,8 +136,9 @@ def load_or_explain(loader: Any, pretrained: str, adapter: str, hub_id: str, wha
         ) from exc
 
 
-def place_model(model: torch.nn.Module, device: torch.device, device_map: Any,
-                load_in_8bit: bool) -> torch.device:
+def place_model(
+    model: torch.nn.Module, device: torch.device, device_map: Any, load_in_8bit: bool
+) -> torch.device:
     """Move the model unless accelerate placed it; returns where its inputs must go."""
     if not device_map and not load_in_8bit:
         model.to(device)

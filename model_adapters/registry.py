@@ -26,8 +26,15 @@ from model_adapters.native import NativeAdapter
 ADAPTER_BASES = (VisionLanguageAdapter, NativeAdapter)
 
 ENTRY_POINT_GROUP = "chexbench.adapters"
-ENGINE_ARGS = ("batch_size", "mc_mode", "max_gen_toks", "prefetch", "decode_workers", "bucket",
-               "decode_executor")
+ENGINE_ARGS = (
+    "batch_size",
+    "mc_mode",
+    "max_gen_toks",
+    "prefetch",
+    "decode_workers",
+    "bucket",
+    "decode_executor",
+)
 
 BUILTIN: dict[str, str] = {
     "chexagent": "model_adapters.chexagent:CheXagentAdapter",
@@ -85,20 +92,29 @@ def load_adapter_file(path: str | Path) -> list[str]:
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[mod_name] = module
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    classes = [obj for obj in vars(module).values()
-               if inspect.isclass(obj) and issubclass(obj, ADAPTER_BASES)
-               and not inspect.isabstract(obj) and obj.__module__ == mod_name]
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, ADAPTER_BASES)
+        and not inspect.isabstract(obj)
+        and obj.__module__ == mod_name
+    ]
     if not classes:
-        raise UserError(f"--adapter-file {path}: defines no (non-abstract) "
-                        "VisionLanguageAdapter or NativeAdapter subclass")
+        raise UserError(
+            f"--adapter-file {path}: defines no (non-abstract) "
+            "VisionLanguageAdapter or NativeAdapter subclass"
+        )
     for cls in classes:
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
             raise UserError(f"--adapter-file {path}: class {cls.__name__} has no `name`")
         if name in BUILTIN or name in REMOTE:
             # A results file saying "chexagent" must mean the built-in adapter.
-            raise UserError(f"--adapter-file {path}: class {cls.__name__} is named {name!r}, "
-                            "which is a built-in adapter; choose another name")
+            raise UserError(
+                f"--adapter-file {path}: class {cls.__name__} is named {name!r}, "
+                "which is a built-in adapter; choose another name"
+            )
         _LOADED[name] = cls
         _FROM_FILES[name] = path.resolve()
         register_with_lm_eval(name)
@@ -124,7 +140,8 @@ def list_adapters() -> list[AdapterSource]:
         dist = getattr(getattr(ep, "dist", None), "name", "") or ""
         if n in out:
             out[f"{n} ({dist or ep.value})"] = AdapterSource(
-                n, "entry point", ep.value, dist, f"ignored: {n!r} is already {out[n].kind}")
+                n, "entry point", ep.value, dist, f"ignored: {n!r} is already {out[n].kind}"
+            )
         else:
             out[n] = AdapterSource(n, "entry point", ep.value, dist)
     return list(out.values())
@@ -132,23 +149,32 @@ def list_adapters() -> list[AdapterSource]:
 
 def available() -> dict[str, str]:
     """name -> where it comes from (built-in target, plug-in target, or `file:PATH`)."""
-    return {s.name: s.target if s.kind != "file" else f"file:{s.target}"
-            for s in list_adapters() if not s.note}
+    return {
+        s.name: s.target if s.kind != "file" else f"file:{s.target}"
+        for s in list_adapters()
+        if not s.note
+    }
 
 
 def get_adapter_class(name: str) -> type[VisionLanguageAdapter]:
     if name in _LOADED:
         return _LOADED[name]
     if name in REMOTE:
-        raise UserError(f"{name!r} is a model served by a server and scored over HTTP "
-                        "(docs/serving.md), not an adapter loaded in this process")
+        raise UserError(
+            f"{name!r} is a model served by a server and scored over HTTP "
+            "(docs/serving.md), not an adapter loaded in this process"
+        )
     source = next((s for s in list_adapters() if s.name == name and not s.note), None)
     if source is None:
         from model_adapters.presets import PRESETS
 
-        hint = did_you_mean("model adapter or preset", name, [*available(), *PRESETS],
-                            f". Add one with --adapter-file FILE or an entry point in the "
-                            f"{ENTRY_POINT_GROUP!r} group (see docs/adapters/README.md)")
+        hint = did_you_mean(
+            "model adapter or preset",
+            name,
+            [*available(), *PRESETS],
+            f". Add one with --adapter-file FILE or an entry point in the "
+            f"{ENTRY_POINT_GROUP!r} group (see docs/adapters/README.md)",
+        )
         raise AdapterNotFound(str(hint))
     cls = _import_target(source.target)
     if "add_bos" in vars(cls) or any("add_bos" in vars(base) for base in cls.__mro__[1:-1]):
@@ -156,7 +182,8 @@ def get_adapter_class(name: str) -> type[VisionLanguageAdapter]:
         raise AdapterNotFound(
             f"adapter {name!r} sets add_bos, which the engine no longer reads: put "
             "*self.bos() in prompt_segments exactly where the model's own code puts BOS "
-            "(docs/adapters/README.md)")
+            "(docs/adapters/README.md)"
+        )
     _LOADED[name] = cls
     return cls
 
@@ -172,7 +199,8 @@ def build_lm(name: str, model_args: dict[str, Any], **engine_kwargs: Any):
     if name in REMOTE:  # its own LM: engine settings and model args go to it together
         module_name, _, attr = REMOTE[name].partition(":")
         return getattr(importlib.import_module(module_name), attr).from_model_args(
-            model_args, **engine_kwargs)
+            model_args, **engine_kwargs
+        )
     adapter = get_adapter_class(name)(**model_args)
     return CheXbenchLM(adapter, **engine_kwargs)
 

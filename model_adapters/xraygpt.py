@@ -26,7 +26,8 @@ from model_adapters.spans import option_text, trailing_standalone
 GENERATION_PREFIX = (
     "You are an experienced Doctor, give the following medical scan: <Img>ImageContent</Img>. "
     "You will be able to see the medical scan once I provide it to you. Please answer my "
-    "questions. ")
+    "questions. "
+)
 
 CONVERT_HINT = (
     "XrayGPT has no Hugging Face repository in transformers' layout. Download the release "
@@ -42,7 +43,8 @@ class XrayGPTAdapter(Blip2Adapter):
     hub_id = "(converted) XrayGPT"
     what_to_download = "the converted folder"
     generation = GenerationSettings(
-        max_new_tokens=300, source=f"{OFFICIAL}/xraygpt.py:112-186",
+        max_new_tokens=300,
+        source=f"{OFFICIAL}/xraygpt.py:112-186",
         deviations=(
             "official samples (do_sample=True, top_p=0.9, temperature=1.0, unseeded): greedy here",
             "official stops on the token ids of '###' ([835] or [2277, 29937]); here on the text "
@@ -52,8 +54,8 @@ class XrayGPTAdapter(Blip2Adapter):
             "official keeps only the last 1700 prompt embeddings (max_length=2000); CheXbench "
             "prompts are far shorter, so nothing is cut here",
         ),
-        stop_strings=("###",))
-
+        stop_strings=("###",),
+    )
 
     def reference_forward(self, context: str, continuation: str, images: list) -> None:
         """None: XrayGPT's layout (`<Img>` + query embeddings + `</Img>` inside its own
@@ -66,8 +68,10 @@ class XrayGPTAdapter(Blip2Adapter):
             raise UserError(f"xraygpt: pretrained=PATH is required. {CONVERT_HINT}")
         super().__init__(pretrained=pretrained, **kwargs)
         if getattr(self.model.config, "chexbench_arch", None) != "xraygpt":
-            raise UserError(f"xraygpt: {pretrained} is not a folder written by "
-                            f"`chexbench convert xraygpt`. {CONVERT_HINT}")
+            raise UserError(
+                f"xraygpt: {pretrained} is not a folder written by "
+                f"`chexbench convert xraygpt`. {CONVERT_HINT}"
+            )
         # MiniGPT-4's ln_vision is a default LayerNorm (eps 1e-5), while transformers gives the
         # vision post-layernorm the blocks' eps (1e-6); restore the original.
         self.model.vision_model.post_layernorm.eps = float(self.model.config.xraygpt_ln_vision_eps)
@@ -76,8 +80,9 @@ class XrayGPTAdapter(Blip2Adapter):
         try:
             return super()._load(kwargs)
         except FileNotFoundError as exc:
-            raise WeightsMissing(f"xraygpt: cannot load {self.pretrained!r}. {CONVERT_HINT}") \
-                from exc
+            raise WeightsMissing(
+                f"xraygpt: cannot load {self.pretrained!r}. {CONVERT_HINT}"
+            ) from exc
 
     def _check_bos(self) -> None:
         if self.tokenizer.bos_token_id is None:
@@ -91,8 +96,9 @@ class XrayGPTAdapter(Blip2Adapter):
             return [*self.bos(), context]
         return [*self.bos(), "<Img>", ImageSlot(0), f"</Img> {context}"]
 
-    def split_option(self, last_piece: str, continuation: str
-                     ) -> tuple[list[int], list[int]] | None:
+    def split_option(
+        self, last_piece: str, continuation: str
+    ) -> tuple[list[int], list[int]] | None:
         # OFFICIAL/xraygpt.py:96-100: tok(f"{ans}").input_ids[1:], asserted to end the last piece.
         whole = self.tokenize(last_piece + continuation)
         return trailing_standalone(whole, self.tokenize(option_text(continuation)))
@@ -102,8 +108,12 @@ class XrayGPTAdapter(Blip2Adapter):
         # prompt + " " + "### Assistant: ", split at <ImageHere>, BOS on the first piece only.
         if n_images == 0:  # no official text-only call: the same turn without the image
             return [*self.bos(), f"{GENERATION_PREFIX}### Doctor: {context} ### Assistant: "]
-        return [*self.bos(), f"{GENERATION_PREFIX}### Doctor: <Img>", ImageSlot(0),
-                f"</Img> {context} ### Assistant: "]
+        return [
+            *self.bos(),
+            f"{GENERATION_PREFIX}### Doctor: <Img>",
+            ImageSlot(0),
+            f"</Img> {context} ### Assistant: ",
+        ]
 
     def postprocess_generation(self, text: str) -> str:
         # OFFICIAL/xraygpt.py:175-185: cut at '###', keep what follows 'Doctor:', then keep the

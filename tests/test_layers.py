@@ -17,19 +17,36 @@ PACKAGES = ("harness", "model_adapters", "chexagent", "leaderboard", "tasks")
 
 # Longest matching prefix decides a module's layer.
 LAYERS: dict[str, int] = {
-    "harness": 0, "harness.phantom": 0, "harness.text_metrics.cleaning": 0,
+    "harness": 0,
+    "harness.phantom": 0,
+    "harness.text_metrics.cleaning": 0,
     "harness.text_metrics.rouge": 0,
     "chexagent": 1,
-    "model_adapters": 2, "tasks": 2,
-    "harness.runner": 3, "harness.multiprocess": 3, "harness.conformance": 3,
+    "model_adapters": 2,
+    "tasks": 2,
+    "harness.runner": 3,
+    "harness.multiprocess": 3,
+    "harness.conformance": 3,
     "harness.lm_eval_api": 3,
     "harness.prompt_lengths": 3,
-    "harness.results_builder": 3, "harness.text_results": 3, "harness.saved_predictions": 3,
-    "harness.tables": 3, "harness.stats": 3, "harness.text_metrics": 3, "harness.judge": 3,
-    "harness.fairness": 3, "harness.reader_study": 3,
-    "chexagent.evaluate": 3, "chexagent.training": 3, "chexagent.instruct": 3,
-    "chexagent.demo": 3, "leaderboard": 3,
-    "harness.cli": 4, "harness.commands": 4, "chexagent.cli": 4, "leaderboard.app": 4,
+    "harness.results_builder": 3,
+    "harness.text_results": 3,
+    "harness.saved_predictions": 3,
+    "harness.tables": 3,
+    "harness.stats": 3,
+    "harness.text_metrics": 3,
+    "harness.judge": 3,
+    "harness.fairness": 3,
+    "harness.reader_study": 3,
+    "chexagent.evaluate": 3,
+    "chexagent.training": 3,
+    "chexagent.instruct": 3,
+    "chexagent.demo": 3,
+    "leaderboard": 3,
+    "harness.cli": 4,
+    "harness.commands": 4,
+    "chexagent.cli": 4,
+    "leaderboard.app": 4,
     "leaderboard.views": 4,
 }
 NAMES = ("core", "model definitions", "engine and adapters", "analyses", "interfaces")
@@ -78,8 +95,7 @@ def test_no_module_imports_a_higher_layer():
             if target not in mods and target.rpartition(".")[0] in mods:
                 target = target.rpartition(".")[0]  # `from pkg.mod import name`
             if target in mods and layer(target) > mine:
-                upward.append(f"{module} ({NAMES[mine]}) imports {target} "
-                              f"({NAMES[layer(target)]})")
+                upward.append(f"{module} ({NAMES[mine]}) imports {target} ({NAMES[layer(target)]})")
     assert not upward, "\n".join(upward)
 
 

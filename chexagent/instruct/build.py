@@ -29,8 +29,9 @@ def parse_sources(specs: Iterable[str]) -> dict[str, Path]:
         name, sep, folder = spec.partition("=")
         name = name.strip().lower()
         if not sep or name not in PROCESSORS:
-            raise ValueError(f"--source {spec!r}: expected NAME=DIR with NAME one of "
-                             f"{sorted(PROCESSORS)}")
+            raise ValueError(
+                f"--source {spec!r}: expected NAME=DIR with NAME one of {sorted(PROCESSORS)}"
+            )
         sources[name] = Path(folder).expanduser()
     return sources
 
@@ -45,10 +46,16 @@ def parse_ratios(specs: Iterable[str]) -> dict[str, float]:
     return out
 
 
-def build(out: Path, sources: dict[str, Path], seed: int = 0,
-          benchmarks: Iterable[str | Path] = (), ratio_overrides: dict[str, float] | None = None,
-          image_root: str | None = None, image_map: str | None = None,
-          shard_size: int = 50_000) -> dict[str, Any]:
+def build(
+    out: Path,
+    sources: dict[str, Path],
+    seed: int = 0,
+    benchmarks: Iterable[str | Path] = (),
+    ratio_overrides: dict[str, float] | None = None,
+    image_root: str | None = None,
+    image_map: str | None = None,
+    shard_size: int = 50_000,
+) -> dict[str, Any]:
     from harness.images import ImageResolver
 
     resolver = ImageResolver.from_args(image_root, image_map) if (image_root or image_map) else None
@@ -59,10 +66,17 @@ def build(out: Path, sources: dict[str, Path], seed: int = 0,
         instances.extend(tqdm(produced, desc=f"processing {name}", unit="inst", leave=False))
     kept = guard.filter(instances)
     mixture, mix_report = mix(kept, seed, ratio_overrides)
-    meta = {"seed": seed, "sources": {k: str(v) for k, v in sources.items()},
-            "benchmarks": guard.sources, "ratio_overrides": ratio_overrides or {}}
+    meta = {
+        "seed": seed,
+        "sources": {k: str(v) for k, v in sources.items()},
+        "benchmarks": guard.sources,
+        "ratio_overrides": ratio_overrides or {},
+    }
     write_store(out / "instances", kept, shard_size, extra=meta)
     write_store(out / "stage3-train", mixture, shard_size, extra=meta)
     write_report(out, statistics(kept), mix_report, guard.removed, meta)
-    return {"instances": len(kept), "stage3_train": len(mixture),
-            "leakage_removed": len(guard.removed)}
+    return {
+        "instances": len(kept),
+        "stage3_train": len(mixture),
+        "leakage_removed": len(guard.removed),
+    }

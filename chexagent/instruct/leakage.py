@@ -30,8 +30,9 @@ class LeakageGuard:
     removed: list[dict] = field(default_factory=list)
 
     @classmethod
-    def from_benchmarks(cls, data_files: Iterable[str | Path],
-                        resolver: ImageResolver | None = None) -> LeakageGuard:
+    def from_benchmarks(
+        cls, data_files: Iterable[str | Path], resolver: ImageResolver | None = None
+    ) -> LeakageGuard:
         guard = cls()
         for data_file in data_files:
             data = load_data(data_file)
@@ -63,8 +64,14 @@ class LeakageGuard:
         for inst in instances:
             hit = next(((img, how) for img in inst.images if (how := self.leaks(img))), None)
             if hit:
-                self.removed.append({"instance_id": inst.instance_id, "image": hit[0],
-                                     "matched_by": hit[1], "pair": inst.pair})
+                self.removed.append(
+                    {
+                        "instance_id": inst.instance_id,
+                        "image": hit[0],
+                        "matched_by": hit[1],
+                        "pair": inst.pair,
+                    }
+                )
             else:
                 kept.append(inst)
         return kept

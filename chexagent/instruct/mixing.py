@@ -29,8 +29,9 @@ class MixReport:
         return {p: self.drawn.get(p, 0) / n for p, n in self.available.items() if n}
 
 
-def mix(instances: Iterable[Instance], seed: int,
-        overrides: dict[str, float] | None = None) -> tuple[list[Instance], MixReport]:
+def mix(
+    instances: Iterable[Instance], seed: int, overrides: dict[str, float] | None = None
+) -> tuple[list[Instance], MixReport]:
     by_pair: dict[str, list[Instance]] = defaultdict(list)
     datasets: dict[str, str] = {}
     for inst in instances:

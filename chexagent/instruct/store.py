@@ -18,8 +18,12 @@ from harness.io import atomic_write_json, atomic_write_jsonl
 INDEX = "index.json"
 
 
-def write_store(folder: str | Path, instances: Iterable[Instance], shard_size: int = 50_000,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_store(
+    folder: str | Path,
+    instances: Iterable[Instance],
+    shard_size: int = 50_000,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     it = iter(instances)
@@ -31,8 +35,14 @@ def write_store(folder: str | Path, instances: Iterable[Instance], shard_size: i
         for inst in chunk:
             pairs[inst.pair] = pairs.get(inst.pair, 0) + 1
         total += len(chunk)
-    index = {"format": "chexinstruct-store", "version": 1, "num_instances": total,
-             "shards": shards, "pairs": dict(sorted(pairs.items())), **(extra or {})}
+    index = {
+        "format": "chexinstruct-store",
+        "version": 1,
+        "num_instances": total,
+        "shards": shards,
+        "pairs": dict(sorted(pairs.items())),
+        **(extra or {}),
+    }
     atomic_write_json(folder / INDEX, index)
     return index
 

@@ -64,7 +64,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "findings_generation": (
         "Write the findings section for this chest X-ray.",
         "Describe the findings of this chest X-ray.",
-        "Given the indication: \"<INDICATION>\", write a structured findings section for the CXR.",
+        'Given the indication: "<INDICATION>", write a structured findings section for the CXR.',
         "Generate the findings of the given chest radiograph.",
         "What are the findings in this chest X-ray?",
         "Write a radiology findings section for this image.",
@@ -88,7 +88,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "findings_summarization": (
         "Summarize the following Findings: <FINDINGS>",
         "Write the impression for these findings: <FINDINGS>",
-        "Given the findings \"<FINDINGS>\", generate the impression.",
+        'Given the findings "<FINDINGS>", generate the impression.',
         "Findings: <FINDINGS> Impression?",
         "Condense these findings into an impression: <FINDINGS>",
         "What is the impression of a report with findings: <FINDINGS>",

@@ -16,8 +16,15 @@ ADAM_EPS = 1e-8
 WEIGHT_DECAY = 0.05
 GRAD_CLIP = 1.0
 
-TrainablePart = Literal["language_model", "language_projection", "qformer", "query_tokens",
-                        "vision_lora", "stage1_heads", "vision_model"]
+TrainablePart = Literal[
+    "language_model",
+    "language_projection",
+    "qformer",
+    "query_tokens",
+    "vision_lora",
+    "stage1_heads",
+    "vision_model",
+]
 
 
 class StageConfig(BaseModel):
@@ -38,15 +45,19 @@ class StageConfig(BaseModel):
     @model_validator(mode="after")
     def _batches_divide(self) -> StageConfig:
         if self.global_batch % self.micro_batch:
-            raise ValueError(f"global_batch {self.global_batch} is not a multiple of "
-                             f"micro_batch {self.micro_batch}")
+            raise ValueError(
+                f"global_batch {self.global_batch} is not a multiple of "
+                f"micro_batch {self.micro_batch}"
+            )
         return self
 
     def accumulation(self, world_size: int = 1) -> int:
         per_step = self.micro_batch * world_size
         if self.global_batch % per_step:
-            raise ValueError(f"global_batch {self.global_batch} is not divisible by micro_batch "
-                             f"{self.micro_batch} x world size {world_size}")
+            raise ValueError(
+                f"global_batch {self.global_batch} is not divisible by micro_batch "
+                f"{self.micro_batch} x world size {world_size}"
+            )
         return self.global_batch // per_step
 
 
@@ -76,8 +87,10 @@ def load_config(name_or_path: str) -> TrainConfig:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"training config {name_or_path!r} not found; named configs: "
-                                f"{known}, or pass a YAML path")
+        raise FileNotFoundError(
+            f"training config {name_or_path!r} not found; named configs: "
+            f"{known}, or pass a YAML path"
+        )
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     return TrainConfig(name=path.stem, **raw)
 
@@ -87,16 +100,21 @@ def deepspeed_config(stage: StageConfig, world_size: int = 1) -> dict[str, Any]:
     cosine to lr_min) and handed to `deepspeed.initialize`, so they match the non-DeepSpeed path
     exactly; DeepSpeed owns accumulation, clipping, precision and ZeRO partitioning."""
     if stage.zero_stage is None:
-        raise ValueError("this stage has no zero_stage in its config (Table 8 runs ZeRO-2 for "
-                         "stages 0 and 3 only)")
+        raise ValueError(
+            "this stage has no zero_stage in its config (Table 8 runs ZeRO-2 for "
+            "stages 0 and 3 only)"
+        )
     return {
         "train_batch_size": stage.global_batch,
         "train_micro_batch_size_per_gpu": stage.micro_batch,
         "gradient_accumulation_steps": stage.accumulation(world_size),
         "gradient_clipping": GRAD_CLIP,
         "bf16": {"enabled": stage.precision == "bf16"},
-        "zero_optimization": {"stage": stage.zero_stage, "overlap_comm": False,
-                              "contiguous_gradients": True},
+        "zero_optimization": {
+            "stage": stage.zero_stage,
+            "overlap_comm": False,
+            "contiguous_gradients": True,
+        },
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,

@@ -94,7 +94,7 @@ class QueryCache:
 
         todo = sorted({p for p in paths if p not in self.cache})
         for start in range(0, len(todo), batch_size):
-            chunk = todo[start: start + batch_size]
+            chunk = todo[start : start + batch_size]
             feats = query_features(self.model, torch.stack([self.images(p) for p in chunk]))
             self.cache.update(zip(chunk, feats, strict=True))
             for p in chunk:  # the pixels are no longer needed once encoded
@@ -107,8 +107,9 @@ def _pad(rows: Sequence[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def collate_text(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Instance],
-                 seq_len: int) -> dict[str, torch.Tensor]:
+def collate_text(
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[Instance], seq_len: int
+) -> dict[str, torch.Tensor]:
     rows = []
     for inst in examples:
         ids = tokenizer(f"{inst.question} {inst.answer}", add_special_tokens=True)["input_ids"]
@@ -119,30 +120,54 @@ def collate_text(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Instance
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
-def collate_captions(tokenizer: PreTrainedTokenizerBase, images: ImageLoader,
-                     examples: Sequence[Instance], seq_len: int) -> dict[str, torch.Tensor]:
+def collate_captions(
+    tokenizer: PreTrainedTokenizerBase,
+    images: ImageLoader,
+    examples: Sequence[Instance],
+    seq_len: int,
+) -> dict[str, torch.Tensor]:
     """Stage 1: one image and its caption (the answer text) per example."""
-    rows = [tokenizer(inst.answer, add_special_tokens=True)["input_ids"][:seq_len]
-            for inst in examples]
-    return {"pixel_values": torch.stack([images(inst.images[0]) for inst in examples]),
-            "text_ids": _pad(rows, tokenizer.pad_token_id),
-            "text_mask": _pad([[1] * len(r) for r in rows], 0)}
+    rows = [
+        tokenizer(inst.answer, add_special_tokens=True)["input_ids"][:seq_len] for inst in examples
+    ]
+    return {
+        "pixel_values": torch.stack([images(inst.images[0]) for inst in examples]),
+        "text_ids": _pad(rows, tokenizer.pad_token_id),
+        "text_mask": _pad([[1] * len(r) for r in rows], 0),
+    }
 
 
-def collate_prompted(tokenizer: PreTrainedTokenizerBase, images: ImageLoader | QueryCache,
-                     examples: Sequence[Instance], seq_len: int, num_query_tokens: int,
-                     max_images: int) -> dict[str, torch.Tensor]:
+def collate_prompted(
+    tokenizer: PreTrainedTokenizerBase,
+    images: ImageLoader | QueryCache,
+    examples: Sequence[Instance],
+    seq_len: int,
+    num_query_tokens: int,
+    max_images: int,
+) -> dict[str, torch.Tensor]:
     """Stages 2 and 3: image slots + chat template + answer (+EOS); loss on the answer only."""
     ids, labels, pixels = [], [], []
     for inst in examples:
         paths = inst.images[:max_images]
-        built = build_inputs(tokenizer, inst.question, inst.answer, num_images=len(paths),
-                             num_query_tokens=num_query_tokens, add_eos=True, max_length=seq_len)
+        built = build_inputs(
+            tokenizer,
+            inst.question,
+            inst.answer,
+            num_images=len(paths),
+            num_query_tokens=num_query_tokens,
+            add_eos=True,
+            max_length=seq_len,
+        )
         ids.append(built.input_ids)
         labels.append(built.labels)
         pixels.extend(images(p) for p in paths)
     input_ids = _pad(ids, tokenizer.pad_token_id)
     key = "cached_queries" if isinstance(images, QueryCache) else "pixel_values"
-    return {"input_ids": input_ids, "attention_mask": _pad([[1] * len(r) for r in ids], 0),
-            "labels": _pad(labels, IGNORE_INDEX), "pixel_values": None, "cached_queries": None,
-            key: torch.stack(pixels) if pixels else None}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": _pad([[1] * len(r) for r in ids], 0),
+        "labels": _pad(labels, IGNORE_INDEX),
+        "pixel_values": None,
+        "cached_queries": None,
+        key: torch.stack(pixels) if pixels else None,
+    }

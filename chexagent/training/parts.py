@@ -27,16 +27,22 @@ class Stage1Heads(nn.Module):
     """BLIP-2's stage-1 pieces that are not part of the inference model: the Q-Former's text
     embeddings, the ITC projections and temperature, and the captioning (IC) head."""
 
-    def __init__(self, model: Blip2ForConditionalGeneration, text_vocab: int | None = None,
-                 embed_dim: int = 256):
+    def __init__(
+        self,
+        model: Blip2ForConditionalGeneration,
+        text_vocab: int | None = None,
+        embed_dim: int = 256,
+    ):
         """`text_vocab`: the caption tokenizer's size (BERT's 30522 for the paper config; the
         tiny tokenizer's ~1200 keeps the tiny heads small)."""
         super().__init__()
         qcfg = copy.deepcopy(model.config.qformer_config)
         qcfg.vocab_size = text_vocab or qcfg.vocab_size
         if not getattr(qcfg, "use_qformer_text_input", False):
-            raise ValueError("stage 1 needs a Q-Former built with qformer_text_input=True "
-                             "(build_model(..., qformer_text_input=True))")
+            raise ValueError(
+                "stage 1 needs a Q-Former built with qformer_text_input=True "
+                "(build_model(..., qformer_text_input=True))"
+            )
         self.embeddings = Blip2TextEmbeddings(qcfg)
         self.vision_proj = nn.Linear(qcfg.hidden_size, embed_dim)
         self.text_proj = nn.Linear(qcfg.hidden_size, embed_dim)
@@ -60,13 +66,15 @@ def merge_vision_lora(model: Blip2ForConditionalGeneration) -> None:
         if isinstance(module, LoraLayer):
             module.merge()
             parent_name, _, child = name.rpartition(".")
-            parent = model.vision_model.get_submodule(parent_name) if parent_name else \
-                model.vision_model
+            parent = (
+                model.vision_model.get_submodule(parent_name) if parent_name else model.vision_model
+            )
             setattr(parent, child, module.get_base_layer())
 
 
-def set_trainable(model: Blip2ForConditionalGeneration, heads: nn.Module | None,
-                  cfg: StageConfig) -> list[nn.Parameter]:
+def set_trainable(
+    model: Blip2ForConditionalGeneration, heads: nn.Module | None, cfg: StageConfig
+) -> list[nn.Parameter]:
     model.requires_grad_(False)
     model.eval()
     parts = set(cfg.trainable)
@@ -96,9 +104,14 @@ def set_trainable(model: Blip2ForConditionalGeneration, heads: nn.Module | None,
     return params
 
 
-def itc_ic_loss(model: Blip2ForConditionalGeneration, heads: Stage1Heads,
-                pixel_values: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor,
-                itc_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+def itc_ic_loss(
+    model: Blip2ForConditionalGeneration,
+    heads: Stage1Heads,
+    pixel_values: torch.Tensor,
+    text_ids: torch.Tensor,
+    text_mask: torch.Tensor,
+    itc_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Stage 1: image-text contrastive + image captioning through the Q-Former (BLIP-2/CoCa).
 
     ITC: the best-matching query per image against the text's first token, both directions;
@@ -110,15 +123,18 @@ def itc_ic_loss(model: Blip2ForConditionalGeneration, heads: Stage1Heads,
     bsz, n_query = image_embeds.shape[0], model.query_tokens.shape[1]
     queries = model.query_tokens.expand(bsz, -1, -1)
     image_feat = F.normalize(heads.vision_proj(query_out), dim=-1)  # B x Q x D
-    text_out = model.qformer(query_embeds=heads.embeddings(input_ids=text_ids), query_length=0,
-                             attention_mask=text_mask).last_hidden_state
+    text_out = model.qformer(
+        query_embeds=heads.embeddings(input_ids=text_ids), query_length=0, attention_mask=text_mask
+    ).last_hidden_state
     text_feat = F.normalize(heads.text_proj(text_out[:, 0]), dim=-1)  # B x D
     sim = torch.einsum("iqd,td->itq", image_feat, text_feat).max(-1).values
     sim = sim / heads.log_temp.exp().clamp(min=1e-3)
     same = (text_ids.unsqueeze(1) == text_ids.unsqueeze(0)).all(-1).float()
     targets = same / same.sum(-1, keepdim=True)
-    itc = (torch.sum(-targets * F.log_softmax(sim, 1), 1).mean()
-           + torch.sum(-targets * F.log_softmax(sim.t(), 1), 1).mean()) / 2
+    itc = (
+        torch.sum(-targets * F.log_softmax(sim, 1), 1).mean()
+        + torch.sum(-targets * F.log_softmax(sim.t(), 1), 1).mean()
+    ) / 2
 
     n_text = text_ids.shape[1]
     total = n_query + n_text
@@ -128,11 +144,16 @@ def itc_ic_loss(model: Blip2ForConditionalGeneration, heads: Stage1Heads,
     causal = torch.tril(torch.ones(n_text, n_text, device=text_ids.device))
     mask[:, n_query:, n_query:] = causal * text_mask[:, None, :]
     embeds = heads.embeddings(input_ids=text_ids, query_embeds=queries)
-    dec = model.qformer(query_embeds=embeds, query_length=n_query, attention_mask=mask,
-                        encoder_hidden_states=image_embeds,
-                        encoder_attention_mask=image_mask).last_hidden_state[:, n_query:]
+    dec = model.qformer(
+        query_embeds=embeds,
+        query_length=n_query,
+        attention_mask=mask,
+        encoder_hidden_states=image_embeds,
+        encoder_attention_mask=image_mask,
+    ).last_hidden_state[:, n_query:]
     logits = heads.caption_head(dec)[:, :-1]
     labels = text_ids[:, 1:].masked_fill(text_mask[:, 1:] == 0, -100)
-    ic = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
-                         ignore_index=-100)
+    ic = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
+    )
     return itc_weight * itc + ic, {"itc": float(itc.detach()), "ic": float(ic.detach())}

@@ -59,8 +59,13 @@ LOG_FILE = "train_log.jsonl"
 class StageObjective(nn.Module):
     """The stage's loss as a module, so DeepSpeed can wrap it like any model."""
 
-    def __init__(self, stage: int, bundle: CheXagentBundle, heads: Stage1Heads | None,
-                 itc_weight: float = 1.0):
+    def __init__(
+        self,
+        stage: int,
+        bundle: CheXagentBundle,
+        heads: Stage1Heads | None,
+        itc_weight: float = 1.0,
+    ):
         super().__init__()
         self.stage = stage
         self.model = bundle.model
@@ -70,16 +75,27 @@ class StageObjective(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         if self.stage == 0:
-            out = self.model.language_model(input_ids=batch["input_ids"],
-                                            attention_mask=batch["attention_mask"])
+            out = self.model.language_model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            )
             return next_token_loss(out.logits, batch["labels"])
         if self.stage == 1:
-            loss, self.last_parts = itc_ic_loss(self.model, self.heads, batch["pixel_values"],
-                                                batch["text_ids"], batch["text_mask"],
-                                                self.itc_weight)
+            loss, self.last_parts = itc_ic_loss(
+                self.model,
+                self.heads,
+                batch["pixel_values"],
+                batch["text_ids"],
+                batch["text_mask"],
+                self.itc_weight,
+            )
             return loss
-        logits = lm_logits(self.model, batch["input_ids"], batch["attention_mask"],
-                           batch["pixel_values"], batch.get("cached_queries"))
+        logits = lm_logits(
+            self.model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["pixel_values"],
+            batch.get("cached_queries"),
+        )
         return next_token_loss(logits, batch["labels"])
 
 
@@ -101,9 +117,13 @@ def make_optimizer(params: list[nn.Parameter], cfg: StageConfig) -> torch.optim.
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]  # biases, norms, temperature: no decay
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": WEIGHT_DECAY},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr_peak, betas=ADAM_BETAS, eps=ADAM_EPS,
+        [
+            {"params": decay, "weight_decay": WEIGHT_DECAY},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr_peak,
+        betas=ADAM_BETAS,
+        eps=ADAM_EPS,
     )
 
 
@@ -115,10 +135,17 @@ class StageResult:
     seconds: float = 0.0
 
 
-def _collate(stage: int, bundle: CheXagentBundle, images: ImageLoader, cfg: StageConfig,
-             examples: list[Instance], cache_queries: bool = True):
-    frozen_vision = not ({"vision_model", "vision_lora", "qformer", "query_tokens"}
-                         & set(cfg.trainable))
+def _collate(
+    stage: int,
+    bundle: CheXagentBundle,
+    images: ImageLoader,
+    cfg: StageConfig,
+    examples: list[Instance],
+    cache_queries: bool = True,
+):
+    frozen_vision = not (
+        {"vision_model", "vision_lora", "qformer", "query_tokens"} & set(cfg.trainable)
+    )
     if stage in (2, 3) and frozen_vision and cache_queries:
         images = QueryCache(bundle.model, images)
         images.warm(p for inst in examples for p in inst.images[: bundle.arch.max_images])
@@ -126,13 +153,22 @@ def _collate(stage: int, bundle: CheXagentBundle, images: ImageLoader, cfg: Stag
         return lambda ex: collate_text(bundle.tokenizer, ex, cfg.seq_len)
     if stage == 1:
         return lambda ex: collate_captions(bundle.tokenizer, images, ex, cfg.seq_len)
-    return lambda ex: collate_prompted(bundle.tokenizer, images, ex, cfg.seq_len,
-                                       bundle.arch.num_query_tokens, bundle.arch.max_images)
+    return lambda ex: collate_prompted(
+        bundle.tokenizer,
+        images,
+        ex,
+        cfg.seq_len,
+        bundle.arch.num_query_tokens,
+        bundle.arch.max_images,
+    )
 
 
 def _trainable_state(objective: StageObjective) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone().contiguous() for n, p in objective.named_parameters()
-            if p.requires_grad}
+    return {
+        n: p.detach().clone().contiguous()
+        for n, p in objective.named_parameters()
+        if p.requires_grad
+    }
 
 
 def _rng_state() -> dict[str, torch.Tensor]:
@@ -140,10 +176,20 @@ def _rng_state() -> dict[str, torch.Tensor]:
 
 
 class StageTrainer:
-    def __init__(self, stage: int, cfg: StageConfig, bundle: CheXagentBundle,
-                 instances: list[Instance], out_dir: str | Path, seed: int = 0,
-                 backend: str = "torch", save_every: int = 0, heads: Stage1Heads | None = None,
-                 show_progress: bool = True, cache_queries: bool = True):
+    def __init__(
+        self,
+        stage: int,
+        cfg: StageConfig,
+        bundle: CheXagentBundle,
+        instances: list[Instance],
+        out_dir: str | Path,
+        seed: int = 0,
+        backend: str = "torch",
+        save_every: int = 0,
+        heads: Stage1Heads | None = None,
+        show_progress: bool = True,
+        cache_queries: bool = True,
+    ):
         if stage not in (0, 1, 2, 3):
             raise ValueError(f"stage must be 0-3, got {stage}")
         self.stage, self.cfg, self.bundle, self.seed = stage, cfg, bundle, seed
@@ -156,8 +202,10 @@ class StageTrainer:
         if stage in (2, 3):
             self.examples = self._fitting(self.examples, bundle, cfg.seq_len)
         if not self.examples:
-            raise ValueError(f"stage {stage}: the data holds no usable examples "
-                             "(stages 1-2 need findings/impression instances with images)")
+            raise ValueError(
+                f"stage {stage}: the data holds no usable examples "
+                "(stages 1-2 need findings/impression instances with images)"
+            )
         if stage == 1:
             if "vision_lora" in cfg.trainable and not has_lora(bundle.model.vision_model):
                 apply_vision_lora(bundle.model, cfg.lora_rank, cfg.lora_alpha)
@@ -170,8 +218,9 @@ class StageTrainer:
         self.rank = int(os.environ.get("RANK", "0"))
         self.accum = cfg.accumulation(self.world)
         self.schedule = BatchSchedule(len(self.examples), cfg.micro_batch, seed)
-        self.collate = _collate(stage, bundle, ImageLoader(bundle.image_processor), cfg,
-                                self.examples, cache_queries)
+        self.collate = _collate(
+            stage, bundle, ImageLoader(bundle.image_processor), cfg, self.examples, cache_queries
+        )
         self.optimizer = make_optimizer(params, cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine_schedule(cfg))
         self.engine = None
@@ -180,26 +229,36 @@ class StageTrainer:
         elif backend != "torch":
             raise ValueError(f"backend must be torch or deepspeed, got {backend!r}")
         elif self.world > 1:  # plain torch has no gradient exchange: ranks would drift apart
-            raise ValueError(f"WORLD_SIZE={self.world}: multi-process training needs "
-                             "--backend deepspeed")
+            raise ValueError(
+                f"WORLD_SIZE={self.world}: multi-process training needs --backend deepspeed"
+            )
         self.step = 0
 
-    def _fitting(self, examples: list[Instance], bundle: CheXagentBundle,
-                 seq_len: int) -> list[Instance]:
+    def _fitting(
+        self, examples: list[Instance], bundle: CheXagentBundle, seq_len: int
+    ) -> list[Instance]:
         """Drop (and record) instances whose prompt alone exceeds the sequence length: a cut
         prompt would teach an answer to a question the model never saw whole."""
         kept = []
         for inst in examples:
-            n = len(build_inputs(bundle.tokenizer, inst.question, None,
-                                 num_images=len(inst.images[: bundle.arch.max_images]),
-                                 num_query_tokens=bundle.arch.num_query_tokens).input_ids)
+            n = len(
+                build_inputs(
+                    bundle.tokenizer,
+                    inst.question,
+                    None,
+                    num_images=len(inst.images[: bundle.arch.max_images]),
+                    num_query_tokens=bundle.arch.num_query_tokens,
+                ).input_ids
+            )
             if n < seq_len:
                 kept.append(inst)
             else:
                 self.too_long.append(inst.instance_id)
         if self.too_long:
-            tqdm.write(f"stage {self.stage}: skipped {len(self.too_long)} instance(s) whose "
-                       f"prompt exceeds seq_len={seq_len} (e.g. {self.too_long[0]})")
+            tqdm.write(
+                f"stage {self.stage}: skipped {len(self.too_long)} instance(s) whose "
+                f"prompt exceeds seq_len={seq_len} (e.g. {self.too_long[0]})"
+            )
         return kept
 
     # ---- back ends -------------------------------------------------------------------------
@@ -218,8 +277,11 @@ class StageTrainer:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             deepspeed.init_distributed(dist_backend=backend)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=self.objective, optimizer=self.optimizer, lr_scheduler=self.scheduler,
-            model_parameters=params, config=deepspeed_config(self.cfg, self.world),
+            model=self.objective,
+            optimizer=self.optimizer,
+            lr_scheduler=self.scheduler,
+            model_parameters=params,
+            config=deepspeed_config(self.cfg, self.world),
         )
 
     def _micro_batch(self, k: int) -> dict[str, Any]:
@@ -279,20 +341,25 @@ class StageTrainer:
 
     def save_checkpoint(self) -> Path:
         tag = f"step-{self.step:07d}"
-        state = {"step": self.step, "stage": self.stage, "seed": self.seed,
-                 "backend": self.backend}
+        state = {"step": self.step, "stage": self.stage, "seed": self.seed, "backend": self.backend}
         if self.engine is not None:
-            self.engine.save_checkpoint(str(self.ckpt_root), tag=tag,
-                                        client_state={"trainer": state, "rng": _rng_state()})
+            self.engine.save_checkpoint(
+                str(self.ckpt_root), tag=tag, client_state={"trainer": state, "rng": _rng_state()}
+            )
             final = self.ckpt_root / tag
         else:
             tmp = self.ckpt_root / f".{tag}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             save_file(_trainable_state(self.objective), tmp / "trainable.safetensors")
-            torch.save({"optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "rng": _rng_state()},
-                       tmp / "optimizer.pt")
+            torch.save(
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "rng": _rng_state(),
+                },
+                tmp / "optimizer.pt",
+            )
             (tmp / "trainer_state.json").write_text(json.dumps(state))
             final = self.ckpt_root / tag
             shutil.rmtree(final, ignore_errors=True)
@@ -309,8 +376,10 @@ class StageTrainer:
         if tag is not None:
             info = {**info, "tag": tag, "step": int(tag.rsplit("-", 1)[1])}
         if info["stage"] != self.stage or info["backend"] != self.backend:
-            raise ValueError(f"{latest}: checkpoint is stage {info['stage']} / {info['backend']}, "
-                             f"this run is stage {self.stage} / {self.backend}")
+            raise ValueError(
+                f"{latest}: checkpoint is stage {info['stage']} / {info['backend']}, "
+                f"this run is stage {self.stage} / {self.backend}"
+            )
         if self.engine is not None:
             _, client = self.engine.load_checkpoint(str(self.ckpt_root), tag=info["tag"])
             rng = client["rng"]
@@ -330,25 +399,38 @@ class StageTrainer:
         return True
 
     # ---- the loop ------------------------------------------------------------------------------
-    def train(self, max_steps: int | None = None, stop_after: int | None = None,
-              export: bool = True) -> StageResult:
+    def train(
+        self, max_steps: int | None = None, stop_after: int | None = None, export: bool = True
+    ) -> StageResult:
         """Run to `max_steps` (config default). `stop_after` ends early after that many steps
         of this call (a simulated interruption; the checkpoint then lets `resume` go on)."""
         total_steps = max_steps or self.cfg.max_steps
         result = StageResult()
         start = time.perf_counter()
         log = AppendLog(self.out_dir / LOG_FILE) if self.rank == 0 else None
-        bar = tqdm(total=total_steps, initial=self.step, desc=f"stage {self.stage}",
-                   disable=not self.show_progress or self.rank != 0, leave=False)
+        bar = tqdm(
+            total=total_steps,
+            initial=self.step,
+            desc=f"stage {self.stage}",
+            disable=not self.show_progress or self.rank != 0,
+            leave=False,
+        )
         try:
             while self.step < total_steps:
                 loss = self.train_step()
                 result.losses.append(loss)
                 lr = self.scheduler.get_last_lr()[0]
                 if log:
-                    log.append({"stage": self.stage, "step": self.step, "loss": loss, "lr": lr,
-                                "elapsed_s": round(time.perf_counter() - start, 3),
-                                **self.objective.last_parts})
+                    log.append(
+                        {
+                            "stage": self.stage,
+                            "step": self.step,
+                            "loss": loss,
+                            "lr": lr,
+                            "elapsed_s": round(time.perf_counter() - start, 3),
+                            **self.objective.last_parts,
+                        }
+                    )
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 done_here = len(result.losses)
@@ -374,11 +456,14 @@ class StageTrainer:
             merge_vision_lora(self.bundle.model)
         self.bundle.model.requires_grad_(False)
         self.bundle.model.eval()
-        save_bundle(self.bundle, target, extra={"trained_stage": self.stage,
-                                                "train_seed": self.seed})
+        save_bundle(
+            self.bundle, target, extra={"trained_stage": self.stage, "train_seed": self.seed}
+        )
         if self.heads is not None:
-            save_file({k: v.contiguous() for k, v in self.heads.state_dict().items()},
-                      self.out_dir / "stage1_heads.safetensors")
+            save_file(
+                {k: v.contiguous() for k, v in self.heads.state_dict().items()},
+                self.out_dir / "stage1_heads.safetensors",
+            )
         return target
 
 

@@ -54,17 +54,23 @@ def mean_max_pool(tokens: torch.Tensor) -> torch.Tensor:
     return torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)
 
 
-def label_targets(instances: Sequence[Instance], min_count: int
-                  ) -> tuple[list[str], list[str], torch.Tensor]:
+def label_targets(
+    instances: Sequence[Instance], min_count: int
+) -> tuple[list[str], list[str], torch.Tensor]:
     """(image paths, label vocabulary, multi-hot targets) from the single-image captions: the
     structured labels a processor attached (`meta["labels"]`), else the caption's phrases."""
-    rows = [(i.images[0], i.meta.get("labels") or caption_phrases(i.answer)) for i in instances
-            if i.template_format in CAPTION_FORMATS and len(i.images) == 1]
+    rows = [
+        (i.images[0], i.meta.get("labels") or caption_phrases(i.answer))
+        for i in instances
+        if i.template_format in CAPTION_FORMATS and len(i.images) == 1
+    ]
     counts = Counter(p for _, phrases in rows for p in set(phrases))
     vocab = sorted(p for p, c in counts.items() if min_count <= c < len(rows))
     if not vocab:
-        raise ValueError("vision warm-up: no caption phrase labels enough images "
-                         f"(min_count={min_count}); the data holds {len(rows)} captions")
+        raise ValueError(
+            "vision warm-up: no caption phrase labels enough images "
+            f"(min_count={min_count}); the data holds {len(rows)} captions"
+        )
     index = {p: k for k, p in enumerate(vocab)}
     targets = torch.zeros(len(rows), len(vocab))
     for r, (_, phrases) in enumerate(rows):
@@ -74,9 +80,13 @@ def label_targets(instances: Sequence[Instance], min_count: int
     return [path for path, _ in rows], vocab, targets
 
 
-def warm_up_vision(bundle: CheXagentBundle, instances: Sequence[Instance],
-                   cfg: VisionWarmupConfig, seed: int = 0,
-                   show_progress: bool = True) -> list[dict[str, float]]:
+def warm_up_vision(
+    bundle: CheXagentBundle,
+    instances: Sequence[Instance],
+    cfg: VisionWarmupConfig,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> list[dict[str, float]]:
     """Train the ViT, the Q-Former and its queries in place; returns the loss log (one row per
     step). Everything else (the LM, the bridger) is untouched."""
     paths, vocab, targets = label_targets(instances, cfg.min_count)
@@ -91,31 +101,40 @@ def warm_up_vision(bundle: CheXagentBundle, instances: Sequence[Instance],
     model.query_tokens.requires_grad_(True)
     params = [p for part in (*parts, vit_head, query_head) for p in part.parameters()]
     params.append(model.query_tokens)
-    opt = torch.optim.AdamW(params, lr=cfg.lr_peak, betas=ADAM_BETAS, eps=ADAM_EPS,
-                            weight_decay=WEIGHT_DECAY)
+    opt = torch.optim.AdamW(
+        params, lr=cfg.lr_peak, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=WEIGHT_DECAY
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(cfg))
     gen = torch.Generator().manual_seed(seed)
     log = []
-    bar = tqdm(range(cfg.max_steps), desc="vision warm-up", disable=not show_progress,
-               leave=False)
+    bar = tqdm(range(cfg.max_steps), desc="vision warm-up", disable=not show_progress, leave=False)
     for step in bar:
         idx = torch.randint(0, len(paths), (cfg.batch,), generator=gen)
-        patches = model.vision_model(pixel_values=torch.stack(
-            [loader(paths[i]) for i in idx.tolist()])).last_hidden_state
+        patches = model.vision_model(
+            pixel_values=torch.stack([loader(paths[i]) for i in idx.tolist()])
+        ).last_hidden_state
         queries = read_patches(model, patches.detach())
-        vit_loss = F.binary_cross_entropy_with_logits(vit_head(mean_max_pool(patches)),
-                                                      targets[idx])
-        query_loss = F.binary_cross_entropy_with_logits(query_head(mean_max_pool(queries)),
-                                                        targets[idx])
+        vit_loss = F.binary_cross_entropy_with_logits(
+            vit_head(mean_max_pool(patches)), targets[idx]
+        )
+        query_loss = F.binary_cross_entropy_with_logits(
+            query_head(mean_max_pool(queries)), targets[idx]
+        )
         loss = vit_loss + query_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
         opt.step()
         schedule.step()
-        log.append({"step": step + 1, "loss": float(loss.detach()),
-                    "vit": float(vit_loss.detach()), "query": float(query_loss.detach()),
-                    "lr": schedule.get_last_lr()[0]})
+        log.append(
+            {
+                "step": step + 1,
+                "loss": float(loss.detach()),
+                "vit": float(vit_loss.detach()),
+                "query": float(query_loss.detach()),
+                "lr": schedule.get_last_lr()[0],
+            }
+        )
         bar.set_postfix(vit=f"{log[-1]['vit']:.4f}", query=f"{log[-1]['query']:.4f}")
     for part in parts:
         part.requires_grad_(False).eval()

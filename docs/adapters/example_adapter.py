@@ -27,16 +27,21 @@ class MyLlavaAdapter(VisionLanguageAdapter):
             self.model = LlavaForConditionalGeneration.from_pretrained(pretrained, dtype=self.dtype)
             self.processor = AutoProcessor.from_pretrained(pretrained, use_fast=False)
         except OSError as exc:
-            raise FileNotFoundError(weights_missing_message(
-                self.name, pretrained, HUB_ID, "the whole repository")) from exc
+            raise FileNotFoundError(
+                weights_missing_message(self.name, pretrained, HUB_ID, "the whole repository")
+            ) from exc
         self.tokenizer = self.processor.tokenizer
         self.model.to(self.device).eval()
 
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
         # The model card's "USER: <image>\n{prompt} ASSISTANT:" after the tokenizer's BOS; the
         # image's patch embeddings go where <image> was; the option is appended to the last piece.
-        return [*self.bos(), "USER: ", *(ImageSlot(i) for i in range(n_images)),
-                f"\n{context} ASSISTANT:"]
+        return [
+            *self.bos(),
+            "USER: ",
+            *(ImageSlot(i) for i in range(n_images)),
+            f"\n{context} ASSISTANT:",
+        ]
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
@@ -48,11 +53,16 @@ class MyLlavaAdapter(VisionLanguageAdapter):
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(ids.to(self.device))
 
-    def lm_forward(self, inputs_embeds, attention_mask, position_ids, past_key_values=None,
-                   media=None):
-        out = self.model.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                        position_ids=position_ids,
-                                        past_key_values=past_key_values, use_cache=True)
+    def lm_forward(
+        self, inputs_embeds, attention_mask, position_ids, past_key_values=None, media=None
+    ):
+        out = self.model.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=True,
+        )
         return self.model.lm_head(out.last_hidden_state), out.past_key_values
 
     def reference_forward(self, context, continuation, images):  # the model's own, no cache

@@ -34,13 +34,17 @@ class DeprecatedAlias(argparse.Action):
         super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"warning: {option_string} is deprecated and will be removed in the next release; "
-              f"use {self.new}", file=sys.stderr)
+        print(
+            f"warning: {option_string} is deprecated and will be removed in the next release; "
+            f"use {self.new}",
+            file=sys.stderr,
+        )
         setattr(namespace, self.dest, values)
 
 
-def _aliases(p: argparse.ArgumentParser, old: Iterable[str], new: str, dest: str,
-             type: Any = None) -> None:
+def _aliases(
+    p: argparse.ArgumentParser, old: Iterable[str], new: str, dest: str, type: Any = None
+) -> None:
     taken = set(p._option_string_actions)
     spellings = [o for o in old if o not in taken]
     if spellings:
@@ -119,9 +123,13 @@ def port(text: str) -> int:
 
 
 def add_max_image_pixels(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-image-pixels", type=positive_int, default=None,
-                   help="refuse images larger than this many pixels (width x height) before "
-                   f"decoding them (default {MAX_IMAGE_PIXELS:,})")
+    p.add_argument(
+        "--max-image-pixels",
+        type=positive_int,
+        default=None,
+        help="refuse images larger than this many pixels (width x height) before "
+        f"decoding them (default {MAX_IMAGE_PIXELS:,})",
+    )
 
 
 def add_output(p: argparse.ArgumentParser, default: Any, help: str, type: Any = None) -> None:
@@ -129,30 +137,52 @@ def add_output(p: argparse.ArgumentParser, default: Any, help: str, type: Any = 
     _aliases(p, ["--out", "--output-dir"], "--output", "output", type)
 
 
-def add_seed(p: argparse.ArgumentParser, default: int = SEED,
-             help: str = "seed of the bootstrap and any other resampling (recorded in the "
-             "results; default %(default)s)") -> None:
+def add_seed(
+    p: argparse.ArgumentParser,
+    default: int = SEED,
+    help: str = "seed of the bootstrap and any other resampling (recorded in the "
+    "results; default %(default)s)",
+) -> None:
     p.add_argument("--seed", type=seed_int, default=default, help=help)
     _aliases(p, ["--bootstrap-seed"], "--seed", "seed", seed_int)
 
 
 def add_bootstrap(p: argparse.ArgumentParser, default: int = BOOTSTRAP_SAMPLES) -> None:
-    p.add_argument("--bootstrap-samples", "-B", type=positive_int, default=default,
-                   dest="bootstrap_samples",
-                   help="bootstrap resamples per confidence interval (default %(default)s)")
-    _aliases(p, ["--bootstrap-b", "--bootstrap-B", "--B", "--bootstrap"], "--bootstrap-samples",
-             "bootstrap_samples", positive_int)
+    p.add_argument(
+        "--bootstrap-samples",
+        "-B",
+        type=positive_int,
+        default=default,
+        dest="bootstrap_samples",
+        help="bootstrap resamples per confidence interval (default %(default)s)",
+    )
+    _aliases(
+        p,
+        ["--bootstrap-b", "--bootstrap-B", "--B", "--bootstrap"],
+        "--bootstrap-samples",
+        "bootstrap_samples",
+        positive_int,
+    )
 
 
 def add_batch_size(p: argparse.ArgumentParser, default: int = BATCH_SIZE) -> None:
-    p.add_argument("--batch-size", type=positive_int, default=default,
-                   help="items per forward batch (default %(default)s)")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=default,
+        help="items per forward batch (default %(default)s)",
+    )
 
 
 def add_prefetch(p: argparse.ArgumentParser, default: int = PREFETCH_BATCHES) -> None:
-    p.add_argument("--prefetch", type=non_negative_int, default=default, metavar="N",
-                   help="decode the images of the next N batches while one runs (0: decode "
-                   "each batch's images when it is scored; speed only; default %(default)s)")
+    p.add_argument(
+        "--prefetch",
+        type=non_negative_int,
+        default=default,
+        metavar="N",
+        help="decode the images of the next N batches while one runs (0: decode "
+        "each batch's images when it is scored; speed only; default %(default)s)",
+    )
 
 
 def add_display_name(p: argparse.ArgumentParser, help: str) -> None:
@@ -162,26 +192,40 @@ def add_display_name(p: argparse.ArgumentParser, help: str) -> None:
 
 def add_model(p: argparse.ArgumentParser, required: bool = True) -> None:
     """The model under test: an adapter or a preset, its arguments, and where plug-ins live."""
-    p.add_argument("--model", required=required,
-                   help="model adapter or preset (see `chexbench adapters`)")
+    p.add_argument(
+        "--model", required=required, help="model adapter or preset (see `chexbench adapters`)"
+    )
     add_model_options(p)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """What goes with a model name: its arguments, plug-in files and the remote-code flag."""
-    p.add_argument("--model-args", default="",
-                   help="comma-separated key=value arguments for the adapter, e.g. "
-                   "pretrained=DIR,dtype=bfloat16")
-    p.add_argument("--adapter-file", action="append", default=[],
-                   help="a Python file defining extra adapters (repeatable)")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="allow running the model's own code from its hub repository")
+    p.add_argument(
+        "--model-args",
+        default="",
+        help="comma-separated key=value arguments for the adapter, e.g. "
+        "pretrained=DIR,dtype=bfloat16",
+    )
+    p.add_argument(
+        "--adapter-file",
+        action="append",
+        default=[],
+        help="a Python file defining extra adapters (repeatable)",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow running the model's own code from its hub repository",
+    )
 
 
 def add_bertscore_preset(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bertscore-preset", choices=BERTSCORE_PRESET_NAMES,
-                   default=BERTSCORE_PRESET,
-                   help="BERTScore configuration (docs/text-metrics.md; default %(default)s)")
+    p.add_argument(
+        "--bertscore-preset",
+        choices=BERTSCORE_PRESET_NAMES,
+        default=BERTSCORE_PRESET,
+        help="BERTScore configuration (docs/text-metrics.md; default %(default)s)",
+    )
 
 
 def model_args_from(args: argparse.Namespace) -> dict[str, Any]:

@@ -20,22 +20,38 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "compare", help="paired comparison of runs (deltas, CIs, McNemar, Holm) or rank table",
+        "compare",
+        help="paired comparison of runs (deltas, CIs, McNemar, Holm) or rank table",
         description="Compare runs on the items they all scored. Two runs: deltas (A - B) with "
-                    "paired bootstrap CIs, exact McNemar for accuracy, sign-flip permutation "
-                    "tests for text metrics, Holm-corrected. More runs: ranks with intervals.")
-    p.add_argument("runs", nargs="+", type=Path,
-                   help="results JSON files (their samples JSONL is read from beside them)")
-    common.add_output(p, None, "comparison results JSON (default: ./comparison-<id>.json)",
-                      type=Path)
+        "paired bootstrap CIs, exact McNemar for accuracy, sign-flip permutation "
+        "tests for text metrics, Holm-corrected. More runs: ranks with intervals.",
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        help="results JSON files (their samples JSONL is read from beside them)",
+    )
+    common.add_output(
+        p, None, "comparison results JSON (default: ./comparison-<id>.json)", type=Path
+    )
     common.add_bootstrap(p)
     common.add_seed(p)
-    p.add_argument("--permutations", type=common.positive_int, default=PERMUTATIONS,
-                   help="sign flips for the permutation test of continuous metrics")
-    p.add_argument("--unit", choices=("cluster", "item"), default="cluster",
-                   help="resampling unit: the row's cluster_id (patient/study) or the item")
-    p.add_argument("--alpha", type=common.probability, default=0.05,
-                   help="significance level for the table")
+    p.add_argument(
+        "--permutations",
+        type=common.positive_int,
+        default=PERMUTATIONS,
+        help="sign flips for the permutation test of continuous metrics",
+    )
+    p.add_argument(
+        "--unit",
+        choices=("cluster", "item"),
+        default="cluster",
+        help="resampling unit: the row's cluster_id (patient/study) or the item",
+    )
+    p.add_argument(
+        "--alpha", type=common.probability, default=0.05, help="significance level for the table"
+    )
     p.set_defaults(func=run)
 
 
@@ -52,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         raise UserError("compare needs at least two runs")
     if B < 100:
-        raise UserError(f"--bootstrap-samples {B} is too few for a 95% percentile CI "
-                        "(use >= 100; default 1000)")
+        raise UserError(
+            f"--bootstrap-samples {B} is too few for a 95% percentile CI (use >= 100; default 1000)"
+        )
     runs = [load_run(p) for p in args.runs]
     settings = {"B": B, "seed": args.seed, "unit": args.unit}
     block: dict[str, Any]
@@ -65,21 +82,36 @@ def run(args: argparse.Namespace) -> int:
         name = "ranking of " + ", ".join(r.name for r in runs)
     sources = {r.source for r in runs}
     source = sources.pop() if len(sources) == 1 and None not in sources else "reproduced"
-    run_id = results_id("compare", {"inputs": [str(p.resolve()) for p in args.runs],
-                                    **settings, "permutations": args.permutations})
+    run_id = results_id(
+        "compare",
+        {
+            "inputs": [str(p.resolve()) for p in args.runs],
+            **settings,
+            "permutations": args.permutations,
+        },
+    )
     results = Results(
-        run_id=run_id, kind="comparison", source=source, model=ModelInfo(name=name),
-        run_card=analysis_run_card(args.seed, settings, [r.path for r in runs]
-                                   + [r.samples_path for r in runs if r.samples_path != r.path]),
-        comparison=block)
+        run_id=run_id,
+        kind="comparison",
+        source=source,
+        model=ModelInfo(name=name),
+        run_card=analysis_run_card(
+            args.seed,
+            settings,
+            [r.path for r in runs] + [r.samples_path for r in runs if r.samples_path != r.path],
+        ),
+        comparison=block,
+    )
     out = write_results(results, args.output or Path(f"comparison-{run_id.split('-', 1)[1]}.json"))
     console = Console(width=max(Console().width, 140))  # tables stay readable in logs
     if len(runs) == 2:
         console.print(pair_table(block, args.alpha))
         um = block["unmatched"]
         if um["only_a"] or um["only_b"]:
-            console.print(f"[yellow]items scored by only one run (left out): "
-                          f"A {um['only_a']}, B {um['only_b']}[/yellow]")
+            console.print(
+                f"[yellow]items scored by only one run (left out): "
+                f"A {um['only_a']}, B {um['only_b']}[/yellow]"
+            )
     else:
         for family, ranking in block["rankings"].items():
             console.print(rank_rich_table(family, ranking))
@@ -91,20 +123,32 @@ def pair_table(block: dict[str, Any], alpha: float) -> Table:
     from rich.table import Table
 
     a, b = block["run_a"]["name"], block["run_b"]["name"]
-    table = Table(title=f"{a} (A) vs {b} (B): delta = A - B, {block['B']} bootstrap samples, "
-                        f"seed {block['seed']}, Holm over {block['family_size']} tests")
+    table = Table(
+        title=f"{a} (A) vs {b} (B): delta = A - B, {block['B']} bootstrap samples, "
+        f"seed {block['seed']}, Holm over {block['family_size']} tests"
+    )
     for col in ("subtask", "metric", "n", "A", "B", "delta", "95% CI", "test", "p", "p (Holm)"):
         table.add_column(col, justify="left" if col in ("subtask", "metric", "test") else "right")
     for r in block["rows"]:
         scale, fmt = (100, "{:.1f}") if r["metric"] == "acc_chexbench" else (1, "{:.3f}")
-        style = "bold green" if r["p_holm"] < alpha and r["delta"] > 0 else (
-            "bold red" if r["p_holm"] < alpha else None)
+        style = (
+            "bold green"
+            if r["p_holm"] < alpha and r["delta"] > 0
+            else ("bold red" if r["p_holm"] < alpha else None)
+        )
         table.add_row(
-            r["subtask"].removeprefix("chexbench_"), r["metric"], str(r["n"]),
-            fmt.format(scale * r["a"]), fmt.format(scale * r["b"]),
+            r["subtask"].removeprefix("chexbench_"),
+            r["metric"],
+            str(r["n"]),
+            fmt.format(scale * r["a"]),
+            fmt.format(scale * r["b"]),
             fmt.format(scale * r["delta"]),
             f"[{fmt.format(scale * r['ci'][0])}, {fmt.format(scale * r['ci'][1])}]",
-            r["test"].split("/")[0], f"{r['p']:.3g}", f"{r['p_holm']:.3g}", style=style)
+            r["test"].split("/")[0],
+            f"{r['p']:.3g}",
+            f"{r['p_holm']:.3g}",
+            style=style,
+        )
     return table
 
 
@@ -112,15 +156,21 @@ def rank_rich_table(family: str, ranking: dict[str, Any]) -> Table:
     from rich.table import Table
 
     better = "higher" if ranking["higher_is_better"] else "lower"
-    table = Table(title=f"{family}: mean over {len(ranking['members'])} subtask(s), "
-                        f"{better} is better; rank interval = 95% bootstrap")
+    table = Table(
+        title=f"{family}: mean over {len(ranking['members'])} subtask(s), "
+        f"{better} is better; rank interval = 95% bootstrap"
+    )
     for col in ("rank", "run", "score", "95% CI", "rank interval"):
         table.add_column(col, justify="left" if col == "run" else "right")
     pct = family.startswith("perception")
     fmt = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3f}")
     for r in ranking["rows"]:
         lo, hi = r["rank_ci"]
-        table.add_row(str(r["rank"]), r["run"], fmt(r["score"]),
-                      f"[{fmt(r['ci'][0])}, {fmt(r['ci'][1])}]",
-                      str(lo) if lo == hi else f"{lo}-{hi}")
+        table.add_row(
+            str(r["rank"]),
+            r["run"],
+            fmt(r["score"]),
+            f"[{fmt(r['ci'][0])}, {fmt(r['ci'][1])}]",
+            str(lo) if lo == hi else f"{lo}-{hi}",
+        )
     return table

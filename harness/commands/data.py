@@ -23,14 +23,28 @@ def _table(report: ValidationReport, title: str) -> Table:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("task", "dataset", "n", "Table 9 n", "options", "Table 9 options", "images",
-                "missing", "unreadable"):
+    for col in (
+        "task",
+        "dataset",
+        "n",
+        "Table 9 n",
+        "options",
+        "Table 9 options",
+        "images",
+        "missing",
+        "unreadable",
+    ):
         table.add_column(col, justify="left" if col in ("task", "dataset") else "right")
     for r in report.rows:
         options = " ".join(f"{k}:{v}" for k, v in sorted(r.option_counts.items())) or "-"
         table.add_row(
-            r.task, r.dataset, str(r.n), "-" if r.paper_n is None else str(r.paper_n), options,
-            r.paper_options or "-", str(r.images),
+            r.task,
+            r.dataset,
+            str(r.n),
+            "-" if r.paper_n is None else str(r.paper_n),
+            options,
+            r.paper_options or "-",
+            str(r.images),
             f"[red]{r.missing}[/red]" if r.missing else "0",
             f"[red]{r.unreadable}[/red]" if r.unreadable else "0",
         )
@@ -38,26 +52,34 @@ def _table(report: ValidationReport, title: str) -> Table:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="inspect CheXbench data files",
-                       description="Inspect CheXbench data files.")
+    p = sub.add_parser(
+        "data", help="inspect CheXbench data files", description="Inspect CheXbench data files."
+    )
     data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     v = data_sub.add_parser(
-        "validate", help="check a data.json and its images",
+        "validate",
+        help="check a data.json and its images",
         description="Parse a CheXbench data.json with the loader `chexbench run` uses (which "
-                    "refuses what could be scored wrong without a word: empty files or tasks, "
-                    "keys given twice, one task under two aliases, option lists with gaps, "
-                    "empty or repeated options, invalid Unicode, deep nesting; docs/data.md), "
-                    "count items per task and dataset against Table 9, and decode every image "
-                    "in full. Exit 0 when everything is usable, 1 when images are missing, "
-                    "unreadable or over the size limit (each listed), 2 on malformed data "
-                    "(one line naming file, task and item).",
+        "refuses what could be scored wrong without a word: empty files or tasks, "
+        "keys given twice, one task under two aliases, option lists with gaps, "
+        "empty or repeated options, invalid Unicode, deep nesting; docs/data.md), "
+        "count items per task and dataset against Table 9, and decode every image "
+        "in full. Exit 0 when everything is usable, 1 when images are missing, "
+        "unreadable or over the size limit (each listed), 2 on malformed data "
+        "(one line naming file, task and item).",
     )
     v.add_argument("--data", required=True, help="the data.json (official or phantom)")
-    v.add_argument("--image-root", default=None,
-                   help="folder the relative image paths start from (default: the folder "
-                        "that holds the data file)")
-    v.add_argument("--image-map", default=None,
-                   help="YAML with 'prefixes' and/or 'sources' mapping to local folders")
+    v.add_argument(
+        "--image-root",
+        default=None,
+        help="folder the relative image paths start from (default: the folder "
+        "that holds the data file)",
+    )
+    v.add_argument(
+        "--image-map",
+        default=None,
+        help="YAML with 'prefixes' and/or 'sources' mapping to local folders",
+    )
     common.add_max_image_pixels(v)
     v.set_defaults(func=run_validate)
 

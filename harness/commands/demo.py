@@ -21,25 +21,48 @@ from harness.phantom.attributes import DEMO_DISPARITY
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run CheXbench on the embedded phantom data and demo model",
-                       description=__doc__)
+    p = sub.add_parser(
+        "demo",
+        help="run CheXbench on the embedded phantom data and demo model",
+        description=__doc__,
+    )
     common.add_output(p, DEMO_DIR, "where data and results go (default %(default)s)")
-    p.add_argument("--smoke", action="store_true",
-                   help="use the random-weight smoke model instead of the trained demo model")
-    p.add_argument("--n-per-pair", type=common.positive_int, default=20,
-                   help="phantom items per task/dataset")
-    p.add_argument("--phantom-seed", type=common.seed_int, default=0,
-                   help="seed of the phantom data (default %(default)s)")
-    p.add_argument("--seed", action=common.DeprecatedAlias, new="--phantom-seed",
-                   dest="phantom_seed", type=common.seed_int)
-    p.add_argument("--max-gen-toks", type=common.positive_int, default=None,
-                   help="cap on generated tokens (default: the model's official limit)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="use the random-weight smoke model instead of the trained demo model",
+    )
+    p.add_argument(
+        "--n-per-pair", type=common.positive_int, default=20, help="phantom items per task/dataset"
+    )
+    p.add_argument(
+        "--phantom-seed",
+        type=common.seed_int,
+        default=0,
+        help="seed of the phantom data (default %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        action=common.DeprecatedAlias,
+        new="--phantom-seed",
+        dest="phantom_seed",
+        type=common.seed_int,
+    )
+    p.add_argument(
+        "--max-gen-toks",
+        type=common.positive_int,
+        default=None,
+        help="cap on generated tokens (default: the model's official limit)",
+    )
     common.add_batch_size(p)
-    p.add_argument("--disparity", default=DEMO_DISPARITY,
-                   help="subgroup whose phantom images are made harder, ATTR=GROUP:STRENGTH, "
-                   "or 'none'")
-    p.add_argument("--n-fairness", type=common.positive_int, default=120,
-                   help="phantom cardiomegaly items")
+    p.add_argument(
+        "--disparity",
+        default=DEMO_DISPARITY,
+        help="subgroup whose phantom images are made harder, ATTR=GROUP:STRENGTH, or 'none'",
+    )
+    p.add_argument(
+        "--n-fairness", type=common.positive_int, default=120, help="phantom cardiomegaly items"
+    )
     p.add_argument("--no-fairness", action="store_true", help="skip the fairness analysis")
     p.set_defaults(func=run)
 
@@ -56,21 +79,33 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     steps = 3 if args.no_fairness else 4
-    print(f"[1/{steps}] phantom CheXbench data (injected disparity: {args.disparity}) -> "
-          f"{out / 'phantom'}")
-    phantom = ensure_phantom(out / "phantom", args.n_per_pair, args.phantom_seed,
-                             args.disparity, args.n_fairness)
+    print(
+        f"[1/{steps}] phantom CheXbench data (injected disparity: {args.disparity}) -> "
+        f"{out / 'phantom'}"
+    )
+    phantom = ensure_phantom(
+        out / "phantom", args.n_per_pair, args.phantom_seed, args.disparity, args.n_fairness
+    )
     trained = DEMO_MODEL_DIR.is_dir() and not args.smoke
     pretrained = str(DEMO_MODEL_DIR) if trained else "smoke"
-    label = ("the trained demo CheXagent (tiny, chexagent/assets/demo-model)" if trained else
-             "the random-weight smoke model (accuracy at chance by design)")
+    label = (
+        "the trained demo CheXagent (tiny, chexagent/assets/demo-model)"
+        if trained
+        else "the random-weight smoke model (accuracy at chance by design)"
+    )
     print(f"[2/{steps}] evaluating {label} on all 8 tasks")
-    config = RunConfig(model="chexagent", data=str(phantom / "data.json"),
-                       model_args={"pretrained": pretrained, "dtype": "float32", "device": "cpu"},
-                       max_gen_toks=args.max_gen_toks)
-    options = RunOptions(output=str(out / "runs"), batch_size=args.batch_size,
-                         display_name="CheXagent demo (tiny)" if trained else None,
-                         command=("chexbench", *sys.argv[1:]))
+    config = RunConfig(
+        model="chexagent",
+        data=str(phantom / "data.json"),
+        model_args={"pretrained": pretrained, "dtype": "float32", "device": "cpu"},
+        max_gen_toks=args.max_gen_toks,
+    )
+    options = RunOptions(
+        output=str(out / "runs"),
+        batch_size=args.batch_size,
+        display_name="CheXagent demo (tiny)" if trained else None,
+        command=("chexbench", *sys.argv[1:]),
+    )
     path = run_benchmark(RunSpec(config, options)).results
     print(f"[3/{steps}] results")
     print_results(json.loads(path.read_text()))
@@ -78,11 +113,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_fairness:
         print(f"[4/{steps}] fairness (paper section 7) on the phantom cardiomegaly items")
         fairness = RunSpec(
-            replace(config, data=str(phantom / "fairness.json"),
-                    tasks=("chexbench_binary_disease_classification_chexpert",)),
-            replace(options, output=str(out / "fairness-runs")))
+            replace(
+                config,
+                data=str(phantom / "fairness.json"),
+                tasks=("chexbench_binary_disease_classification_chexpert",),
+            ),
+            replace(options, output=str(out / "fairness-runs")),
+        )
         run = run_benchmark(fairness).results
         print_outcome(fairness_report(run, phantom / "demographics.csv", out / "fairness"))
-    print("Browse it beside the paper's rows: chexbench leaderboard --results results "
-          "(tick 'Show synthetic demo rows' in the sidebar)")
+    print(
+        "Browse it beside the paper's rows: chexbench leaderboard --results results "
+        "(tick 'Show synthetic demo rows' in the sidebar)"
+    )
     return 0

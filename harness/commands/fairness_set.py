@@ -39,8 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "AGE_AT_CXR, PRIMARY_RACE",
     )
     p.add_argument("--output", "-o", type=Path, required=True, help="the data.json to write")
-    p.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output",
-                   type=Path)
+    p.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output", type=Path)
     p.add_argument(
         "--demographics-out",
         type=Path,

@@ -25,66 +25,136 @@ OPENAI_API_KEY). Judgments are cached: a rerun makes no calls and an interrupted
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--runs", nargs="+", type=Path, metavar="SAMPLES_JSONL",
-                     help="two or more <run>.samples.jsonl; the first is compared with each other")
-    src.add_argument("--run", type=Path, metavar="SAMPLES_JSONL",
-                     help="one run, judged against the references (needs --against-reference)")
-    p.add_argument("--against-reference", action="store_true",
-                   help="side B is the human-written reference of each item")
+    src.add_argument(
+        "--runs",
+        nargs="+",
+        type=Path,
+        metavar="SAMPLES_JSONL",
+        help="two or more <run>.samples.jsonl; the first is compared with each other",
+    )
+    src.add_argument(
+        "--run",
+        type=Path,
+        metavar="SAMPLES_JSONL",
+        help="one run, judged against the references (needs --against-reference)",
+    )
+    p.add_argument(
+        "--against-reference",
+        action="store_true",
+        help="side B is the human-written reference of each item",
+    )
     p.add_argument("--task", required=True, help="findings_generation or findings_summarization")
-    p.add_argument("--names", nargs="+", help="display names for the runs, in order "
-                   "(default: model.name of the results JSON beside each file, else its stem)")
-    p.add_argument("--judge-model", default=DEFAULT_JUDGE_MODEL,
-                   help="the judging LLM's model name (default %(default)s)")
-    p.add_argument("--model", action=common.DeprecatedAlias, new="--judge-model",
-                   dest="judge_model")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
-                   "(default: the openai client's, i.e. $OPENAI_BASE_URL or api.openai.com)")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                   help="environment variable holding the API key (default %(default)s)")
-    p.add_argument("--api-seed", type=common.seed_int, default=0,
-                   help="seed sent with every request to the judge server (default %(default)s)")
-    p.add_argument("--max-tokens", type=common.positive_int, default=1024,
-                   help="judge answer limit")
-    p.add_argument("--concurrency", type=common.positive_int, default=16,
-                   help="requests in flight at most")
-    p.add_argument("--timeout", type=common.positive_float, default=120.0,
-                   help="total seconds one request attempt may take, from connecting to the "
-                   "answer's last byte (default %(default)s)")
-    p.add_argument("--max-attempts", type=common.positive_int, default=6,
-                   help="attempts per judgment")
-    p.add_argument("--backoff-base", type=common.non_negative_float, default=1.0,
-                   help="first retry delay in seconds; doubles per failure")
-    p.add_argument("--backoff-max", type=common.non_negative_float, default=60.0,
-                   help="cap on one retry delay")
-    p.add_argument("--cache", type=Path, help="cache folder (default $CHEXBENCH_JUDGE_CACHE or "
-                   "~/.cache/chexbench/judge)")
-    p.add_argument("--template", type=Path, help="a prompt template with [reference], [report1] "
-                   "and [report2] (default: Figure 8 of the paper)")
-    common.add_output(p, None, "results JSON path (default results/judge/<run_id>.json)",
-                      type=Path)
-    p.add_argument("--max-items", type=common.positive_int,
-                   help="judge a seeded random subset of this many items (the paper judged 152)")
-    p.add_argument("--subset-seed", type=common.seed_int, default=0,
-                   help="seed of the --max-items subset (default %(default)s)")
-    p.add_argument("--sample-seed", action=common.DeprecatedAlias, new="--subset-seed",
-                   dest="subset_seed", type=common.seed_int)
+    p.add_argument(
+        "--names",
+        nargs="+",
+        help="display names for the runs, in order "
+        "(default: model.name of the results JSON beside each file, else its stem)",
+    )
+    p.add_argument(
+        "--judge-model",
+        default=DEFAULT_JUDGE_MODEL,
+        help="the judging LLM's model name (default %(default)s)",
+    )
+    p.add_argument(
+        "--model", action=common.DeprecatedAlias, new="--judge-model", dest="judge_model"
+    )
+    p.add_argument(
+        "--base-url",
+        help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+        "(default: the openai client's, i.e. $OPENAI_BASE_URL or api.openai.com)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (default %(default)s)",
+    )
+    p.add_argument(
+        "--api-seed",
+        type=common.seed_int,
+        default=0,
+        help="seed sent with every request to the judge server (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-tokens", type=common.positive_int, default=1024, help="judge answer limit"
+    )
+    p.add_argument(
+        "--concurrency", type=common.positive_int, default=16, help="requests in flight at most"
+    )
+    p.add_argument(
+        "--timeout",
+        type=common.positive_float,
+        default=120.0,
+        help="total seconds one request attempt may take, from connecting to the "
+        "answer's last byte (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-attempts", type=common.positive_int, default=6, help="attempts per judgment"
+    )
+    p.add_argument(
+        "--backoff-base",
+        type=common.non_negative_float,
+        default=1.0,
+        help="first retry delay in seconds; doubles per failure",
+    )
+    p.add_argument(
+        "--backoff-max", type=common.non_negative_float, default=60.0, help="cap on one retry delay"
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        help="cache folder (default $CHEXBENCH_JUDGE_CACHE or ~/.cache/chexbench/judge)",
+    )
+    p.add_argument(
+        "--template",
+        type=Path,
+        help="a prompt template with [reference], [report1] "
+        "and [report2] (default: Figure 8 of the paper)",
+    )
+    common.add_output(p, None, "results JSON path (default results/judge/<run_id>.json)", type=Path)
+    p.add_argument(
+        "--max-items",
+        type=common.positive_int,
+        help="judge a seeded random subset of this many items (the paper judged 152)",
+    )
+    p.add_argument(
+        "--subset-seed",
+        type=common.seed_int,
+        default=0,
+        help="seed of the --max-items subset (default %(default)s)",
+    )
+    p.add_argument(
+        "--sample-seed",
+        action=common.DeprecatedAlias,
+        new="--subset-seed",
+        dest="subset_seed",
+        type=common.seed_int,
+    )
     common.add_bootstrap(p)
     common.add_seed(p)
     p.add_argument("--price-in", type=common.non_negative_float, help="USD per 1M input tokens")
     p.add_argument("--price-out", type=common.non_negative_float, help="USD per 1M output tokens")
-    p.add_argument("--est-output-tokens", type=common.positive_int, default=300,
-                   help="answer length assumed by --dry-run (default %(default)s)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the number of calls and the estimated cost; call nothing")
+    p.add_argument(
+        "--est-output-tokens",
+        type=common.positive_int,
+        default=300,
+        help="answer length assumed by --dry-run (default %(default)s)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the number of calls and the estimated cost; call nothing",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log every retry")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("judge", help="pairwise LLM judging of generated reports (Figure 8)",
-                       description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "judge",
+        help="pairwise LLM judging of generated reports (Figure 8)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p)
     p.set_defaults(func=run)
 
@@ -96,11 +166,14 @@ def run(args: argparse.Namespace) -> int:
 
     task = resolve_task(args.task)
     if task is None or task.slug not in TEXT_TASK_NAMES:
-        raise UserError(f"--task {args.task!r} is not a text task; choose one of "
-                        f"{sorted(TEXT_TASK_NAMES)}")
+        raise UserError(
+            f"--task {args.task!r} is not a text task; choose one of {sorted(TEXT_TASK_NAMES)}"
+        )
     if args.run is not None and not args.against_reference:
-        raise UserError("--run judges one run against the references: add --against-reference "
-                        "(or compare two runs with --runs A B)")
+        raise UserError(
+            "--run judges one run against the references: add --against-reference "
+            "(or compare two runs with --runs A B)"
+        )
     if args.timeout <= 0 or args.backoff_base < 0 or args.backoff_max < 0:
         raise UserError("--timeout must be positive and backoff delays non-negative")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -119,8 +192,12 @@ def run(args: argparse.Namespace) -> int:
         seed=args.api_seed,
         max_tokens=args.max_tokens,
         concurrency=args.concurrency,
-        policy=RetryPolicy(max_attempts=args.max_attempts, base_delay_s=args.backoff_base,
-                           max_delay_s=args.backoff_max, timeout_s=args.timeout),
+        policy=RetryPolicy(
+            max_attempts=args.max_attempts,
+            base_delay_s=args.backoff_base,
+            max_delay_s=args.backoff_max,
+            timeout_s=args.timeout,
+        ),
         cache_dir=args.cache,
         template=args.template,
         output=args.output,

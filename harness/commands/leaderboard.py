@@ -14,14 +14,22 @@ from harness.errors import UserError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "leaderboard", help="serve the leaderboard web page",
+        "leaderboard",
+        help="serve the leaderboard web page",
         description="Start the Streamlit leaderboard over every results JSON under --results "
-                    "(paper rows in results/paper, your runs, submissions). Ctrl-C stops it.")
-    p.add_argument("--results", default=os.environ.get("CHEXBENCH_RESULTS", "results"),
-                   help="results folder to show (default: $CHEXBENCH_RESULTS or ./results)")
+        "(paper rows in results/paper, your runs, submissions). Ctrl-C stops it.",
+    )
+    p.add_argument(
+        "--results",
+        default=os.environ.get("CHEXBENCH_RESULTS", "results"),
+        help="results folder to show (default: $CHEXBENCH_RESULTS or ./results)",
+    )
     p.add_argument("--port", type=common.port, default=8501, help="port (default 8501)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1; 0.0.0.0 to share on a network)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; 0.0.0.0 to share on a network)",
+    )
     p.set_defaults(func=run)
 
 
@@ -35,16 +43,33 @@ def app_path() -> Path:
 
 
 def streamlit_command(results: str, port: int, host: str) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", str(app_path()),
-            "--server.port", str(port), "--server.address", host, "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--", "--results", results]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path()),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        "--results",
+        results,
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
     results = Path(args.results).resolve()
     if not results.is_dir():
-        raise UserError(f"{results}: results folder not found (pass --results DIR; the paper "
-                        "rows ship in results/paper of the CheXbench repository)")
+        raise UserError(
+            f"{results}: results folder not found (pass --results DIR; the paper "
+            "rows ship in results/paper of the CheXbench repository)"
+        )
     print(f"CheXbench leaderboard on http://{args.host}:{args.port}  (results: {results})")
     env = dict(os.environ, CHEXBENCH_RESULTS=str(results))
     sys.stdout.flush()

@@ -15,8 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("file", help="results.json (or a run folder)")
     show.set_defaults(func=show_results)
     check = inner.add_parser(
-        "validate", help="check a results JSON against the schema and the numeric rules "
-                         "(finite, in range, lo <= value <= hi)")
+        "validate",
+        help="check a results JSON against the schema and the numeric rules "
+        "(finite, in range, lo <= value <= hi)",
+    )
     check.add_argument("file", help="the results JSON to check against the schema")
     check.set_defaults(func=validate)
     schema = inner.add_parser("schema", help="print the published JSON Schema")

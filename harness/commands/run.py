@@ -20,8 +20,12 @@ from harness.errors import UserError, did_you_mean, one_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="evaluate a model on CheXbench tasks",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "run",
+        help="evaluate a model on CheXbench tasks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p)
     p.set_defaults(func=run)
 
@@ -29,37 +33,63 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML file of run options (see above)")
     common.add_model(p, required=False)
-    p.add_argument("--tasks", default="chexbench",
-                   help="comma-separated tasks or groups (default: all 8 tasks)")
+    p.add_argument(
+        "--tasks",
+        default="chexbench",
+        help="comma-separated tasks or groups (default: all 8 tasks)",
+    )
     p.add_argument("--data", help="CheXbench data.json (official or phantom)")
     p.add_argument("--image-root", help="folder the data.json image paths are relative to")
     p.add_argument("--image-map", help="YAML map from path prefix / data_source to folders")
-    p.add_argument("--skip-missing", action="store_true",
-                   help="exclude items whose images are missing (counted in the results)")
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="exclude items whose images are missing (counted in the results)",
+    )
     common.add_max_image_pixels(p)
     common.add_output(p, RUNS_DIR, "results folder (default %(default)s)")
     common.add_batch_size(p)
     common.add_prefetch(p)
-    p.add_argument("--mc-mode", choices=["loglikelihood", "generate"], default=None,
-                   help="multiple choice by option log-likelihood (the paper) or by generating "
-                   "a letter (default: log-likelihood, or the preset's official mode)")
-    p.add_argument("--max-gen-toks", type=common.positive_int, default=None,
-                   help="cap on generated tokens for the text tasks (default: each model's "
-                   "official limit, docs/protocol.md); a different value is recorded as a "
-                   "deviation in the run card")
+    p.add_argument(
+        "--mc-mode",
+        choices=["loglikelihood", "generate"],
+        default=None,
+        help="multiple choice by option log-likelihood (the paper) or by generating "
+        "a letter (default: log-likelihood, or the preset's official mode)",
+    )
+    p.add_argument(
+        "--max-gen-toks",
+        type=common.positive_int,
+        default=None,
+        help="cap on generated tokens for the text tasks (default: each model's "
+        "official limit, docs/protocol.md); a different value is recorded as a "
+        "deviation in the run card",
+    )
     common.add_seed(p)
     common.add_bootstrap(p)
-    p.add_argument("--limit", type=common.positive_int,
-                   help="score only the first N items per task (debug)")
-    p.add_argument("--text-metrics", choices=["all", "rouge"], default="all",
-                   help="'rouge' skips the model-based report metrics")
-    p.add_argument("--num-processes", type=common.positive_int, default=1,
-                   help="data-parallel processes (launches accelerate)")
+    p.add_argument(
+        "--limit", type=common.positive_int, help="score only the first N items per task (debug)"
+    )
+    p.add_argument(
+        "--text-metrics",
+        choices=["all", "rouge"],
+        default="all",
+        help="'rouge' skips the model-based report metrics",
+    )
+    p.add_argument(
+        "--num-processes",
+        type=common.positive_int,
+        default=1,
+        help="data-parallel processes (launches accelerate)",
+    )
     common.add_display_name(p, "display name of the model in tables and the leaderboard")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--dry-run", action="store_true",
-                   help="for a served model (--model openai): print the requests the run would "
-                   "send, how many are cached and the estimated tokens and cost; sends nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="for a served model (--model openai): print the requests the run would "
+        "send, how many are cached and the estimated tokens and cost; sends nothing",
+    )
 
 
 def resolve_config(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -99,19 +129,34 @@ def build_spec(args: argparse.Namespace) -> Any:
         raise UserError("--model is required (an adapter or preset; see `chexbench adapters`)")
     if not args.data:
         raise UserError("--data is required (a CheXbench data.json)")
-    adapter, model_args, preset = expand_model(args.model, common.model_args_from(args),
-                                               args.trust_remote_code)
+    adapter, model_args, preset = expand_model(
+        args.model, common.model_args_from(args), args.trust_remote_code
+    )
     mc_mode = args.mc_mode or (preset.mc_mode if preset and preset.mc_mode else "loglikelihood")
     config = RunConfig(
-        model=adapter, data=args.data, model_args=model_args,
+        model=adapter,
+        data=args.data,
+        model_args=model_args,
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
-        image_root=args.image_root, image_map=args.image_map, skip_missing=args.skip_missing,
-        mc_mode=mc_mode, max_gen_toks=args.max_gen_toks, limit=args.limit, seed=args.seed,
-        bootstrap_samples=args.bootstrap_samples, text_metrics=args.text_metrics,
-        max_image_pixels=args.max_image_pixels)
-    options = RunOptions(output=args.output, batch_size=args.batch_size, prefetch=args.prefetch,
-                         show_progress=not args.no_progress, display_name=args.display_name,
-                         command=("chexbench", *sys.argv[1:]))
+        image_root=args.image_root,
+        image_map=args.image_map,
+        skip_missing=args.skip_missing,
+        mc_mode=mc_mode,
+        max_gen_toks=args.max_gen_toks,
+        limit=args.limit,
+        seed=args.seed,
+        bootstrap_samples=args.bootstrap_samples,
+        text_metrics=args.text_metrics,
+        max_image_pixels=args.max_image_pixels,
+    )
+    options = RunOptions(
+        output=args.output,
+        batch_size=args.batch_size,
+        prefetch=args.prefetch,
+        show_progress=not args.no_progress,
+        display_name=args.display_name,
+        command=("chexbench", *sys.argv[1:]),
+    )
     return RunSpec(config, options)
 
 
@@ -136,13 +181,18 @@ def run(args: argparse.Namespace) -> int:
         from model_adapters.registry import REMOTE
 
         if spec.config.model in REMOTE:
-            raise UserError(f"--model {spec.config.model} sends requests concurrently "
-                            "(concurrency=N in --model-args); --num-processes is for models "
-                            "loaded in this machine's processes")
+            raise UserError(
+                f"--model {spec.config.model} sends requests concurrently "
+                "(concurrency=N in --model-args); --num-processes is for models "
+                "loaded in this machine's processes"
+            )
 
         code = launch_data_parallel(spec, args.num_processes)
-        path = (Path(spec.options.output) / spec.config.run_id(file_sha256(Path(args.data)))
-                / "results.json")
+        path = (
+            Path(spec.options.output)
+            / spec.config.run_id(file_sha256(Path(args.data)))
+            / "results.json"
+        )
     else:
         code, path = 0, run_benchmark(spec).results
     if code == 0 and path is not None and path.is_file():
@@ -154,16 +204,26 @@ def run(args: argparse.Namespace) -> int:
 def print_dry_run(plan: dict[str, Any]) -> None:
     print(f"model: {plan['model']} at {plan['host']} (multiple choice: {plan['mc_mode']})")
     print(f"tasks: {', '.join(plan['tasks'])}")
-    print(f"requests: {plan['requests']} ({plan['cached']} cached, {plan['to_send']} to send; "
-          f"cache: {plan['cache']})")
-    print(f"estimated prompt tokens: {plan['prompt_tokens']} (text: {plan['token_method']}; "
-          f"images: {plan['image_token_method']})")
-    print(f"answer tokens: about {plan['completion_tokens_expected']}, at most "
-          f"{plan['completion_tokens_max']}")
+    print(
+        f"requests: {plan['requests']} ({plan['cached']} cached, {plan['to_send']} to send; "
+        f"cache: {plan['cache']})"
+    )
+    print(
+        f"estimated prompt tokens: {plan['prompt_tokens']} (text: {plan['token_method']}; "
+        f"images: {plan['image_token_method']})"
+    )
+    print(
+        f"answer tokens: about {plan['completion_tokens_expected']}, at most "
+        f"{plan['completion_tokens_max']}"
+    )
     if plan["prices_per_1m"] is None:
-        print(f"estimated cost: unknown (no list price for {plan['model']!r}; add price_in=USD,"
-              "price_out=USD per 1M tokens to --model-args)")
+        print(
+            f"estimated cost: unknown (no list price for {plan['model']!r}; add price_in=USD,"
+            "price_out=USD per 1M tokens to --model-args)"
+        )
     else:
         p_in, p_out = plan["prices_per_1m"]
-        print(f"estimated cost: ${plan['cost_usd_expected']:.4f} (at most "
-              f"${plan['cost_usd_max']:.4f}) at ${p_in:g}/${p_out:g} per 1M tokens in/out")
+        print(
+            f"estimated cost: ${plan['cost_usd_expected']:.4f} (at most "
+            f"${plan['cost_usd_max']:.4f}) at ${p_in:g}/${p_out:g} per 1M tokens in/out"
+        )

@@ -9,13 +9,18 @@ from harness.errors import UserError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "submissions", help="review leaderboard submissions",
+        "submissions",
+        help="review leaderboard submissions",
         description="List submissions (with what each run card shows: data not a known "
-                    "official data.json, subtasks below Table 9's n), or accept / reject one by id. Accepted ones "
-                    "show on the leaderboard as 'submitted (accepted)'; rejected ones are "
-                    "hidden.")
-    p.add_argument("action", choices=["list", "accept", "reject"],
-                   help="list submissions, or accept / reject the one named by ID")
+        "official data.json, subtasks below Table 9's n), or accept / reject one by id. Accepted ones "
+        "show on the leaderboard as 'submitted (accepted)'; rejected ones are "
+        "hidden.",
+    )
+    p.add_argument(
+        "action",
+        choices=["list", "accept", "reject"],
+        help="list submissions, or accept / reject the one named by ID",
+    )
     p.add_argument("id", nargs="?", help="submission id (from `list`)")
     p.add_argument("--note", help="reason recorded in the submission's history")
     p.add_argument("--results", default="results", help="leaderboard results folder")
@@ -33,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
         for s in subs:
             results = [r for r in s.get("results", []) if isinstance(r, dict)]
             models = ", ".join(str(r.get("model", "?")) for r in results)
-            print(printable(f"{s.get('id')}  {s.get('status'):<9}  {s.get('submitted_at', '')}  "
-                            f"{models}"))
+            print(
+                printable(
+                    f"{s.get('id')}  {s.get('status'):<9}  {s.get('submitted_at', '')}  {models}"
+                )
+            )
             for name, notes in review_notes(args.results, s).items():
                 for note in notes:
                     print(printable(f"    {name}: {note}"))

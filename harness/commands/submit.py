@@ -10,11 +10,13 @@ from harness.errors import UserError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "submit", help="submit a results bundle (zip) to the leaderboard",
+        "submit",
+        help="submit a results bundle (zip) to the leaderboard",
         description="Check a zip of results JSON + samples JSONL against the results schema, "
-                    "size limits and file-name rules, refuse synthetic or smoke runs, check "
-                    "each run's n and accuracy against its samples, and store it under "
-                    "RESULTS/submissions/<id>/ with status pending.")
+        "size limits and file-name rules, refuse synthetic or smoke runs, check "
+        "each run's n and accuracy against its samples, and store it under "
+        "RESULTS/submissions/<id>/ with status pending.",
+    )
     p.add_argument("bundle", help="the .zip bundle")
     p.add_argument("--results", default="results", help="leaderboard results folder")
     p.add_argument("--submitter", help="name or e-mail recorded with the submission")

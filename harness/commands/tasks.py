@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     console = wide_console()
     console.print(table)
-    groups = ", ".join(["chexbench", PERCEPTION_GROUP]
-                       + [group_name(t) for t in TASK_TYPES if t.kind == "perception"])
+    groups = ", ".join(
+        ["chexbench", PERCEPTION_GROUP]
+        + [group_name(t) for t in TASK_TYPES if t.kind == "perception"]
+    )
     console.print(f"Groups: {groups}")
     return 0

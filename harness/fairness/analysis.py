@@ -53,9 +53,15 @@ class FairnessResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def analyse(table: pd.DataFrame, attributes: Sequence[str],
-            groups: dict[str, Sequence[str]] | None = None, B: int = 2000, seed: int = 1234,
-            per_stratum: str | int = "min", min_subjects: int = MIN_SUBJECTS) -> FairnessResult:
+def analyse(
+    table: pd.DataFrame,
+    attributes: Sequence[str],
+    groups: dict[str, Sequence[str]] | None = None,
+    B: int = 2000,
+    seed: int = 1234,
+    per_stratum: str | int = "min",
+    min_subjects: int = MIN_SUBJECTS,
+) -> FairnessResult:
     """Run the balanced bootstrap for every attribute; `table` has y, pred, subject columns.
 
     Each attribute gets its own stream (`derive_seed(seed, attribute)`), so adding an
@@ -72,20 +78,23 @@ def analyse(table: pd.DataFrame, attributes: Sequence[str],
         values = np.where(known, column.astype(str).to_numpy(), "")
         unknown = int((~known).sum())
         if unknown:
-            result.warnings.append(f"{attr}: {unknown} item(s) with missing/unknown value "
-                                   "left out (never guessed)")
+            result.warnings.append(
+                f"{attr}: {unknown} item(s) with missing/unknown value left out (never guessed)"
+            )
         present = sorted(set(values[known].tolist()))
         wanted = list(groups.get(attr) or present)
         not_analysed: dict[str, int] = {
-            v: int((values == v).sum()) for v in present if v not in wanted}
+            v: int((values == v).sum()) for v in present if v not in wanted
+        }
         usable: list[str] = []
         masks: dict[str, np.ndarray] = {}
         for g in wanted:
             mask = known & (values == g)
             n_pos, n_neg = int((mask & y).sum()), int((mask & ~y).sum())
             if n_pos == 0 or n_neg == 0:
-                result.warnings.append(f"{attr}={g}: {n_pos} positive and {n_neg} negative "
-                                       "items; needs both, left out")
+                result.warnings.append(
+                    f"{attr}={g}: {n_pos} positive and {n_neg} negative items; needs both, left out"
+                )
                 not_analysed[g] = n_pos + n_neg
                 continue
             usable.append(g)
@@ -95,8 +104,9 @@ def analyse(table: pd.DataFrame, attributes: Sequence[str],
             continue
         positives = [np.flatnonzero(masks[g] & y) for g in usable]
         negatives = [np.flatnonzero(masks[g] & ~y) for g in usable]
-        size = per_stratum_size([len(s) for pair in zip(positives, negatives, strict=True)
-                                 for s in pair], per_stratum)
+        size = per_stratum_size(
+            [len(s) for pair in zip(positives, negatives, strict=True) for s in pair], per_stratum
+        )
         rng = np.random.default_rng(derive_seed(seed, attr))
         reps = balanced_group_f1(pred, positives, negatives, size, B, rng)
         lows, highs = np.quantile(reps, [0.025, 0.975], axis=0)
@@ -107,47 +117,85 @@ def analyse(table: pd.DataFrame, attributes: Sequence[str],
             if n_subjects < min_subjects:
                 result.warnings.append(
                     f"{attr}={g}: only {n_subjects} unique subjects (< {min_subjects}); "
-                    "its F1 rests on few people and may not generalise")
+                    "its F1 rests on few people and may not generalise"
+                )
             tp = int((m & y & pred).sum())
             fp = int((m & ~y & pred).sum())
             fn = int((m & y & ~pred).sum())
             stats[g] = GroupStats(
-                f1_mean=float(reps[:, j].mean()), f1_std=float(reps[:, j].std(ddof=1)),
+                f1_mean=float(reps[:, j].mean()),
+                f1_std=float(reps[:, j].std(ddof=1)),
                 f1_ci=(float(lows[j]), float(highs[j])),
                 f1_observed=float(f1_from_counts(tp, fp, fn)),
-                n_subjects=n_subjects, n_items=int(m.sum()), n_positive=len(positives[j]),
-                n_negative=len(negatives[j]))
+                n_subjects=n_subjects,
+                n_items=int(m.sum()),
+                n_positive=len(positives[j]),
+                n_negative=len(negatives[j]),
+            )
         result.attributes[attr] = AttributeResult(
-            attr, stats, size, unknown, not_analysed, _gap(usable, reps, B, seed, size), reps)
+            attr, stats, size, unknown, not_analysed, _gap(usable, reps, B, seed, size), reps
+        )
     return result
 
 
-def _gap(groups: list[str], reps: np.ndarray, B: int, seed: int, size: int) -> dict[str, Any] | None:
+def _gap(
+    groups: list[str], reps: np.ndarray, B: int, seed: int, size: int
+) -> dict[str, Any] | None:
     if len(groups) < 2:
         return None
     means = reps.mean(axis=0)
     best, worst = int(np.argmax(means)), int(np.argmin(means))
     diff = reps[:, best] - reps[:, worst]
     ci = ci_from_replicates(diff, "balanced-bootstrap/best-minus-worst", B, seed)
-    return {"value": float(diff.mean()), "stderr": bootstrap_se(diff), "ci": [ci.low, ci.high],
-            "ci_method": ci.method, "n": int(B),
-            "config": {"best": groups[best], "worst": groups[worst], "B": B, "seed": seed,
-                       "per_stratum": size, "definition": "F1(best) - F1(worst) per sample"}}
+    return {
+        "value": float(diff.mean()),
+        "stderr": bootstrap_se(diff),
+        "ci": [ci.low, ci.high],
+        "ci_method": ci.method,
+        "n": int(B),
+        "config": {
+            "best": groups[best],
+            "worst": groups[worst],
+            "B": B,
+            "seed": seed,
+            "per_stratum": size,
+            "definition": "F1(best) - F1(worst) per sample",
+        },
+    }
 
 
-def to_block(result: FairnessResult, *, task: str, protocol: str, positive: str,
-             n_items: int, n_subjects: int, excluded: dict[str, int],
-             unparseable: int) -> dict[str, Any]:
+def to_block(
+    result: FairnessResult,
+    *,
+    task: str,
+    protocol: str,
+    positive: str,
+    n_items: int,
+    n_subjects: int,
+    excluded: dict[str, int],
+    unparseable: int,
+) -> dict[str, Any]:
     """The `fairness` block of the results JSON (shape in docs/statistics.md)."""
     attributes = {}
     for name, attr in result.attributes.items():
         attributes[name] = {
             "groups": {g: {**s.__dict__, "f1_ci": list(s.f1_ci)} for g, s in attr.groups.items()},
-            "gap": attr.gap, "per_stratum": attr.per_stratum, "unknown": attr.unknown,
+            "gap": attr.gap,
+            "per_stratum": attr.per_stratum,
+            "unknown": attr.unknown,
             "not_analysed": attr.not_analysed,
         }
-    return {"task": task, "protocol": protocol, "positive": positive, "B": result.B,
-            "seed": result.seed, "per_stratum_rule": result.per_stratum_rule,
-            "n_items": n_items, "n_subjects": n_subjects, "excluded": dict(excluded),
-            "unparseable_predictions": unparseable, "attributes": attributes,
-            "warnings": list(result.warnings)}
+    return {
+        "task": task,
+        "protocol": protocol,
+        "positive": positive,
+        "B": result.B,
+        "seed": result.seed,
+        "per_stratum_rule": result.per_stratum_rule,
+        "n_items": n_items,
+        "n_subjects": n_subjects,
+        "excluded": dict(excluded),
+        "unparseable_predictions": unparseable,
+        "attributes": attributes,
+        "warnings": list(result.warnings),
+    }

@@ -25,8 +25,23 @@ COLUMN_ALIASES = {
     "race": ("race", "PRIMARY_RACE", "primary_race", "Race"),
     "age": ("age", "AGE_AT_CXR", "age_at_cxr", "Age", "anchor_age"),
 }
-_UNKNOWN_WORDS = {"", "unknown", "unk", "u", "nan", "none", "null", "na", "n/a",
-                  "patient refused", "refused", "declined", "not reported", "missing", "?"}
+_UNKNOWN_WORDS = {
+    "",
+    "unknown",
+    "unk",
+    "u",
+    "nan",
+    "none",
+    "null",
+    "na",
+    "n/a",
+    "patient refused",
+    "refused",
+    "declined",
+    "not reported",
+    "missing",
+    "?",
+}
 
 
 @dataclass(frozen=True)
@@ -45,8 +60,14 @@ def normalise_sex(raw: object) -> str | None:
     text = _clean(raw)
     if text is None:
         return UNKNOWN
-    return {"f": "female", "female": "female", "woman": "female",
-            "m": "male", "male": "male", "man": "male"}.get(text.lower(), "other")
+    return {
+        "f": "female",
+        "female": "female",
+        "woman": "female",
+        "m": "male",
+        "male": "male",
+        "man": "male",
+    }.get(text.lower(), "other")
 
 
 def normalise_race(raw: object) -> str | None:
@@ -97,8 +118,12 @@ def bin_ages(ages: Iterable[float | None], edges: Sequence[float]) -> list[str |
     return out
 
 
-def load_demographics(path: str | Path, attributes: Sequence[str], id_column: str | None = None,
-                      bins: dict[str, Sequence[float]] | None = None) -> Demographics:
+def load_demographics(
+    path: str | Path,
+    attributes: Sequence[str],
+    id_column: str | None = None,
+    bins: dict[str, Sequence[float]] | None = None,
+) -> Demographics:
     """Read the CSV, resolve column aliases, normalise values, and bin numeric attributes.
 
     `sex`, `race` and `age` get the paper's normalisation (age binned by `bins["age"]`,
@@ -118,8 +143,10 @@ def load_demographics(path: str | Path, attributes: Sequence[str], id_column: st
         raise UserError(f"{path}: cannot read as CSV ({exc})") from exc
     id_col = id_column or next((c for c in ID_COLUMNS if c in raw.columns), None)
     if id_col is None or id_col not in raw.columns:
-        raise UserError(f"{path}: no id column (looked for {id_column or ID_COLUMNS}); "
-                        f"columns are {list(raw.columns)}. Pass --id-column.")
+        raise UserError(
+            f"{path}: no id column (looked for {id_column or ID_COLUMNS}); "
+            f"columns are {list(raw.columns)}. Pass --id-column."
+        )
     bins = dict(bins or {})
     if "age" in attributes:
         bins.setdefault("age", PAPER_AGE_BINS)
@@ -127,8 +154,9 @@ def load_demographics(path: str | Path, attributes: Sequence[str], id_column: st
     for attr in attributes:
         column = find_column(raw.columns, attr)
         if column is None:
-            raise UserError(f"{path}: no column for attribute {attr!r} "
-                            f"(columns are {list(raw.columns)})")
+            raise UserError(
+                f"{path}: no column for attribute {attr!r} (columns are {list(raw.columns)})"
+            )
         values = raw[column].tolist()
         if attr in bins:
             table[attr] = bin_ages((age_years(v) for v in values), bins[attr])
@@ -163,8 +191,9 @@ def join_keys(image_paths: Sequence[str], cluster_id: str | None) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def match_id(demographics: Demographics, image_paths: Sequence[str],
-             cluster_id: str | None) -> str | None:
+def match_id(
+    demographics: Demographics, image_paths: Sequence[str], cluster_id: str | None
+) -> str | None:
     index = demographics.table.index
     for key in join_keys(image_paths, cluster_id):
         if key in index:
@@ -195,5 +224,7 @@ def _check_conflicts(path: Path, table: pd.DataFrame) -> None:
         return
     for key, rows in dup.groupby(level=0):
         if len(rows.astype(str).drop_duplicates()) > 1:
-            raise UserError(f"{path}: id {key!r} has conflicting demographics in several rows: "
-                            f"{rows.to_dict('records')}")
+            raise UserError(
+                f"{path}: id {key!r} has conflicting demographics in several rows: "
+                f"{rows.to_dict('records')}"
+            )

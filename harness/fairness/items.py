@@ -37,10 +37,17 @@ def question_matcher(question: str | None, regex: str | None) -> re.Pattern[str]
     return re.compile(r"^\s*" + r"\s+".join(map(re.escape, words)) + r"\s*$", re.IGNORECASE)
 
 
-def select_items(rows: Sequence[dict[str, Any]], demographics: Demographics,
-                 attributes: Sequence[str], *, where: str,
-                 question: re.Pattern[str] | None = None, positive: str = PAPER_POSITIVE,
-                 frontal_only: bool = True, task: str | None = None) -> FairnessItems:
+def select_items(
+    rows: Sequence[dict[str, Any]],
+    demographics: Demographics,
+    attributes: Sequence[str],
+    *,
+    where: str,
+    question: re.Pattern[str] | None = None,
+    positive: str = PAPER_POSITIVE,
+    frontal_only: bool = True,
+    task: str | None = None,
+) -> FairnessItems:
     """Label each matching row (y, pred) and attach its subject and demographics.
 
     A missing prediction counts as the wrong answer (never a guess) and is reported.
@@ -70,14 +77,26 @@ def select_items(rows: Sequence[dict[str, Any]], demographics: Demographics,
             excluded["no demographics record"] += 1
             continue
         record = demographics.table.loc[subject_key]
-        subject = subject_key if demographics.id_column in ("patient_id", "subject_id",
-                                                            "PATIENT") else row.get("cluster_id")
-        out.append({"item_id": row.get("item_id", f"line{lineno}"), "subject": subject,
-                    "y": y, "pred": pred, **{a: record[a] for a in attributes}})
+        subject = (
+            subject_key
+            if demographics.id_column in ("patient_id", "subject_id", "PATIENT")
+            else row.get("cluster_id")
+        )
+        out.append(
+            {
+                "item_id": row.get("item_id", f"line{lineno}"),
+                "subject": subject,
+                "y": y,
+                "pred": pred,
+                **{a: record[a] for a in attributes},
+            }
+        )
     if not out:
-        raise UserError(f"{where}: no rows left for the fairness analysis (dropped: "
-                        f"{dict(excluded) or 'none'}). Check the question (--question), the "
-                        "task (--task) and the demographics id column (--id-column).")
+        raise UserError(
+            f"{where}: no rows left for the fairness analysis (dropped: "
+            f"{dict(excluded) or 'none'}). Check the question (--question), the "
+            "task (--task) and the demographics id column (--id-column)."
+        )
     table = pd.DataFrame(out)
     return FairnessItems(table=table, excluded=excluded, unparseable=unparseable)
 
@@ -88,8 +107,10 @@ def _binary_labels(row: dict[str, Any], positive: str, here: str) -> tuple[bool,
         raise UserError(f"{here}: a binary fairness item needs exactly 2 options, got {options!r}")
     lowered = [str(o).strip().lower() for o in options]
     if positive.strip().lower() not in lowered:
-        raise UserError(f"{here}: positive answer {positive!r} is not among options {options!r} "
-                        "(pass --positive)")
+        raise UserError(
+            f"{here}: positive answer {positive!r} is not among options {options!r} "
+            "(pass --positive)"
+        )
     pos = lowered.index(positive.strip().lower())
     answer = row.get("answer")
     if not isinstance(answer, int) or not 0 <= answer < 2:

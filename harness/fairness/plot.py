@@ -17,20 +17,30 @@ def plot_figure6(result: FairnessResult, path: str | Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     attrs = [a for a in result.attributes.values() if a.groups]
-    fig, axes = plt.subplots(1, max(1, len(attrs)), figsize=(3.2 * max(1, len(attrs)), 3.4),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(attrs)), figsize=(3.2 * max(1, len(attrs)), 3.4), sharey=True, squeeze=False
+    )
     colors = plt.get_cmap("tab10").colors
     for ax, attr in zip(axes[0], attrs, strict=False):
         names = list(attr.groups)
         means = [attr.groups[g].f1_mean for g in names]
         stds = [attr.groups[g].f1_std for g in names]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=4,
-               color=[colors[i % len(colors)] for i in range(len(names))], alpha=0.85)
+        ax.bar(
+            range(len(names)),
+            means,
+            yerr=stds,
+            capsize=4,
+            color=[colors[i % len(colors)] for i in range(len(names))],
+            alpha=0.85,
+        )
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels([f"{g}\n(n={attr.groups[g].n_subjects})" for g in names], fontsize=8)
         gap = attr.gap
-        sub = "" if gap is None else (f"\ngap {gap['value']:.2f} "
-                                      f"[{gap['ci'][0]:.2f}, {gap['ci'][1]:.2f}]")
+        sub = (
+            ""
+            if gap is None
+            else (f"\ngap {gap['value']:.2f} [{gap['ci'][0]:.2f}, {gap['ci'][1]:.2f}]")
+        )
         ax.set_title(f"{attr.name.capitalize()}{sub}", fontsize=9)
         ax.set_ylim(0, 1)
         ax.grid(axis="y", alpha=0.3)

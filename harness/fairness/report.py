@@ -46,9 +46,16 @@ class FairnessSettings:
 
     @property
     def is_paper(self) -> bool:
-        return (self.question is None and self.task is None and self.positive == PAPER_POSITIVE
-                and tuple(self.attributes) == PAPER_ATTRIBUTES and not self.groups
-                and not self.bins and not self.all_views and self.bootstrap_samples == PAPER_B)
+        return (
+            self.question is None
+            and self.task is None
+            and self.positive == PAPER_POSITIVE
+            and tuple(self.attributes) == PAPER_ATTRIBUTES
+            and not self.groups
+            and not self.bins
+            and not self.all_views
+            and self.bootstrap_samples == PAPER_B
+        )
 
 
 @dataclass
@@ -59,8 +66,9 @@ class FairnessOutcome:
     excluded: dict[str, int] = field(default_factory=dict)
 
 
-def fairness_report(run: Path, demographics: Path, output: Path,
-                    settings: FairnessSettings = FairnessSettings()) -> FairnessOutcome:
+def fairness_report(
+    run: Path, demographics: Path, output: Path, settings: FairnessSettings = FairnessSettings()
+) -> FairnessOutcome:
     """Analyse `run` against `demographics`; writes fairness.json, .csv and .png to `output`."""
     from harness.fairness.analysis import analyse, to_block
     from harness.fairness.demographics import load_demographics
@@ -75,46 +83,88 @@ def fairness_report(run: Path, demographics: Path, output: Path,
     if B < 100:
         raise UserError(f"--bootstrap-samples {B} is too few (use >= 100; paper: 2000)")
     attributes = list(settings.attributes)
-    bins = {k: [float(e) for e in v.split(",")]
-            for k, v in _pairs(settings.bins, "--bins", numeric=True).items()}
+    bins = {
+        k: [float(e) for e in v.split(",")]
+        for k, v in _pairs(settings.bins, "--bins", numeric=True).items()
+    }
     # Custom bins make new group labels, so the paper's age groups no longer apply.
     groups = {a: list(PAPER_GROUPS[a]) for a in attributes if a in PAPER_GROUPS and a not in bins}
     groups.update({k: v.split(",") for k, v in _pairs(settings.groups, "--groups").items()})
     run_files = load_run(run)
     demo = load_demographics(demographics, attributes, settings.id_column, bins)
-    items = select_items(run_files.rows, demo, attributes, where=str(run_files.samples_path),
-                         question=question_matcher(None, settings.question),
-                         positive=settings.positive, frontal_only=not settings.all_views,
-                         task=settings.task)
+    items = select_items(
+        run_files.rows,
+        demo,
+        attributes,
+        where=str(run_files.samples_path),
+        question=question_matcher(None, settings.question),
+        positive=settings.positive,
+        frontal_only=not settings.all_views,
+        task=settings.task,
+    )
     table = items.table
-    result = analyse(table, attributes, groups, B=B, seed=settings.seed,
-                     per_stratum=settings.per_stratum, min_subjects=settings.min_subjects)
+    result = analyse(
+        table,
+        attributes,
+        groups,
+        B=B,
+        seed=settings.seed,
+        per_stratum=settings.per_stratum,
+        min_subjects=settings.min_subjects,
+    )
     if items.unparseable:
-        result.warnings.append(f"{items.unparseable} prediction(s) missing or unparseable: "
-                               "counted as wrong")
+        result.warnings.append(
+            f"{items.unparseable} prediction(s) missing or unparseable: counted as wrong"
+        )
     task = settings.task or (settings.question or PAPER_QUESTION)
-    block = to_block(result, task=task,
-                     protocol="paper-section-7" if settings.is_paper else "custom",
-                     positive=settings.positive, n_items=len(table),
-                     n_subjects=int(table["subject"].nunique()), excluded=dict(items.excluded),
-                     unparseable=items.unparseable)
-    recorded = {"B": B, "seed": settings.seed, "unit": "item (balanced strata)",
-                "per_stratum": settings.per_stratum}
-    model = (ModelInfo(**run_files.results["model"]) if run_files.results
-             else ModelInfo(name=run_files.name))
+    block = to_block(
+        result,
+        task=task,
+        protocol="paper-section-7" if settings.is_paper else "custom",
+        positive=settings.positive,
+        n_items=len(table),
+        n_subjects=int(table["subject"].nunique()),
+        excluded=dict(items.excluded),
+        unparseable=items.unparseable,
+    )
+    recorded = {
+        "B": B,
+        "seed": settings.seed,
+        "unit": "item (balanced strata)",
+        "per_stratum": settings.per_stratum,
+    }
+    model = (
+        ModelInfo(**run_files.results["model"])
+        if run_files.results
+        else ModelInfo(name=run_files.name)
+    )
     results = Results(
-        run_id=results_id("fairness", {"run": str(Path(run).resolve()),
-                                       "demographics": str(Path(demographics).resolve()),
-                                       "attributes": attributes, "groups": groups,
-                                       "question": settings.question, **recorded}),
-        kind="fairness", source=run_files.source or "reproduced", model=model,
-        run_card=analysis_run_card(settings.seed, recorded,
-                                   [run_files.path, run_files.samples_path, demographics]),
-        fairness=block)
+        run_id=results_id(
+            "fairness",
+            {
+                "run": str(Path(run).resolve()),
+                "demographics": str(Path(demographics).resolve()),
+                "attributes": attributes,
+                "groups": groups,
+                "question": settings.question,
+                **recorded,
+            },
+        ),
+        kind="fairness",
+        source=run_files.source or "reproduced",
+        model=model,
+        run_card=analysis_run_card(
+            settings.seed, recorded, [run_files.path, run_files.samples_path, demographics]
+        ),
+        fairness=block,
+    )
     path = write_results(results, output / "fairness.json")
     atomic_write_text(output / "fairness.csv", group_frame(result).to_csv(index=False))
-    plot_figure6(result, output / "fairness.png",
-                 f"{model.name}: {task} (F1, {B} balanced bootstrap samples)")
+    plot_figure6(
+        result,
+        output / "fairness.png",
+        f"{model.name}: {task} (F1, {B} balanced bootstrap samples)",
+    )
     return FairnessOutcome(path, result, model.name, dict(items.excluded))
 
 
@@ -124,43 +174,72 @@ def group_frame(result: FairnessResult) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for name, attr in result.attributes.items():
         for g, s in attr.groups.items():
-            rows.append({"attribute": name, "group": g, "f1_mean": s.f1_mean, "f1_std": s.f1_std,
-                         "f1_ci_low": s.f1_ci[0], "f1_ci_high": s.f1_ci[1],
-                         "f1_observed": s.f1_observed, "n_subjects": s.n_subjects,
-                         "n_items": s.n_items, "n_positive": s.n_positive,
-                         "n_negative": s.n_negative, "per_stratum": attr.per_stratum})
+            rows.append(
+                {
+                    "attribute": name,
+                    "group": g,
+                    "f1_mean": s.f1_mean,
+                    "f1_std": s.f1_std,
+                    "f1_ci_low": s.f1_ci[0],
+                    "f1_ci_high": s.f1_ci[1],
+                    "f1_observed": s.f1_observed,
+                    "n_subjects": s.n_subjects,
+                    "n_items": s.n_items,
+                    "n_positive": s.n_positive,
+                    "n_negative": s.n_negative,
+                    "per_stratum": attr.per_stratum,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def rich_table(result: FairnessResult, model: str) -> Table:
     from rich.table import Table
 
-    table = Table(title=f"{model}: subgroup F1, balanced bootstrap (B={result.B}, "
-                        f"seed {result.seed})")
-    for col in ("attribute", "group", "F1 mean ± std", "95% CI", "subjects", "items (+/-)",
-                "gap best-worst [95% CI]"):
+    table = Table(
+        title=f"{model}: subgroup F1, balanced bootstrap (B={result.B}, seed {result.seed})"
+    )
+    for col in (
+        "attribute",
+        "group",
+        "F1 mean ± std",
+        "95% CI",
+        "subjects",
+        "items (+/-)",
+        "gap best-worst [95% CI]",
+    ):
         table.add_column(col, justify="left" if col in ("attribute", "group") else "right")
     for name, attr in result.attributes.items():
         gap = attr.gap
-        gap_text = "" if gap is None else (f"{gap['value']:.3f} [{gap['ci'][0]:.3f}, "
-                                           f"{gap['ci'][1]:.3f}]")
+        gap_text = (
+            "" if gap is None else (f"{gap['value']:.3f} [{gap['ci'][0]:.3f}, {gap['ci'][1]:.3f}]")
+        )
         for i, (g, s) in enumerate(attr.groups.items()):
             few = s.n_subjects < MIN_SUBJECTS
-            table.add_row(name if i == 0 else "", g, f"{s.f1_mean:.3f} ± {s.f1_std:.3f}",
-                          f"[{s.f1_ci[0]:.3f}, {s.f1_ci[1]:.3f}]",
-                          f"[yellow]{s.n_subjects}[/yellow]" if few else str(s.n_subjects),
-                          f"{s.n_items} ({s.n_positive}/{s.n_negative})",
-                          gap_text if i == 0 else "")
+            table.add_row(
+                name if i == 0 else "",
+                g,
+                f"{s.f1_mean:.3f} ± {s.f1_std:.3f}",
+                f"[{s.f1_ci[0]:.3f}, {s.f1_ci[1]:.3f}]",
+                f"[yellow]{s.n_subjects}[/yellow]" if few else str(s.n_subjects),
+                f"{s.n_items} ({s.n_positive}/{s.n_negative})",
+                gap_text if i == 0 else "",
+            )
         extra = {**({"unknown": attr.unknown} if attr.unknown else {}), **attr.not_analysed}
         if extra:
-            table.add_row("", "[dim]not analysed[/dim]",
-                          "[dim]" + ", ".join(f"{k}: {v}" for k, v in extra.items()) + "[/dim]",
-                          "", "", "", "")
+            table.add_row(
+                "",
+                "[dim]not analysed[/dim]",
+                "[dim]" + ", ".join(f"{k}: {v}" for k, v in extra.items()) + "[/dim]",
+                "",
+                "",
+                "",
+                "",
+            )
     return table
 
 
-def _pairs(specs: tuple[str, ...] | list[str], flag: str, numeric: bool = False
-           ) -> dict[str, str]:
+def _pairs(specs: tuple[str, ...] | list[str], flag: str, numeric: bool = False) -> dict[str, str]:
     out = {}
     for spec in specs:
         key, sep, value = spec.partition("=")

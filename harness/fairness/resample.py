@@ -35,8 +35,9 @@ def per_stratum_size(sizes: Sequence[int], rule: str | int) -> int:
     return max(1, rules[rule])
 
 
-def balanced_indices(strata: Sequence[np.ndarray], size: int, B: int,
-                     rng: np.random.Generator) -> np.ndarray:
+def balanced_indices(
+    strata: Sequence[np.ndarray], size: int, B: int, rng: np.random.Generator
+) -> np.ndarray:
     """(B, n_strata, size) item indices: `size` draws with replacement from every stratum."""
     out = np.empty((B, len(strata), size), dtype=np.int64)
     for s, members in enumerate(strata):
@@ -53,9 +54,14 @@ def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray
         return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
 
 
-def balanced_group_f1(pred: np.ndarray, positives: Sequence[np.ndarray],
-                      negatives: Sequence[np.ndarray], size: int, B: int,
-                      rng: np.random.Generator) -> np.ndarray:
+def balanced_group_f1(
+    pred: np.ndarray,
+    positives: Sequence[np.ndarray],
+    negatives: Sequence[np.ndarray],
+    size: int,
+    B: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """(B, n_groups) F1 per subgroup over B balanced bootstrap samples.
 
     `positives[g]` / `negatives[g]` are the item indices of group g with label 1 / 0; every

@@ -21,17 +21,27 @@ def write_chart(pairs: list[dict[str, Any]], judge_model: str, path: str | Path)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.8 * len(pairs) + 1.5), 4.5), dpi=150)
     bottoms = [0.0] * len(pairs)
     same_a = len({p["model_a"] for p in pairs}) == 1
-    legend = {"win": f"{pairs[0]['model_a']} better" if same_a else "first model better",
-              "tie": "tie (incl. position flips)",
-              "loss": "opponent better" if same_a else "second model better"}
+    legend = {
+        "win": f"{pairs[0]['model_a']} better" if same_a else "first model better",
+        "tie": "tie (incl. position flips)",
+        "loss": "opponent better" if same_a else "second model better",
+    }
     for outcome in ("win", "tie", "loss"):
         values = [100 * (p[outcome]["value"] or 0.0) for p in pairs]
-        bars = ax.bar(labels, values, bottom=bottoms, color=COLOURS[outcome], width=0.6,
-                      label=legend[outcome])
+        bars = ax.bar(
+            labels, values, bottom=bottoms, color=COLOURS[outcome], width=0.6, label=legend[outcome]
+        )
         for bar, v, b in zip(bars, values, bottoms, strict=True):
             if v >= 4:
-                ax.text(bar.get_x() + bar.get_width() / 2, b + v / 2, f"{v:.0f}%",
-                        ha="center", va="center", color="white", fontsize=9)
+                ax.text(
+                    bar.get_x() + bar.get_width() / 2,
+                    b + v / 2,
+                    f"{v:.0f}%",
+                    ha="center",
+                    va="center",
+                    color="white",
+                    fontsize=9,
+                )
         bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
     ax.set_ylim(0, 100)
     ax.set_ylabel("% of items")

@@ -40,8 +40,9 @@ def item_outcome(item_id: str, cluster_id: str | None, v_ab: str, v_ba: str) -> 
     first, second = _AS_A_WHEN_A_FIRST[v_ab], _AS_A_WHEN_B_FIRST[v_ba]
     if first == second:
         return ItemOutcome(item_id, cluster_id, v_ab, v_ba, first, False, False)
-    return ItemOutcome(item_id, cluster_id, v_ab, v_ba, "tie", True,
-                       {first, second} == {"win", "loss"})
+    return ItemOutcome(
+        item_id, cluster_id, v_ab, v_ba, "tie", True, {first, second} == {"win", "loss"}
+    )
 
 
 def pair_outcomes(pair: PlannedPair, judgments: dict[str, Judgment]) -> list[ItemOutcome]:
@@ -49,8 +50,11 @@ def pair_outcomes(pair: PlannedPair, judgments: dict[str, Judgment]) -> list[Ite
     out = []
     for item, k_ab, k_ba in zip(pair.items, pair.keys_ab, pair.keys_ba, strict=True):
         if k_ab in judgments and k_ba in judgments:
-            out.append(item_outcome(item.item_id, item.cluster_id, judgments[k_ab].verdict,
-                                    judgments[k_ba].verdict))
+            out.append(
+                item_outcome(
+                    item.item_id, item.cluster_id, judgments[k_ab].verdict, judgments[k_ba].verdict
+                )
+            )
     return out
 
 
@@ -58,20 +62,32 @@ def _rate(indicator: np.ndarray, clusters: np.ndarray | None, B: int, seed: int)
     if len(indicator) == 0:
         return MetricValue(value=None, n=0, unavailable="no item had two parseable verdicts")
     ci = percentile_ci(indicator, clusters, B=B, seed=seed)
-    return MetricValue(value=float(indicator.mean()), ci=(ci.low, ci.high), ci_method=ci.method,
-                       n=int(len(indicator)), config={"B": B, "seed": seed})
+    return MetricValue(
+        value=float(indicator.mean()),
+        ci=(ci.low, ci.high),
+        ci_method=ci.method,
+        n=int(len(indicator)),
+        config={"B": B, "seed": seed},
+    )
 
 
-def pair_summary(pair: PlannedPair, outcomes: list[ItemOutcome], task: str, B: int,
-                 seed: int) -> dict[str, Any]:
+def pair_summary(
+    pair: PlannedPair, outcomes: list[ItemOutcome], task: str, B: int, seed: int
+) -> dict[str, Any]:
     """The `judge.pairs[]` entry documented in docs/results-schema.md."""
     scored = [o for o in outcomes if o.outcome != "unparseable"]
     # Resample patients when every item names one; a partial mapping would mix units.
-    clusters = (np.array([o.cluster_id for o in scored])
-                if scored and all(o.cluster_id for o in scored) else None)
+    clusters = (
+        np.array([o.cluster_id for o in scored])
+        if scored and all(o.cluster_id for o in scored)
+        else None
+    )
     result: dict[str, Any] = {
-        "model_a": pair.model_a, "model_b": pair.model_b, "task": task,
-        "n": len(scored), "n_planned": len(pair.items),
+        "model_a": pair.model_a,
+        "model_b": pair.model_b,
+        "task": task,
+        "n": len(scored),
+        "n_planned": len(pair.items),
         "n_judged": len(outcomes),
     }
     for label in ("win", "tie", "loss"):
@@ -85,10 +101,12 @@ def pair_summary(pair: PlannedPair, outcomes: list[ItemOutcome], task: str, B: i
     ).model_dump(mode="json")
     result["unparseable"] = {
         "items": sum(1 for o in outcomes if o.outcome == "unparseable"),
-        "responses": sum((o.verdict_ab == "unparseable") + (o.verdict_ba == "unparseable")
-                         for o in outcomes),
+        "responses": sum(
+            (o.verdict_ab == "unparseable") + (o.verdict_ba == "unparseable") for o in outcomes
+        ),
     }
-    result["counts"] = {label: sum(1 for o in scored if o.outcome == label)
-                        for label in ("win", "tie", "loss")}
+    result["counts"] = {
+        label: sum(1 for o in scored if o.outcome == label) for label in ("win", "tie", "loss")
+    }
     result["excluded"] = dict(pair.dropped)
     return result

@@ -104,8 +104,11 @@ def load_run_samples(path: str | Path, task_slug: str, name: str | None = None) 
             continue
         cluster = row.get("cluster_id")
         rows[item_id] = SampleRow(
-            item_id, row["prediction"], row["reference"],
-            str(cluster) if cluster is not None else None, where,
+            item_id,
+            row["prediction"],
+            row["reference"],
+            str(cluster) if cluster is not None else None,
+            where,
         )
     if not rows:
         raise UserError(f"{path}: no text rows for task {task_slug} (is --task right?)")
@@ -125,8 +128,11 @@ def join_runs(a: RunSamples, b: RunSamples) -> tuple[list[PairItem], dict[str, i
                 f"item {item_id}: the references differ between {ra.where} and {rb.where}; "
                 "the runs were scored on different data"
             )
-        items.append(PairItem(item_id, ra.reference, ra.prediction, rb.prediction,
-                              ra.cluster_id or rb.cluster_id))
+        items.append(
+            PairItem(
+                item_id, ra.reference, ra.prediction, rb.prediction, ra.cluster_id or rb.cluster_id
+            )
+        )
     only = {
         f"only_in_{a.name}": sum(1 for i in a.rows if i not in b.rows),
         f"only_in_{b.name}": sum(1 for i in b.rows if i not in a.rows),
@@ -138,5 +144,7 @@ def join_runs(a: RunSamples, b: RunSamples) -> tuple[list[PairItem], dict[str, i
 
 def against_reference(a: RunSamples) -> list[PairItem]:
     """A run versus the human-written references themselves (side B is the reference)."""
-    return [PairItem(r.item_id, r.reference, r.prediction, r.reference, r.cluster_id)
-            for r in a.rows.values()]
+    return [
+        PairItem(r.item_id, r.reference, r.prediction, r.reference, r.cluster_id)
+        for r in a.rows.values()
+    ]

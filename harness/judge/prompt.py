@@ -52,8 +52,7 @@ def load_template(path: str | Path | None = None) -> Template:
     missing = [p for p in PLACEHOLDERS if f"[{p}]" not in text]
     if missing:
         raise UserError(
-            f"judge template {file} lacks placeholder(s) "
-            + ", ".join(f"[{p}]" for p in missing)
+            f"judge template {file} lacks placeholder(s) " + ", ".join(f"[{p}]" for p in missing)
         )
     sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Template(text=text, sha256=sha, source="figure8" if path is None else str(file))

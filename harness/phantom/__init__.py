@@ -11,8 +11,12 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DEMO_DISPARITY": "attributes", "Disparity": "attributes", "Findings": "attributes",
-    "Patient": "attributes", "FAIRNESS_QUESTION": "writer", "PhantomResult": "writer",
+    "DEMO_DISPARITY": "attributes",
+    "Disparity": "attributes",
+    "Findings": "attributes",
+    "Patient": "attributes",
+    "FAIRNESS_QUESTION": "writer",
+    "PhantomResult": "writer",
     "generate_phantom": "writer",
 }
 __all__ = sorted(_EXPORTS)

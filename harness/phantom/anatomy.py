@@ -24,7 +24,7 @@ def smooth_step(d: Array | float, width: float) -> Array:
 
 
 def grid(size: int) -> tuple[Array, Array]:
-    c = ((np.arange(size, dtype=np.float32) + 0.5) / size)
+    c = (np.arange(size, dtype=np.float32) + 0.5) / size
     return np.broadcast_to(c[None, :], (size, size)), np.broadcast_to(c[:, None], (size, size))
 
 
@@ -46,11 +46,11 @@ def smooth_noise(rng: np.random.Generator, size: int, sigma_frac: float) -> Arra
     """
     sigma = max(sigma_frac * size, 0.5)
     coarse = size if sigma <= 2 else max(int(size * 1.5 / sigma), 4)
-    field = gaussian_filter(rng.standard_normal((coarse, coarse)).astype(np.float32),
-                            sigma * coarse / size, mode="wrap")
+    field = gaussian_filter(
+        rng.standard_normal((coarse, coarse)).astype(np.float32), sigma * coarse / size, mode="wrap"
+    )
     if coarse != size:
-        field = np.asarray(Image.fromarray(field).resize((size, size),
-                                                                     Image.Resampling.BILINEAR))
+        field = np.asarray(Image.fromarray(field).resize((size, size), Image.Resampling.BILINEAR))
     return (field - field.mean()) / (field.std() + 1e-6)
 
 
@@ -95,8 +95,12 @@ class Frontal:
     def lung(self, side: str) -> Array:
         d, y, e = self.d(side), self.y, self.edge
         apex = self.y_apex + 2.4 * (d - 0.17) ** 2
-        return (smooth_step(self.lateral_border(y) - d, e) * smooth_step(d - self.mw, e)
-                * smooth_step(y - apex, e) * smooth_step(self.diaphragm(side, d) - y, e))
+        return (
+            smooth_step(self.lateral_border(y) - d, e)
+            * smooth_step(d - self.mw, e)
+            * smooth_step(y - apex, e)
+            * smooth_step(self.diaphragm(side, d) - y, e)
+        )
 
     def lateralness(self, side: str) -> Array:
         """0 at the mediastinum, 1 at the chest wall."""
@@ -111,13 +115,18 @@ class Frontal:
         (hx, hy), hw, hh = self.heart_c, self.heart_w / 2, self.heart_hh
         # The lower half is stretched so the heart sits on the diaphragm instead of floating.
         dy = np.where(self.y < hy, (self.y - hy) / hh, (self.y - hy) / (1.7 * hh))
-        r = ((self.x - hx) / hw) ** 2 + dy ** 2
+        r = ((self.x - hx) / hw) ** 2 + dy**2
         heart = smooth_step((1 - r) * min(hw, hh), self.edge)
         heart = heart * smooth_step(self.dome["left"] + 0.02 - self.y, 0.02)
         # The right heart border continues up into the mediastinum (SVC).
         svc = smooth_step(hx - 0.5 + 0.2 * hw - np.abs(self.x - hx + 0.2 * hw), self.edge)
-        return np.maximum(heart, svc * smooth_step(hy - self.y, 0.03) * smooth_step(
-            self.y - 0.25, 0.05) * smooth_step(self.mw + 0.015 - np.abs(self.x - 0.5), self.edge))
+        return np.maximum(
+            heart,
+            svc
+            * smooth_step(hy - self.y, 0.03)
+            * smooth_step(self.y - 0.25, 0.05)
+            * smooth_step(self.mw + 0.015 - np.abs(self.x - 0.5), self.edge),
+        )
 
 
 # Body shape varies over a few discrete values so the static layers (body, bones, lung masks,
@@ -126,8 +135,9 @@ JITTERS = (-0.012, -0.006, 0.0, 0.006, 0.012)
 THORAX_HALF_WIDTHS = (0.342, 0.355, 0.368)
 
 
-def frontal_geometry(size: int, *, ap: bool, ctr: float, elevated: str | None,
-                     jitter: float, wt: float) -> Frontal:
+def frontal_geometry(
+    size: int, *, ap: bool, ctr: float, elevated: str | None, jitter: float, wt: float
+) -> Frontal:
     x, y = grid(size)
     dome_level = 0.70 + jitter - (0.035 if ap else 0.0)  # AP films: shallower inspiration
     dome = {"right": dome_level, "left": dome_level + 0.02}
@@ -139,9 +149,19 @@ def frontal_geometry(size: int, *, ap: bool, ctr: float, elevated: str | None,
     hx = 0.5 + (0.64 - 0.5) * heart_w  # two thirds of the heart lies left of the midline
     hy = dome["right"] - 0.55 * heart_hh
     return Frontal(
-        x=x, y=y, edge=1.2 / size, ap=ap, wt=wt, y_apex=0.135 + jitter, y_cp=0.80 + jitter,
-        dome=dome, mw=0.048 * (1.3 if ap else 1.0), heart_w=heart_w, heart_c=(hx, hy),
-        heart_hh=heart_hh, hilum={"right": (0.41, 0.43 + jitter), "left": (0.59, 0.42 + jitter)},
+        x=x,
+        y=y,
+        edge=1.2 / size,
+        ap=ap,
+        wt=wt,
+        y_apex=0.135 + jitter,
+        y_cp=0.80 + jitter,
+        dome=dome,
+        mw=0.048 * (1.3 if ap else 1.0),
+        heart_w=heart_w,
+        heart_c=(hx, hy),
+        heart_hh=heart_hh,
+        hilum={"right": (0.41, 0.43 + jitter), "left": (0.59, 0.42 + jitter)},
     )
 
 
@@ -158,7 +178,7 @@ def lung_markings(g: Frontal, rng: np.random.Generator) -> Array:
         streaks = np.abs(np.cos(7.0 * theta + phase + 2.2 * wobble + 9.0 * r)) ** 6
         branches = np.abs(np.cos(13.0 * theta - phase + 1.5 * wobble - 14.0 * r)) ** 10
         out += (0.7 * streaks + 0.4 * branches) * np.exp(-r / 0.16)
-        out += 0.35 * np.exp(-(r / 0.045) ** 2)  # hilar vessels
+        out += 0.35 * np.exp(-((r / 0.045) ** 2))  # hilar vessels
     fine = smooth_noise(rng, size, 0.012)
     return 0.09 * out + 0.012 * fine
 
@@ -169,7 +189,7 @@ def ribs_frontal(g: Frontal) -> Array:
     inside = inside * smooth_step(g.y - (g.y_apex - 0.03), g.edge)
     inside = inside * smooth_step(g.y_cp + 0.02 - g.y, 0.03)
     # Posterior ribs arch upwards from the spine then curve down laterally.
-    p = (g.y + 0.3 * d - 1.4 * d ** 2 - g.y_apex) / 0.064
+    p = (g.y + 0.3 * d - 1.4 * d**2 - g.y_apex) / 0.064
     frac = p - np.floor(p)
     posterior = np.clip(1 - np.abs(frac - 0.17) / 0.14, 0, 1) ** 0.6
     # Anterior ribs: fainter, sloping down towards the midline.
@@ -189,8 +209,11 @@ def bones_frontal(g: Frontal) -> Array:
     # Clavicles: AP projects them higher and flatter, above the apices.
     yc, slope = (0.085, 0.05) if g.ap else (0.145, 0.16)
     for s in (-1, 1):
-        pts = [(0.5 + s * 0.035, yc + 0.035), (0.5 + s * 0.16, yc + 0.035 - slope * 0.13),
-               (0.5 + s * 0.30, yc - slope * 0.28 + 0.03)]
+        pts = [
+            (0.5 + s * 0.035, yc + 0.035),
+            (0.5 + s * 0.16, yc + 0.035 - slope * 0.13),
+            (0.5 + s * 0.30, yc - slope * 0.28 + 0.03),
+        ]
         out += 0.2 * smooth_step(0.013 - segment_distance(x, y, pts), e)
     # Scapulae: rotated off the lungs on PA, over the upper lateral lungs on AP.
     for s in (-1, 1):
@@ -198,8 +221,12 @@ def bones_frontal(g: Frontal) -> Array:
         top, bottom = 0.14, 0.46
         t = np.clip((y - top) / (bottom - top), 0, 1)
         med = inner + (outer - inner) * 0.55 * t  # the medial border slopes outwards
-        scap = (smooth_step(s * (x - 0.5) - med, e) * smooth_step(outer - s * (x - 0.5), e)
-                * smooth_step(y - top, e) * smooth_step(bottom - y, e))
+        scap = (
+            smooth_step(s * (x - 0.5) - med, e)
+            * smooth_step(outer - s * (x - 0.5), e)
+            * smooth_step(y - top, e)
+            * smooth_step(bottom - y, e)
+        )
         out += (0.08 if g.ap else 0.05) * scap
         # Humeral heads.
         out += 0.14 * smooth_step(0.055 - np.hypot(x - (0.5 + s * 0.45), y - 0.16), e)
@@ -213,14 +240,19 @@ def body_frontal(g: Frontal) -> Array:
     half = np.where(y < 0.06, 0.10, np.minimum(0.10 + (y - 0.06) * 4.0, 0.485))
     body = smooth_step(half - d, 3 * e) * smooth_step(y + 0.02, e)
     core = smooth_step(g.wt + 0.02 - d, 0.02) * smooth_step(y - 0.05, 0.04)
-    mediastinum = smooth_step(g.mw - d, e) + smooth_step(0.028 - np.hypot(
-        x - (0.5 + g.mw + 0.006), y - 0.30), e)  # aortic knob
+    mediastinum = smooth_step(g.mw - d, e) + smooth_step(
+        0.028 - np.hypot(x - (0.5 + g.mw + 0.006), y - 0.30), e
+    )  # aortic knob
     trachea = smooth_step(0.012 - d, e) * smooth_step(0.34 - y, 0.02) * smooth_step(y - 0.03, e)
     # Gastric air bubble under the left hemidiaphragm.
     bubble = smooth_step(0.03 - np.hypot((x - 0.69) / 1.5, y - g.dome["left"] - 0.055), 0.01)
     thickness = 1 - 0.35 * (d / 0.5) ** 2  # the beam crosses less tissue laterally
-    return (thickness * (0.40 * body + 0.16 * core) + 0.04 * np.clip(mediastinum, 0, 1)
-            - 0.09 * trachea - 0.12 * bubble)
+    return (
+        thickness * (0.40 * body + 0.16 * core)
+        + 0.04 * np.clip(mediastinum, 0, 1)
+        - 0.09 * trachea
+        - 0.12 * bubble
+    )
 
 
 @dataclass
@@ -235,28 +267,38 @@ class Lateral:
     def diaphragm(self) -> Array:
         # Posterior costophrenic sulcus is the lowest point of the lung on a lateral film.
         xx = np.clip((self.x - 0.42) / 0.34, -1, 1)
-        return 0.70 + np.where(xx > 0, 0.12 * xx ** 2, 0.035 * xx ** 2)
+        return 0.70 + np.where(xx > 0, 0.12 * xx**2, 0.035 * xx**2)
 
     def lung(self) -> Array:
         x, y, e = self.x, self.y, self.edge
         anterior = 0.215 + 0.06 * ((y - 0.45) / 0.35) ** 2
         posterior = 0.765 - 0.03 * ((y - 0.5) / 0.4) ** 2
         apex = 0.12 + 3.0 * (x - 0.52) ** 2
-        return (smooth_step(x - anterior, e) * smooth_step(posterior - x, e)
-                * smooth_step(y - apex, e) * smooth_step(self.diaphragm() - y, e))
+        return (
+            smooth_step(x - anterior, e)
+            * smooth_step(posterior - x, e)
+            * smooth_step(y - apex, e)
+            * smooth_step(self.diaphragm() - y, e)
+        )
 
     def heart(self) -> Array:
         (hx, hy), hw, hh = self.heart_c, self.heart_hw, self.heart_hh
         dy = np.where(self.y < hy, (self.y - hy) / hh, (self.y - hy) / (2.0 * hh))
-        r = ((self.x - hx) / hw) ** 2 + dy ** 2
+        r = ((self.x - hx) / hw) ** 2 + dy**2
         return smooth_step((1 - r) * min(hw, hh), self.edge)
 
 
 def lateral_geometry(size: int, *, ctr: float, jitter: float) -> Lateral:
     x, y = grid(size)
     hw = 0.13 * (ctr / 0.45)
-    return Lateral(x=x, y=y + jitter, edge=1.2 / size, heart_c=(0.205 + 0.8 * hw, 0.6),
-                   heart_hw=hw, heart_hh=0.14 * (ctr / 0.45) ** 0.5)
+    return Lateral(
+        x=x,
+        y=y + jitter,
+        edge=1.2 / size,
+        heart_c=(0.205 + 0.8 * hw, 0.6),
+        heart_hw=hw,
+        heart_hh=0.14 * (ctr / 0.45) ** 0.5,
+    )
 
 
 def body_lateral(g: Lateral) -> Array:

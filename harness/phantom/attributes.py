@@ -63,11 +63,14 @@ class Disparity:
     def __post_init__(self) -> None:
         valid = {"sex": SEXES, "race": RACES, "age": AGE_GROUPS}
         if self.attribute not in valid:
-            raise ValueError(f"disparity attribute must be one of {sorted(valid)}, "
-                             f"got {self.attribute!r}")
+            raise ValueError(
+                f"disparity attribute must be one of {sorted(valid)}, got {self.attribute!r}"
+            )
         if self.group not in valid[self.attribute]:
-            raise ValueError(f"disparity group for {self.attribute} must be one of "
-                             f"{valid[self.attribute]}, got {self.group!r}")
+            raise ValueError(
+                f"disparity group for {self.attribute} must be one of "
+                f"{valid[self.attribute]}, got {self.group!r}"
+            )
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"disparity strength must be in [0, 1], got {self.strength}")
 
@@ -76,14 +79,16 @@ class Disparity:
         """'race=Black:0.6' (strength defaults to 0.6 when ':S' is left out)."""
         m = re.fullmatch(r"\s*(\w+)\s*=\s*([\w+-]+)\s*(?::\s*([0-9.]+))?\s*", spec)
         if not m:
-            raise ValueError(f"disparity {spec!r}: expected ATTRIBUTE=GROUP[:STRENGTH], "
-                             "e.g. race=Black:0.6")
+            raise ValueError(
+                f"disparity {spec!r}: expected ATTRIBUTE=GROUP[:STRENGTH], e.g. race=Black:0.6"
+            )
         strength = float(m.group(3)) if m.group(3) else 0.6
         return cls(m.group(1), m.group(2), strength)
 
     def applies_to(self, patient: Patient) -> bool:
-        value = {"sex": patient.sex, "race": patient.race,
-                 "age": age_group(patient.age)}[self.attribute]
+        value = {"sex": patient.sex, "race": patient.race, "age": age_group(patient.age)}[
+            self.attribute
+        ]
         return value == self.group and self.strength > 0
 
 
@@ -222,8 +227,14 @@ def make_findings(
 
 # Rough prevalences for studies whose labels are sampled rather than chosen (report tasks).
 PREVALENCE = {
-    "cardiomegaly": 0.3, "pleural effusion": 0.3, "pneumothorax": 0.1, "consolidation": 0.12,
-    "pneumonia": 0.1, "edema": 0.15, "atelectasis": 0.2, "lung lesion": 0.08,
+    "cardiomegaly": 0.3,
+    "pleural effusion": 0.3,
+    "pneumothorax": 0.1,
+    "consolidation": 0.12,
+    "pneumonia": 0.1,
+    "edema": 0.15,
+    "atelectasis": 0.2,
+    "lung lesion": 0.08,
     "support devices": 0.25,
 }
 

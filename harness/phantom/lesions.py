@@ -48,7 +48,7 @@ def frontal_fill(g: Frontal, f: Findings, rng: np.random.Generator) -> Array:
         h = EFFUSION_HEIGHT[f.effusion_size or "small"]
         lat = np.clip(g.lateralness(side), 0, 1)
         # Meniscus: fluid climbs the lateral chest wall, blunting the costophrenic angle.
-        surface = g.y_cp - h * (0.3 + 0.7 * lat ** 2) - (0.5 * h if h > 0.1 else 0.0)
+        surface = g.y_cp - h * (0.3 + 0.7 * lat**2) - (0.5 * h if h > 0.1 else 0.0)
         fill = np.maximum(fill, smooth_step(g.y - surface, 0.02) * (g.d(side) > 0))
     if f.consolidation:
         side = f.consolidation
@@ -61,8 +61,9 @@ def frontal_fill(g: Frontal, f: Findings, rng: np.random.Generator) -> Array:
     if f.pneumonia:
         blobs = np.zeros_like(fill)
         for _ in range(int(rng.integers(3, 6))):
-            cx, cy = _point(g, f.pneumonia, float(rng.uniform(0.25, 0.85)),
-                            float(rng.uniform(0.45, 0.9)))
+            cx, cy = _point(
+                g, f.pneumonia, float(rng.uniform(0.25, 0.85)), float(rng.uniform(0.45, 0.9))
+            )
             r = float(rng.uniform(0.03, 0.055))
             blobs += np.exp(-((g.x - cx) ** 2 + (g.y - cy) ** 2) / (2 * r * r))
         fill = np.maximum(fill, 0.8 * np.clip(blobs, 0, 1) * _patchy(rng, size))
@@ -70,15 +71,17 @@ def frontal_fill(g: Frontal, f: Findings, rng: np.random.Generator) -> Array:
         amp = 0.4 if f.edema == "mild" else 0.7
         haze = np.zeros_like(fill)
         for hx, hy in g.hilum.values():
-            haze += np.exp(-((g.x - hx) ** 2 + (g.y - hy) ** 2) / (2 * 0.1 ** 2))
+            haze += np.exp(-((g.x - hx) ** 2 + (g.y - hy) ** 2) / (2 * 0.1**2))
         haze = np.clip(haze + 0.25, 0, 1)  # bat-wing perihilar haze on an interstitial veil
-        fill = np.maximum(fill, amp * haze * np.clip(0.8 + 0.3 * smooth_noise(rng, size, 0.02),
-                                                     0, 1))
+        fill = np.maximum(
+            fill, amp * haze * np.clip(0.8 + 0.3 * smooth_noise(rng, size, 0.02), 0, 1)
+        )
     if f.atelectasis:
         a = _point(g, f.atelectasis, 0.2, 0.8)
         b = _point(g, f.atelectasis, 0.8, 0.74)
-        fill = np.maximum(fill, 0.85 * smooth_step(0.011 - segment_distance(g.x, g.y, [a, b]),
-                                                   g.edge))
+        fill = np.maximum(
+            fill, 0.85 * smooth_step(0.011 - segment_distance(g.x, g.y, [a, b]), g.edge)
+        )
     if f.lesion:
         cx, cy = _point(g, f.lesion, 0.55, ZONE_HEIGHT[f.lesion_zone or "middle"])
         r = 0.032
@@ -98,7 +101,7 @@ def frontal_pneumothorax(g: Frontal, f: Findings) -> tuple[Array, Array]:
     width = max(float(g.wt - g.mw), 0.1)
     valid = (g.d(side) > 0) * smooth_step(0.9 - height, 0.05)
     region = smooth_step(lat - boundary, g.edge / width) * valid
-    line = np.exp(-(((lat - boundary) * width) / (0.9 * g.edge)) ** 2) * valid
+    line = np.exp(-((((lat - boundary) * width) / (0.9 * g.edge)) ** 2)) * valid
     return region, line
 
 
@@ -108,8 +111,9 @@ def frontal_devices(g: Frontal, f: Findings) -> Array:
     thin = max(0.0045, 0.8 * e)
     if "endotracheal tube" in f.devices:
         for dx in (-0.008, 0.008):
-            out += 0.3 * smooth_step(thin - segment_distance(x, y, [(0.5 + dx, 0.0),
-                                                                  (0.5 + dx, 0.28)]), e)
+            out += 0.3 * smooth_step(
+                thin - segment_distance(x, y, [(0.5 + dx, 0.0), (0.5 + dx, 0.28)]), e
+            )
     if "central venous catheter" in f.devices:
         pts = [(0.38, 0.0), (0.425, 0.12), (0.455, 0.22), (0.465, 0.37)]
         out += 0.32 * smooth_step(thin - segment_distance(x, y, pts), e)
@@ -126,7 +130,7 @@ def lateral_fill(g: Lateral, f: Findings, rng: np.random.Generator) -> Array:
     if f.effusion:
         h = EFFUSION_HEIGHT[f.effusion_size or "small"] * (1.2 if f.effusion == "bilateral" else 1)
         post = np.clip((g.x - 0.42) / 0.34, 0, 1)
-        surface = g.diaphragm() - h * (0.2 + 0.8 * post ** 2)
+        surface = g.diaphragm() - h * (0.2 + 0.8 * post**2)
         fill = np.maximum(fill, smooth_step(g.y - surface, 0.02))
     blobs: list[tuple[float, float, float, float]] = []  # x, y, radius, density
     if f.consolidation:
@@ -134,16 +138,20 @@ def lateral_fill(g: Lateral, f: Findings, rng: np.random.Generator) -> Array:
         blobs.append((cx, cy, 0.09, 0.85))
     if f.pneumonia:
         for _ in range(3):
-            blobs.append((float(rng.uniform(0.45, 0.68)), float(rng.uniform(0.45, 0.68)),
-                          0.045, 0.75))
+            blobs.append(
+                (float(rng.uniform(0.45, 0.68)), float(rng.uniform(0.45, 0.68)), 0.045, 0.75)
+            )
     if f.edema:
         blobs.append((0.52, 0.43, 0.12, 0.4 if f.edema == "mild" else 0.7))
     for cx, cy, r, dens in blobs:
         blob = np.exp(-((g.x - cx) ** 2 + (g.y - cy) ** 2) / (2 * r * r))
         fill = np.maximum(fill, dens * blob * _patchy(rng, size))
     if f.atelectasis:
-        fill = np.maximum(fill, 0.8 * smooth_step(
-            0.01 - segment_distance(g.x, g.y, [(0.35, 0.66), (0.62, 0.62)]), g.edge))
+        fill = np.maximum(
+            fill,
+            0.8
+            * smooth_step(0.01 - segment_distance(g.x, g.y, [(0.35, 0.66), (0.62, 0.62)]), g.edge),
+        )
     if f.lesion:
         cy = {"upper": 0.3, "middle": 0.45, "lower": 0.6}[f.lesion_zone or "middle"]
         fill = np.maximum(fill, 0.95 * smooth_step(0.03 - np.hypot(g.x - 0.5, g.y - cy), g.edge))
@@ -157,10 +165,14 @@ def lateral_devices(g: Lateral, f: Findings) -> Array:
     if "endotracheal tube" in f.devices:
         out += 0.3 * smooth_step(thin - segment_distance(x, y, [(0.51, 0.0), (0.545, 0.28)]), e)
     if "central venous catheter" in f.devices:
-        out += 0.3 * smooth_step(thin - segment_distance(
-            x, y, [(0.6, 0.0), (0.5, 0.18), (0.45, 0.36)]), e)
+        out += 0.3 * smooth_step(
+            thin - segment_distance(x, y, [(0.6, 0.0), (0.5, 0.18), (0.45, 0.36)]), e
+        )
     if "pacemaker" in f.devices:
-        out += 0.6 * smooth_step(0.03 - np.abs(x - 0.2), e) * smooth_step(0.02 - np.abs(y - 0.16), e)
-        out += 0.28 * smooth_step(thin - segment_distance(
-            x, y, [(0.2, 0.16), (0.35, 0.3), (0.32, 0.6)]), e)
+        out += (
+            0.6 * smooth_step(0.03 - np.abs(x - 0.2), e) * smooth_step(0.02 - np.abs(y - 0.16), e)
+        )
+        out += 0.28 * smooth_step(
+            thin - segment_distance(x, y, [(0.2, 0.16), (0.35, 0.3), (0.32, 0.6)]), e
+        )
     return out

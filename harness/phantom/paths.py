@@ -48,8 +48,9 @@ class PathNamer:
         return (test_base if self.split == "test" else train_base) + n
 
     def _hex(self, *parts: object) -> str:
-        return hashlib.sha256(":".join(map(str, (self.seed, self.split, *parts))).encode()
-                              ).hexdigest()
+        return hashlib.sha256(
+            ":".join(map(str, (self.seed, self.split, *parts))).encode()
+        ).hexdigest()
 
     def study(self, dataset: str, views: list[str]) -> StudyPaths:
         """Paths for one study with one image per entry of `views`."""
@@ -65,27 +66,39 @@ class PathNamer:
         if dataset == "chexpert":
             pid = f"patient{self._next('chexpert_patient'):05d}"
             folder = f"data/chexpert-public/{self.split}/{pid}/study1"
-            paths = [f"{folder}/view{k + 1}_{'lateral' if v in ('LATERAL', 'LL') else 'frontal'}.png"
-                     for k, v in enumerate(views)]
+            paths = [
+                f"{folder}/view{k + 1}_{'lateral' if v in ('LATERAL', 'LL') else 'frontal'}.png"
+                for k, v in enumerate(views)
+            ]
             return StudyPaths(pid, f"{pid}/study1", tuple(paths))
         n = self._next("other")
         if dataset == "openi":
-            paths = [f"data/openi/images/CXR{n}_IM-{n % 10000:04d}-{1001 + 1000 * k}.png"
-                     for k in range(len(views))]
+            paths = [
+                f"data/openi/images/CXR{n}_IM-{n % 10000:04d}-{1001 + 1000 * k}.png"
+                for k in range(len(views))
+            ]
         elif dataset == "siim":
-            paths = [f"data/siim/png_images/1.2.276.0.7230010.3.1.4.8323329.{n}.{1517875000 + n}"
-                     f".{k}.png" for k in range(len(views))]
+            paths = [
+                f"data/siim/png_images/1.2.276.0.7230010.3.1.4.8323329.{n}.{1517875000 + n}.{k}.png"
+                for k in range(len(views))
+            ]
         elif dataset == "rsna":
             h = self._hex("rsna", n)
-            paths = [f"data/rsna/stage_2_{self.split}_images/{h[:8]}-{h[8:12]}-{h[12:16]}-"
-                     f"{h[16:20]}-{h[20:32]}{'' if k == 0 else f'_{k}'}.png"
-                     for k in range(len(views))]
+            paths = [
+                f"data/rsna/stage_2_{self.split}_images/{h[:8]}-{h[8:12]}-{h[12:16]}-"
+                f"{h[16:20]}-{h[20:32]}{'' if k == 0 else f'_{k}'}.png"
+                for k in range(len(views))
+            ]
         elif dataset == "rad_restruct":
-            paths = [f"data/rad-restruct/images/{n}{'' if k == 0 else f'_{k}'}.png"
-                     for k in range(len(views))]
+            paths = [
+                f"data/rad-restruct/images/{n}{'' if k == 0 else f'_{k}'}.png"
+                for k in range(len(views))
+            ]
         elif dataset == "slake":
-            paths = [f"data/slake/imgs/xmlab{n}/{'source' if k == 0 else f'source_{k}'}.png"
-                     for k in range(len(views))]
+            paths = [
+                f"data/slake/imgs/xmlab{n}/{'source' if k == 0 else f'source_{k}'}.png"
+                for k in range(len(views))
+            ]
         else:
             raise ValueError(f"no phantom path scheme for data set {dataset!r}")
         return StudyPaths(paths[0], f"{dataset}-{n}", tuple(paths))

@@ -42,8 +42,9 @@ def _frozen(a: Array) -> Array:
 
 
 @lru_cache(maxsize=256)
-def _frontal_static(size: int, ap: bool, jitter: float, wt: float, elevated: str | None
-                    ) -> tuple[Array, Array]:
+def _frontal_static(
+    size: int, ap: bool, jitter: float, wt: float, elevated: str | None
+) -> tuple[Array, Array]:
     g = frontal_geometry(size, ap=ap, ctr=0.45, elevated=elevated, jitter=jitter, wt=wt)
     lungs = np.clip(g.lung("right") + g.lung("left"), 0, 1)
     return _frozen(body_frontal(g) + bones_frontal(g)), _frozen(lungs)
@@ -74,9 +75,11 @@ def _lateral_markings(size: int, jitter: float, variant: int) -> Array:
 
 
 def _shape(rng: np.random.Generator) -> tuple[float, float, int]:
-    return (JITTERS[int(rng.integers(len(JITTERS)))],
-            THORAX_HALF_WIDTHS[int(rng.integers(len(THORAX_HALF_WIDTHS)))],
-            int(rng.integers(MARKING_VARIANTS)))
+    return (
+        JITTERS[int(rng.integers(len(JITTERS)))],
+        THORAX_HALF_WIDTHS[int(rng.integers(len(THORAX_HALF_WIDTHS)))],
+        int(rng.integers(MARKING_VARIANTS)),
+    )
 
 
 def _frontal(size: int, view: str, f: Findings, female: bool, rng: np.random.Generator) -> Array:
@@ -84,15 +87,18 @@ def _frontal(size: int, view: str, f: Findings, female: bool, rng: np.random.Gen
     ap = view == "AP"
     key = (size, ap, jitter, wt, f.elevated_diaphragm)
     static, lungs = _frontal_static(*key)
-    g = frontal_geometry(size, ap=ap, ctr=f.ctr, elevated=f.elevated_diaphragm, jitter=jitter,
-                         wt=wt)
+    g = frontal_geometry(
+        size, ap=ap, ctr=f.ctr, elevated=f.elevated_diaphragm, jitter=jitter, wt=wt
+    )
     heart = g.heart()
     lungs = lungs * (1 - heart)
     fill = frontal_fill(g, f, rng)
     ptx, pleural_line = frontal_pneumothorax(g, f)
     aerated = lungs * (1 - fill)
     img = static + 0.05 * heart - AIR_CONTRAST * aerated - 0.05 * ptx * lungs
-    img += _frontal_markings(size, jitter, variant) * aerated * (1 - ptx) + 0.14 * pleural_line * lungs
+    img += (
+        _frontal_markings(size, jitter, variant) * aerated * (1 - ptx) + 0.14 * pleural_line * lungs
+    )
     if female:  # breast soft tissue over the lower lungs
         img += _breasts(size)
     return img + frontal_devices(g, f)
@@ -101,8 +107,10 @@ def _frontal(size: int, view: str, f: Findings, female: bool, rng: np.random.Gen
 @lru_cache(maxsize=16)
 def _breasts(size: int) -> Array:
     x, y = grid(size)
-    out = sum(0.06 * np.exp(-(((x - 0.5 - s * 0.24) / 0.13) ** 2 + ((y - 0.68) / 0.09) ** 2))
-              for s in (-1, 1))
+    out = sum(
+        0.06 * np.exp(-(((x - 0.5 - s * 0.24) / 0.13) ** 2 + ((y - 0.68) / 0.09) ** 2))
+        for s in (-1, 1)
+    )
     return _frozen(out)
 
 
@@ -117,8 +125,9 @@ def _lateral(size: int, f: Findings, rng: np.random.Generator) -> Array:
     return img + lateral_devices(g, f)
 
 
-def render(f: Findings, view: str, size: int, *, female: bool, hard: float,
-           rng: np.random.Generator) -> Array:
+def render(
+    f: Findings, view: str, size: int, *, female: bool, hard: float, rng: np.random.Generator
+) -> Array:
     """uint8 (size, size). `hard` in [0, 1]: lower contrast, more noise, overlying tissue."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")

@@ -21,8 +21,13 @@ from harness.phantom.paths import PathNamer
 from harness.phantom.render import render
 
 DATASET_SOURCES = {  # dataset slug -> data_source as written in data.json
-    "mimic_cxr": "MIMIC-CXR", "chexpert": "CheXpert", "siim": "SIIM", "rsna": "RSNA",
-    "openi": "OpenI", "rad_restruct": "Rad-Restruct", "slake": "SLAKE",
+    "mimic_cxr": "MIMIC-CXR",
+    "chexpert": "CheXpert",
+    "siim": "SIIM",
+    "rsna": "RSNA",
+    "openi": "OpenI",
+    "rad_restruct": "Rad-Restruct",
+    "slake": "SLAKE",
 }
 
 
@@ -71,29 +76,53 @@ class StudyFactory:
         self._images += 1
         return np.random.default_rng([self.seed, zlib.crc32(self.split.encode()), self._images])
 
-    def new(self, dataset: str, labels: set[str] | frozenset[str], views: tuple[str, ...],
-            rng: np.random.Generator, **overrides: object) -> Study:
+    def new(
+        self,
+        dataset: str,
+        labels: set[str] | frozenset[str],
+        views: tuple[str, ...],
+        rng: np.random.Generator,
+        **overrides: object,
+    ) -> Study:
         paths = self.namer.study(dataset, list(views))
         sex, race, age = sample_demographics(rng)
         patient = Patient(paths.patient_id, sex, race, age)
         hard = self.disparity is not None and self.disparity.applies_to(patient)
         strength = self.disparity.strength if (hard and self.disparity) else 0.0
         findings = make_findings(rng, labels, hard=strength, **overrides)
-        study = Study(dataset, patient, paths.study_id, findings, hard, tuple(views),
-                      paths.image_paths)
+        study = Study(
+            dataset, patient, paths.study_id, findings, hard, tuple(views), paths.image_paths
+        )
         self.patients[patient.patient_id] = patient
         for view, rel in zip(views, paths.image_paths, strict=True):
-            pixels = render(findings, view, self.image_size, female=sex == "female",
-                            hard=strength, rng=self.image_rng())
+            pixels = render(
+                findings,
+                view,
+                self.image_size,
+                female=sex == "female",
+                hard=strength,
+                rng=self.image_rng(),
+            )
             out = self.root / rel
             if out.parent not in self._dirs:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 self._dirs.add(out.parent)
             out.write_bytes(png_bytes(pixels))
-            self.truth.append({
-                "image_path": rel, "dataset": dataset, "patient_id": patient.patient_id,
-                "study_id": study.study_id, "view": view, "findings": findings.truth_list(),
-                "ctr": findings.ctr, "sex": sex, "race": race, "age": age, "hard": hard,
-                "split": self.split, "details": findings.details(),
-            })
+            self.truth.append(
+                {
+                    "image_path": rel,
+                    "dataset": dataset,
+                    "patient_id": patient.patient_id,
+                    "study_id": study.study_id,
+                    "view": view,
+                    "findings": findings.truth_list(),
+                    "ctr": findings.ctr,
+                    "sex": sex,
+                    "race": race,
+                    "age": age,
+                    "hard": hard,
+                    "split": self.split,
+                    "details": findings.details(),
+                }
+            )
         return study

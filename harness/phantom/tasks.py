@@ -21,8 +21,15 @@ REASONING_QUESTION = "Which finding is in this chest X-ray?"
 VIEW_OPTION = {"AP": "AP", "PA": "PA", "LATERAL": "Lateral", "LL": "LL"}
 # Findings that look alike in a phantom: never a negative for each other.
 CONFUSABLE = {"pneumonia": {"consolidation"}, "consolidation": {"pneumonia"}}
-LUNG_FINDINGS = ("pleural effusion", "pneumothorax", "consolidation", "pneumonia", "edema",
-                 "atelectasis", "lung lesion")
+LUNG_FINDINGS = (
+    "pleural effusion",
+    "pneumothorax",
+    "consolidation",
+    "pneumonia",
+    "edema",
+    "atelectasis",
+    "lung lesion",
+)
 CHEXPERT_BINARY = ("cardiomegaly", "pleural effusion", "edema", "consolidation", "atelectasis")
 
 Sample = dict[str, Any]
@@ -31,8 +38,11 @@ Sample = dict[str, Any]
 def sample(study: Study, question: str, options: list[str], answer: int) -> Sample:
     if not 2 <= len(options) <= 4 or not 0 <= answer < len(options):
         raise ValueError(f"bad phantom item: {options!r}, answer {answer}")
-    out: Sample = {"data_source": study.data_source, "image_path": "|".join(study.image_paths),
-                   "question": question}
+    out: Sample = {
+        "data_source": study.data_source,
+        "image_path": "|".join(study.image_paths),
+        "question": question,
+    }
     for k in range(4):
         out[f"option_{k}"] = options[k] if k < len(options) else None
     out["answer"] = answer
@@ -44,8 +54,9 @@ def balanced_positions(rng: np.random.Generator, k: int) -> Iterator[int]:
         yield from (int(p) for p in rng.permutation(k))
 
 
-def place(rng: np.random.Generator, truth: str, distractors: list[str], position: int
-          ) -> tuple[list[str], int]:
+def place(
+    rng: np.random.Generator, truth: str, distractors: list[str], position: int
+) -> tuple[list[str], int]:
     others = [distractors[int(i)] for i in rng.permutation(len(distractors))]
     return others[:position] + [truth] + others[position:], position
 
@@ -69,13 +80,13 @@ class TaskBuilder:
 
     def rng(self, name: str) -> np.random.Generator:
         """One stream per task, so adding a task never changes the others' items."""
-        return np.random.default_rng([self.seed, zlib.crc32(self.factory.split.encode()),
-                                      zlib.crc32(name.encode())])
+        return np.random.default_rng(
+            [self.seed, zlib.crc32(self.factory.split.encode()), zlib.crc32(name.encode())]
+        )
 
     # --- View classification -------------------------------------------------------------
     def view_classification(self, dataset: str, n: int) -> list[Sample]:
-        views = ("AP", "PA", "LATERAL", "LL") if dataset == "mimic_cxr" else ("AP", "PA",
-                                                                               "LATERAL")
+        views = ("AP", "PA", "LATERAL", "LL") if dataset == "mimic_cxr" else ("AP", "PA", "LATERAL")
         rng = self.rng(f"view/{dataset}")
         pos, which = balanced_positions(rng, len(views)), balanced_positions(rng, len(views))
         out = []
@@ -83,8 +94,9 @@ class TaskBuilder:
             view = views[next(which)]
             study = self.factory.new(dataset, sample_labels(rng), (view,), rng)
             truth = VIEW_OPTION[view]
-            options, answer = place(rng, truth, [VIEW_OPTION[v] for v in views if v != view],
-                                    next(pos))
+            options, answer = place(
+                rng, truth, [VIEW_OPTION[v] for v in views if v != view], next(pos)
+            )
             out.append(sample(study, "What is the view of this chest X-ray?", options, answer))
         return out
 
@@ -99,8 +111,11 @@ class TaskBuilder:
             exclude = {target} | CONFUSABLE.get(target, set())
             labels = extra_labels(rng, exclude) | ({target} if yes else set())
             study = self.factory.new(dataset, labels, (frontal_view(rng),), rng)
-            out.append(sample(study, f"Does this chest X-ray contain {target}?", [YES, NO],
-                              0 if yes else 1))
+            out.append(
+                sample(
+                    study, f"Does this chest X-ray contain {target}?", [YES, NO], 0 if yes else 1
+                )
+            )
         return out
 
     # --- Single / multiple disease identification ---------------------------------------
@@ -189,29 +204,40 @@ class TaskBuilder:
             kind = REASONING_KINDS[i % len(REASONING_KINDS)]
             a, b = kind.values
             value = a if rng.random() < 0.5 else b
-            study = self.factory.new(dataset, kind.labels, (frontal_view(rng),), rng,
-                                     **kind.overrides(value))
+            study = self.factory.new(
+                dataset, kind.labels, (frontal_view(rng),), rng, **kind.overrides(value)
+            )
             truth, wrong = kind.phrase(value), kind.phrase(b if value == a else a)
             options, answer = place(rng, truth, [wrong], next(pos))
             out.append(sample(study, REASONING_QUESTION, options, answer))
         return out
 
 
-SLAKE_TARGETS = {"cardiomegaly": "cardiomegaly", "pleural effusion": "pleural effusion",
-                 "pneumothorax": "pneumothorax", "lung lesion": "a nodule"}  # label -> wording
+SLAKE_TARGETS = {
+    "cardiomegaly": "cardiomegaly",
+    "pleural effusion": "pleural effusion",
+    "pneumothorax": "pneumothorax",
+    "lung lesion": "a nodule",
+}  # label -> wording
 
 
 def slake_questions(f: Findings, target: str) -> list[tuple[str, list[str], int]]:
     """SLAKE's closed questions about one study: is `target` shown, and is the lung healthy."""
     present = set(f.labels())
     healthy = not present & set(LUNG_FINDINGS)
-    return [(f"Does this image show {SLAKE_TARGETS[target]}?", [YES, NO],
-             0 if target in present else 1),
-            ("Is the lung healthy?", [YES, NO], 0 if healthy else 1)]
+    return [
+        (
+            f"Does this image show {SLAKE_TARGETS[target]}?",
+            [YES, NO],
+            0 if target in present else 1,
+        ),
+        ("Is the lung healthy?", [YES, NO], 0 if healthy else 1),
+    ]
 
 
-def rad_restruct_questions(f: Findings, rng: np.random.Generator, position: Callable[[], int]
-                           ) -> list[tuple[str, list[str], int]]:
+def rad_restruct_questions(
+    f: Findings, rng: np.random.Generator, position: Callable[[], int]
+) -> list[tuple[str, list[str], int]]:
     """Questions with 2, 3 or 4 options about one study, most specific first."""
     qs: list[tuple[str, list[str], int]] = []
     if f.effusion:
@@ -225,24 +251,37 @@ def rad_restruct_questions(f: Findings, rng: np.random.Generator, position: Call
     for side in ("left", "right"):
         present = side_findings[side]
         if len(present) == 1:
-            absent = [d for d in LUNG_FINDINGS if d not in present
-                      and d not in CONFUSABLE.get(present[0], set())]
+            absent = [
+                d
+                for d in LUNG_FINDINGS
+                if d not in present and d not in CONFUSABLE.get(present[0], set())
+            ]
             distractors = [absent[int(j)] for j in rng.choice(len(absent), 3, replace=False)]
             options, answer = place(rng, present[0], distractors, position())
             qs.append((f"Which abnormality is in the {side} lung?", options, answer))
     side = ("left", "right")[int(rng.integers(2))]
-    qs.append((f"Are there any abnormalities in the {side} lung?", [YES, NO],
-               0 if side_findings[side] else 1))
+    qs.append(
+        (
+            f"Are there any abnormalities in the {side} lung?",
+            [YES, NO],
+            0 if side_findings[side] else 1,
+        )
+    )
     qs.append(("Is the heart enlarged?", [YES, NO], 0 if f.cardiomegaly else 1))
     return qs
 
 
 def side_map(f: Findings) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"left": [], "right": []}
-    for label, side in (("pleural effusion", f.effusion), ("pneumothorax", f.pneumothorax),
-                        ("consolidation", f.consolidation), ("pneumonia", f.pneumonia),
-                        ("edema", "bilateral" if f.edema else None),
-                        ("atelectasis", f.atelectasis), ("lung lesion", f.lesion)):
+    for label, side in (
+        ("pleural effusion", f.effusion),
+        ("pneumothorax", f.pneumothorax),
+        ("consolidation", f.consolidation),
+        ("pneumonia", f.pneumonia),
+        ("edema", "bilateral" if f.edema else None),
+        ("atelectasis", f.atelectasis),
+        ("lung lesion", f.lesion),
+    ):
         for s in ("left", "right"):
             if side in (s, "bilateral"):
                 out[s].append(label)
@@ -250,8 +289,14 @@ def side_map(f: Findings) -> dict[str, list[str]]:
 
 
 class ReasoningKind:
-    def __init__(self, labels: set[str], attr: str, values: tuple[str, str],
-                 template: str, extra: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        labels: set[str],
+        attr: str,
+        values: tuple[str, str],
+        template: str,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         self.labels, self.attr, self.values = frozenset(labels), attr, values
         self.template, self.extra = template, extra or {}
 
@@ -264,14 +309,23 @@ class ReasoningKind:
 
 REASONING_KINDS = (
     ReasoningKind({"pleural effusion"}, "effusion", ("left", "right"), "{}-sided pleural effusion"),
-    ReasoningKind({"pleural effusion"}, "effusion_size", ("small", "large"),
-                  "{} pleural effusion"),
-    ReasoningKind({"pneumothorax"}, "pneumothorax", ("left", "right"), "{} pneumothorax",
-                  {"pneumothorax_size": "large"}),
+    ReasoningKind({"pleural effusion"}, "effusion_size", ("small", "large"), "{} pleural effusion"),
+    ReasoningKind(
+        {"pneumothorax"},
+        "pneumothorax",
+        ("left", "right"),
+        "{} pneumothorax",
+        {"pneumothorax_size": "large"},
+    ),
     ReasoningKind({"cardiomegaly"}, "heart", ("mild", "severe"), "{} cardiomegaly"),
     ReasoningKind(set(), "elevated_diaphragm", ("left", "right"), "elevated {} hemidiaphragm"),
-    ReasoningKind({"consolidation"}, "consolidation_lobe", ("upper", "lower"),
-                  "right {} lobe consolidation", {"consolidation": "right"}),
+    ReasoningKind(
+        {"consolidation"},
+        "consolidation_lobe",
+        ("upper", "lower"),
+        "right {} lobe consolidation",
+        {"consolidation": "right"},
+    ),
     ReasoningKind({"edema"}, "edema", ("mild", "severe"), "{} pulmonary edema"),
     ReasoningKind({"lung lesion"}, "lesion", ("left", "right"), "nodule in the {} lung"),
 )

@@ -44,17 +44,24 @@ class PhantomResult:
 def _perception(builder: TaskBuilder, n: int) -> dict[str, list[dict]]:
     """The 14 task/dataset pairs of Table 9, `n` items each."""
     return {
-        "View Classification": (builder.view_classification("mimic_cxr", n)
-                                + builder.view_classification("chexpert", n)),
-        "Binary Disease Classification": (builder.binary("siim", n, ("pneumothorax",))
-                                          + builder.binary("rsna", n, ("pneumonia",))
-                                          + builder.binary("chexpert", n, CHEXPERT_BINARY)),
-        "Single Disease Identification": (builder.single_disease("openi", n)
-                                          + builder.single_disease("mimic_cxr", n)
-                                          + builder.single_disease("chexpert", n)),
-        "Multiple Disease Identification": (builder.multi_disease("openi", n)
-                                            + builder.multi_disease("mimic_cxr", n)
-                                            + builder.multi_disease("chexpert", n)),
+        "View Classification": (
+            builder.view_classification("mimic_cxr", n) + builder.view_classification("chexpert", n)
+        ),
+        "Binary Disease Classification": (
+            builder.binary("siim", n, ("pneumothorax",))
+            + builder.binary("rsna", n, ("pneumonia",))
+            + builder.binary("chexpert", n, CHEXPERT_BINARY)
+        ),
+        "Single Disease Identification": (
+            builder.single_disease("openi", n)
+            + builder.single_disease("mimic_cxr", n)
+            + builder.single_disease("chexpert", n)
+        ),
+        "Multiple Disease Identification": (
+            builder.multi_disease("openi", n)
+            + builder.multi_disease("mimic_cxr", n)
+            + builder.multi_disease("chexpert", n)
+        ),
         "Visual Question Answering": builder.rad_restruct(n) + builder.slake(n),
         "Fine-Grained Reasoning": builder.image_text_reasoning("openi", n),
     }
@@ -68,18 +75,24 @@ def _text(builder: TaskBuilder, n: int) -> dict[str, list[dict]]:
         # Most MIMIC-CXR studies have a frontal and a lateral image; some only a frontal.
         views = (frontal_view(rng),) if i % 5 == 4 else (frontal_view(rng), "LATERAL")
         study = factory.new("mimic_cxr", sample_labels(rng), views, rng)
-        generation.append({
-            "data_source": study.data_source, "image_path": list(study.image_paths),
-            "section_indication": indication(study.patient, rng),
-            "section_findings": findings_text(study.findings, rng),
-        })
+        generation.append(
+            {
+                "data_source": study.data_source,
+                "image_path": list(study.image_paths),
+                "section_indication": indication(study.patient, rng),
+                "section_findings": findings_text(study.findings, rng),
+            }
+        )
     for _ in range(n):
         study = factory.new("mimic_cxr", sample_labels(rng), (frontal_view(rng),), rng)
-        summarization.append({
-            "data_source": study.data_source, "image_path": list(study.image_paths),
-            "section_findings": findings_text(study.findings, rng),
-            "section_impression": impression_text(study.findings),
-        })
+        summarization.append(
+            {
+                "data_source": study.data_source,
+                "image_path": list(study.image_paths),
+                "section_findings": findings_text(study.findings, rng),
+                "section_impression": impression_text(study.findings),
+            }
+        )
     # A task with no items is refused by the loader (an empty list is a broken file), so a
     # set without text items has no text keys.
     texts = {"Findings Generation": generation, "Findings Summarization": summarization}
@@ -92,8 +105,9 @@ def _fairness(builder: TaskBuilder, n: int) -> dict[str, list[dict]]:
     items = []
     for i in range(n):
         sick = i % 2 == 0
-        study = builder.factory.new("chexpert", {"cardiomegaly"} if sick else set(),
-                                    (frontal_view(rng),), rng)
+        study = builder.factory.new(
+            "chexpert", {"cardiomegaly"} if sick else set(), (frontal_view(rng),), rng
+        )
         items.append(sample(study, FAIRNESS_QUESTION, [YES, NO], 0 if sick else 1))
     order = rng.permutation(n)
     return {"Binary Disease Classification": [items[int(j)] for j in order]}
@@ -145,16 +159,20 @@ def generate_phantom(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "data").exists() and not (out_dir / MANIFEST).exists():
-        raise ValueError(f"{out_dir}/data exists and was not written by the phantom generator; "
-                         "choose an empty --out folder")
+        raise ValueError(
+            f"{out_dir}/data exists and was not written by the phantom generator; "
+            "choose an empty --out folder"
+        )
     staging = out_dir / ".phantom-staging"
     if staging.exists():
         shutil.rmtree(staging)  # left over from an interrupted generation
     factory = StudyFactory(staging, split, seed, image_size, disparity)
     builder = TaskBuilder(factory, seed)
-    steps = [("perception", lambda: _perception(builder, n_per_pair)),
-             ("text", lambda: _text(builder, n_text)),
-             ("fairness", lambda: _fairness(builder, n_fairness))]
+    steps = [
+        ("perception", lambda: _perception(builder, n_per_pair)),
+        ("text", lambda: _text(builder, n_text)),
+        ("fairness", lambda: _fairness(builder, n_fairness)),
+    ]
     produced: dict[str, dict[str, list[dict]]] = {}
     for name, step in tqdm(steps, desc="phantom", disable=not progress):
         produced[name] = step()
@@ -164,33 +182,46 @@ def generate_phantom(
     atomic_write_text(staging / "demographics.csv", _demographics_csv(factory))
     atomic_write_jsonl(staging / "truth.jsonl", factory.truth)
     manifest = {
-        "generator": "harness.phantom", "synthetic": True, "seed": seed, "split": split,
-        "n_per_pair": n_per_pair, "image_size": image_size, "n_text": n_text,
-        "n_fairness": n_fairness, "disparity": asdict(disparity) if disparity else None,
-        "n_images": len(factory.truth), "n_patients": len(factory.patients),
-        "image_root": ".", "numpy": np.__version__,
+        "generator": "harness.phantom",
+        "synthetic": True,
+        "seed": seed,
+        "split": split,
+        "n_per_pair": n_per_pair,
+        "image_size": image_size,
+        "n_text": n_text,
+        "n_fairness": n_fairness,
+        "disparity": asdict(disparity) if disparity else None,
+        "n_images": len(factory.truth),
+        "n_patients": len(factory.patients),
+        "image_root": ".",
+        "numpy": np.__version__,
     }
     atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     _install(staging, out_dir)
     return PhantomResult(
-        out_dir=out_dir, data_json=out_dir / "data.json", fairness_json=out_dir / "fairness.json",
-        demographics_csv=out_dir / "demographics.csv", truth_jsonl=out_dir / "truth.jsonl",
-        manifest=out_dir / MANIFEST, n_images=len(factory.truth),
+        out_dir=out_dir,
+        data_json=out_dir / "data.json",
+        fairness_json=out_dir / "fairness.json",
+        demographics_csv=out_dir / "demographics.csv",
+        truth_jsonl=out_dir / "truth.jsonl",
+        manifest=out_dir / MANIFEST,
+        n_images=len(factory.truth),
         seconds=time.perf_counter() - start,
     )
 
 
-def ensure_phantom(out: Path, n_per_pair: int, seed: int, disparity: str,
-                   n_fairness: int) -> Path:
+def ensure_phantom(out: Path, n_per_pair: int, seed: int, disparity: str, n_fairness: int) -> Path:
     """Reuse an identical earlier phantom set; regenerate when the arguments differ."""
     disp = None if disparity.lower() == "none" else Disparity.parse(disparity)
     manifest = out / "phantom.json"
     if manifest.is_file():
         old = json.loads(manifest.read_text())
-        if (old.get("n_per_pair"), old.get("seed"), old.get("disparity"),
-                old.get("n_fairness")) == (n_per_pair, seed, asdict(disp) if disp else None,
-                                           n_fairness):
+        if (
+            old.get("n_per_pair"),
+            old.get("seed"),
+            old.get("disparity"),
+            old.get("n_fairness"),
+        ) == (n_per_pair, seed, asdict(disp) if disp else None, n_fairness):
             return out
-    generate_phantom(out, n_per_pair=n_per_pair, seed=seed, disparity=disp,
-                     n_fairness=n_fairness)
+    generate_phantom(out, n_per_pair=n_per_pair, seed=seed, disparity=disp, n_fairness=n_fairness)
     return out

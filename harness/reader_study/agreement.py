@@ -27,31 +27,53 @@ def ordinal_alpha(matrix: np.ndarray) -> float:
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(krippendorff.alpha(reliability_data=m, level_of_measurement="ordinal",
-                                        value_domain=list(SCORE_DOMAIN)))
+        return float(
+            krippendorff.alpha(
+                reliability_data=m, level_of_measurement="ordinal", value_domain=list(SCORE_DOMAIN)
+            )
+        )
 
 
-def _metric(value: float, reps: list[float], method: str, n: int, B: int, seed: int,
-            config: dict) -> MetricValue:
+def _metric(
+    value: float, reps: list[float], method: str, n: int, B: int, seed: int, config: dict
+) -> MetricValue:
     good = np.array([r for r in reps if np.isfinite(r)])
     cfg = {**config, "B": B, "seed": seed, "failed_replicates": int(B - len(good))}
     if not np.isfinite(value):
-        return MetricValue(value=None, n=n, config=cfg,
-                           unavailable="undefined: the ratings have no variation")
+        return MetricValue(
+            value=None, n=n, config=cfg, unavailable="undefined: the ratings have no variation"
+        )
     if len(good) < B / 2:
         return MetricValue(value=value, n=n, config=cfg, ci_method=method)
     ci = ci_from_replicates(good, method, B, seed)
-    return MetricValue(value=value, stderr=bootstrap_se(good), ci=(ci.low, ci.high),
-                       ci_method=method, n=n, config=cfg)
+    return MetricValue(
+        value=value,
+        stderr=bootstrap_se(good),
+        ci=(ci.low, ci.high),
+        ci_method=method,
+        n=n,
+        config=cfg,
+    )
 
 
 def alpha_metric(matrix: np.ndarray, B: int, seed: int) -> MetricValue:
     m = np.asarray(matrix, dtype=float)
     rng = np.random.default_rng(seed)
     reps = [ordinal_alpha(m[:, rng.integers(0, m.shape[1], m.shape[1])]) for _ in range(B)]
-    return _metric(ordinal_alpha(m), reps, "percentile-bootstrap/item", int(m.shape[1]), B, seed,
-                   {"statistic": "krippendorff_alpha", "level": "ordinal",
-                    "value_domain": list(SCORE_DOMAIN), "n_readers": int(m.shape[0])})
+    return _metric(
+        ordinal_alpha(m),
+        reps,
+        "percentile-bootstrap/item",
+        int(m.shape[1]),
+        B,
+        seed,
+        {
+            "statistic": "krippendorff_alpha",
+            "level": "ordinal",
+            "value_domain": list(SCORE_DOMAIN),
+            "n_readers": int(m.shape[0]),
+        },
+    )
 
 
 def _tau(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -70,5 +92,12 @@ def kendall_metric(auto: np.ndarray, preference: np.ndarray, B: int, seed: int) 
     for _ in range(B):
         idx = rng.integers(0, len(x), len(x))
         reps.append(_tau(x[idx], y[idx])[0])
-    return _metric(tau, reps, "percentile-bootstrap/item", len(x), B, seed,
-                   {"statistic": "kendall_tau_b", "p_value": None if np.isnan(p) else p})
+    return _metric(
+        tau,
+        reps,
+        "percentile-bootstrap/item",
+        len(x),
+        B,
+        seed,
+        {"statistic": "kendall_tau_b", "p_value": None if np.isnan(p) else p},
+    )

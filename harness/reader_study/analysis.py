@@ -32,16 +32,27 @@ def score_frame(keys: Sequence[dict[str, Any]], ratings: Sequence[Rating]) -> pd
     rows = []
     for r in ratings:
         it = items[(r.study_id, r.opaque_id)]
-        rows.append({"study_id": r.study_id, "task": by_study[r.study_id]["task"],
-                     "reader": r.reader, "opaque_id": r.opaque_id, "item_id": it["item_id"],
-                     "cluster_id": it.get("cluster_id"), "attribute": r.attribute,
-                     "code": r.code, "x_side": it["x_side"],
-                     "score": score_for_x(r.code, it["x_side"]), "comment": r.comment})
+        rows.append(
+            {
+                "study_id": r.study_id,
+                "task": by_study[r.study_id]["task"],
+                "reader": r.reader,
+                "opaque_id": r.opaque_id,
+                "item_id": it["item_id"],
+                "cluster_id": it.get("cluster_id"),
+                "attribute": r.attribute,
+                "code": r.code,
+                "x_side": it["x_side"],
+                "score": score_for_x(r.code, it["x_side"]),
+                "comment": r.comment,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def two_way_replicates(scores: np.ndarray, clusters: Sequence[str] | None, B: int,
-                       seed: int) -> np.ndarray:
+def two_way_replicates(
+    scores: np.ndarray, clusters: Sequence[str] | None, B: int, seed: int
+) -> np.ndarray:
     """Bootstrap means of an items x readers matrix, resampling items and readers."""
     s = np.asarray(scores, dtype=float)
     n_items, n_readers = s.shape
@@ -60,16 +71,27 @@ def two_way_replicates(scores: np.ndarray, clusters: Sequence[str] | None, B: in
     return num / den
 
 
-def _two_way_metric(matrix: np.ndarray, clusters: Sequence[str] | None, B: int,
-                    seed: int) -> MetricValue:
+def _two_way_metric(
+    matrix: np.ndarray, clusters: Sequence[str] | None, B: int, seed: int
+) -> MetricValue:
     reps = two_way_replicates(matrix, clusters, B, seed)
     unit = "cluster" if clusters is not None else "item"
     ci = ci_from_replicates(reps, TWO_WAY_METHOD, B, seed)
-    return MetricValue(value=float(matrix.mean()), stderr=bootstrap_se(reps),
-                       ci=(ci.low, ci.high), ci_method=TWO_WAY_METHOD, n=int(matrix.size),
-                       config={"B": B, "seed": seed, "item_unit": unit,
-                               "n_items": int(matrix.shape[0]),
-                               "n_readers": int(matrix.shape[1]), "scale": "-10..10"})
+    return MetricValue(
+        value=float(matrix.mean()),
+        stderr=bootstrap_se(reps),
+        ci=(ci.low, ci.high),
+        ci_method=TWO_WAY_METHOD,
+        n=int(matrix.size),
+        config={
+            "B": B,
+            "seed": seed,
+            "item_unit": unit,
+            "n_items": int(matrix.shape[0]),
+            "n_readers": int(matrix.shape[1]),
+            "scale": "-10..10",
+        },
+    )
 
 
 def _auto_metrics(key: dict[str, Any], order: list[str]) -> dict[str, np.ndarray]:
@@ -95,35 +117,53 @@ def analyze_task(key: dict[str, Any], frame: pd.DataFrame, B: int, seed: int) ->
     clusters_raw = [it.get("cluster_id") for it in key["items"]]
     clusters = clusters_raw if all(clusters_raw) else None
     out: dict[str, Any] = {
-        "study_id": key["study_id"], "task": task, "n_items": len(order),
-        "n_readers": len(readers), "readers": readers,
+        "study_id": key["study_id"],
+        "task": task,
+        "n_items": len(order),
+        "n_readers": len(readers),
+        "readers": readers,
         "readers_missing": [r for r in key["readers"] if r not in readers],
-        "x": key["x"]["name"], "y": key["y"]["name"],
+        "x": key["x"]["name"],
+        "y": key["y"]["name"],
         "balance": key.get("balance"),
-        "attributes": {}, "by_reader": {r: {} for r in readers}, "distribution": {},
-        "krippendorff_alpha": {}, "metric_correlation": {},
+        "attributes": {},
+        "by_reader": {r: {} for r in readers},
+        "distribution": {},
+        "krippendorff_alpha": {},
+        "metric_correlation": {},
     }
     preference: dict[str, np.ndarray] = {}
     for attr in ATTRIBUTES:
         sub = df[df["attribute"] == attr]
-        matrix = (sub.pivot(index="opaque_id", columns="reader", values="score")
-                  .reindex(index=order, columns=readers).to_numpy(dtype=float))
+        matrix = (
+            sub.pivot(index="opaque_id", columns="reader", values="score")
+            .reindex(index=order, columns=readers)
+            .to_numpy(dtype=float)
+        )
         s = derive_seed(seed, f"{task}:{attr}")
         out["attributes"][attr] = _two_way_metric(matrix, clusters, B, s).model_dump()
         for j, r in enumerate(readers):
             out["by_reader"][r][attr] = metric_value(
-                matrix[:, j], np.asarray(clusters) if clusters else None, B,
+                matrix[:, j],
+                np.asarray(clusters) if clusters else None,
+                B,
                 derive_seed(seed, f"{task}:{attr}:{r}"),
-                config={"scale": "-10..10"}).model_dump()
+                config={"scale": "-10..10"},
+            ).model_dump()
         counts = sub["score"].value_counts()
-        out["distribution"][attr] = {f"{v:g}": int(counts.get(v, 0))
-                                     for v in sorted({score_for_x(c, "A") for c in SCALE})}
+        out["distribution"][attr] = {
+            f"{v:g}": int(counts.get(v, 0)) for v in sorted({score_for_x(c, "A") for c in SCALE})
+        }
         out["krippendorff_alpha"][attr] = alpha_metric(
-            matrix.T, B, derive_seed(seed, f"{task}:{attr}:alpha")).model_dump()
+            matrix.T, B, derive_seed(seed, f"{task}:{attr}:alpha")
+        ).model_dump()
         preference[attr] = matrix.mean(axis=1)
     preference["mean"] = np.mean([preference[a] for a in ATTRIBUTES], axis=0)
     for name, auto in _auto_metrics(key, order).items():
         out["metric_correlation"][name] = {
-            target: kendall_metric(auto, pref, B, derive_seed(seed, f"{task}:{name}:{target}"))
-            .model_dump() for target, pref in preference.items()}
+            target: kendall_metric(
+                auto, pref, B, derive_seed(seed, f"{task}:{name}:{target}")
+            ).model_dump()
+            for target, pref in preference.items()
+        }
     return out

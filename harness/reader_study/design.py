@@ -16,13 +16,15 @@ QUESTIONS = {
     "correctness": "Which findings section includes less false information?",
     "conciseness": "Which findings section contains less non-important information?",
 }
-TASK_TITLES = {"findings_generation": "Findings generation",
-               "findings_summarization": "Findings summarization"}
+TASK_TITLES = {
+    "findings_generation": "Findings generation",
+    "findings_summarization": "Findings summarization",
+}
 TASK_INSTRUCTIONS = {
     "findings_generation": "Look at the image(s) and the indication, then compare the two "
-                           "findings sections A and B.",
+    "findings sections A and B.",
     "findings_summarization": "Read the findings, then compare the two impressions (summaries) "
-                              "A and B.",
+    "A and B.",
 }
 
 # Codes 1..5 as written in packets and REDCap; the label is what the reader sees.

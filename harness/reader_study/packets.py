@@ -24,8 +24,18 @@ from harness.reader_study.design import (
     TASK_TITLES,
 )
 
-PACKET_COLUMNS = ("study_id", "reader_id", "position", "item_id", "input", "report_a",
-                  "report_b", "images", *ATTRIBUTES, "comment")
+PACKET_COLUMNS = (
+    "study_id",
+    "reader_id",
+    "position",
+    "item_id",
+    "input",
+    "report_a",
+    "report_b",
+    "images",
+    *ATTRIBUTES,
+    "comment",
+)
 RATING_COLUMNS = ("study_id", "reader_id", "item_id", *ATTRIBUTES)
 # What the HTML page's download holds: the ratings and the reader's comment per case.
 DOWNLOAD_COLUMNS = (*RATING_COLUMNS, "comment")
@@ -50,9 +60,20 @@ def to_csv(rows: list[list[str]]) -> str:
 def packet_csv(study_id: str, reader: str, items: list[BlindItem]) -> str:
     rows = [list(PACKET_COLUMNS)]
     for pos, it in enumerate(items, 1):
-        rows.append([study_id, reader, str(pos), it.opaque_id, it.task_input, it.text_a,
-                     it.text_b, " ".join(i for i, _ in it.images), *([""] * len(ATTRIBUTES)),
-                     ""])
+        rows.append(
+            [
+                study_id,
+                reader,
+                str(pos),
+                it.opaque_id,
+                it.task_input,
+                it.text_a,
+                it.text_b,
+                " ".join(i for i, _ in it.images),
+                *([""] * len(ATTRIBUTES)),
+                "",
+            ]
+        )
     return to_csv(rows)
 
 
@@ -217,12 +238,14 @@ _VIEWER = (
     "<div class='stage'><img alt=''></div></div>"
 )
 # Packets are opened from disk, offline: nothing may be fetched, whatever the texts hold.
-_CSP = ("default-src 'none'; img-src data: blob:; style-src 'unsafe-inline'; "
-        "script-src 'unsafe-inline'")
+_CSP = (
+    "default-src 'none'; img-src data: blob:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+)
 
 
-def packet_html(study_id: str, reader: str, task: str, items: list[BlindItem],
-                warning: str | None = None) -> str:
+def packet_html(
+    study_id: str, reader: str, task: str, items: list[BlindItem], warning: str | None = None
+) -> str:
     """The reader's page: cases with zoomable films, answers kept in the browser, a download.
 
     `warning` (a study from a synthetic or random-weight run) is shown as a banner on top.
@@ -250,34 +273,48 @@ def packet_html(study_id: str, reader: str, task: str, items: list[BlindItem],
         f"onsubmit='return false'>",
     ]
     for pos, it in enumerate(items, 1):
-        parts.append(f"<div class='item' data-item='{esc(it.opaque_id)}'>"
-                     f"<h2>Case {pos} <small>({esc(it.opaque_id)})</small></h2>")
+        parts.append(
+            f"<div class='item' data-item='{esc(it.opaque_id)}'>"
+            f"<h2>Case {pos} <small>({esc(it.opaque_id)})</small></h2>"
+        )
         if it.images:
             parts.append("<div class='imgs'>")
             for img_id, png in it.images:
                 data = base64.b64encode(png).decode("ascii")
-                parts.append(f"<img class='film' tabindex='0' title='Click to enlarge' "
-                             f"alt='{esc(img_id)}' src='data:image/png;base64,{data}'>")
+                parts.append(
+                    f"<img class='film' tabindex='0' title='Click to enlarge' "
+                    f"alt='{esc(img_id)}' src='data:image/png;base64,{data}'>"
+                )
             parts.append("</div>")
         parts.append(f"<div class='input'><b>{input_label}:</b> {esc(it.task_input)}</div>")
-        parts.append(f"<div class='pair'><div><b>A ({report_label})</b><p>{esc(it.text_a)}</p>"
-                     f"</div><div><b>B ({report_label})</b><p>{esc(it.text_b)}</p></div></div>")
+        parts.append(
+            f"<div class='pair'><div><b>A ({report_label})</b><p>{esc(it.text_a)}</p>"
+            f"</div><div><b>B ({report_label})</b><p>{esc(it.text_b)}</p></div></div>"
+        )
         for attr in ATTRIBUTES:
             name = f"{it.opaque_id}_{attr}"
-            parts.append(f"<div class='q'><b>{esc(attr.capitalize())}.</b> "
-                         f"{esc(QUESTIONS[attr])}<br>")
+            parts.append(
+                f"<div class='q'><b>{esc(attr.capitalize())}.</b> {esc(QUESTIONS[attr])}<br>"
+            )
             for code, label in SCALE.items():
-                parts.append(f"<label><input type='radio' name='{esc(name)}' value='{code}'> "
-                             f"{esc(label)}</label>")
+                parts.append(
+                    f"<label><input type='radio' name='{esc(name)}' value='{code}'> "
+                    f"{esc(label)}</label>"
+                )
             parts.append("</div>")
         comment = f"{it.opaque_id}_comment"
-        parts.append(f"<div class='q'><label for='{esc(comment)}'><b>Comment</b> (optional)"
-                     f"</label><textarea id='{esc(comment)}' name='{esc(comment)}' rows='2'>"
-                     "</textarea></div>")
+        parts.append(
+            f"<div class='q'><label for='{esc(comment)}'><b>Comment</b> (optional)"
+            f"</label><textarea id='{esc(comment)}' name='{esc(comment)}' rows='2'>"
+            "</textarea></div>"
+        )
         parts.append("</div>")
     parts.append("<button type='button' id='download'>Download my answers</button></form>")
     parts.append(_VIEWER)
-    parts.append("<script>" + _JS % {"cols": json.dumps(list(DOWNLOAD_COLUMNS)),
-                                     "attrs": json.dumps(list(ATTRIBUTES))} + "</script>")
+    parts.append(
+        "<script>"
+        + _JS % {"cols": json.dumps(list(DOWNLOAD_COLUMNS)), "attrs": json.dumps(list(ATTRIBUTES))}
+        + "</script>"
+    )
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -19,8 +19,13 @@ def write_figure(tasks: dict[str, dict[str, Any]], path: str | Path) -> None:
     from harness.io import atomic_write_bytes
 
     names = list(tasks)
-    fig, axes = plt.subplots(len(names), len(ATTRIBUTES), figsize=(4 * len(ATTRIBUTES),
-                             1.9 * len(names) + 0.9), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(names),
+        len(ATTRIBUTES),
+        figsize=(4 * len(ATTRIBUTES), 1.9 * len(names) + 0.9),
+        squeeze=False,
+        sharex=True,
+    )
     for i, task in enumerate(names):
         t = tasks[task]
         x_name, y_name = t["x"], t["y"]
@@ -36,10 +41,23 @@ def write_figure(tasks: dict[str, dict[str, Any]], path: str | Path) -> None:
             m = t["attributes"][attr]
             if m["value"] is not None:
                 lo, hi = m["ci"] or (m["value"], m["value"])
-                ax.errorbar(m["value"], 0, xerr=[[m["value"] - lo], [hi - m["value"]]], fmt="s",
-                            color="#b2182b", capsize=4, zorder=3)
-                ax.annotate(f"{m['value']:+.1f}", (m["value"], 0), textcoords="offset points",
-                            xytext=(0, -14), ha="center", fontsize=8)
+                ax.errorbar(
+                    m["value"],
+                    0,
+                    xerr=[[m["value"] - lo], [hi - m["value"]]],
+                    fmt="s",
+                    color="#b2182b",
+                    capsize=4,
+                    zorder=3,
+                )
+                ax.annotate(
+                    f"{m['value']:+.1f}",
+                    (m["value"], 0),
+                    textcoords="offset points",
+                    xytext=(0, -14),
+                    ha="center",
+                    fontsize=8,
+                )
             ax.set_xlim(-10.5, 10.5)
             ax.set_ylim(-0.6, 0.9)
             ax.set_yticks([])
@@ -49,11 +67,15 @@ def write_figure(tasks: dict[str, dict[str, Any]], path: str | Path) -> None:
             if j == 0:
                 ax.set_ylabel(TASK_TITLES.get(task, task), rotation=0, ha="right", va="center")
             if i == len(names) - 1:
-                ax.set_xticklabels(["-10\nsignif.", "-5\nslightly", "0\nneither",
-                                    "+5\nslightly", "+10\nsignif."], fontsize=7)
+                ax.set_xticklabels(
+                    ["-10\nsignif.", "-5\nslightly", "0\nneither", "+5\nslightly", "+10\nsignif."],
+                    fontsize=7,
+                )
                 ax.set_xlabel(f"\u2190 {y_name}        {x_name} \u2192", fontsize=8)
-    fig.suptitle("Reader study: mean preference (square: two-way bootstrap 95% CI; dots: "
-                 "readers)", fontsize=10)
+    fig.suptitle(
+        "Reader study: mean preference (square: two-way bootstrap 95% CI; dots: readers)",
+        fontsize=10,
+    )
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)

@@ -38,14 +38,25 @@ PRESIDIO_SCORE_THRESHOLD = 0.4
 # the combining grapheme joiner, Hangul fillers, Khmer inherent vowels, Mongolian free
 # variation selectors and the variation selectors.
 _IGNORABLE = frozenset(
-    [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0, *range(0x180B, 0x1810),
-     *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]
+    [
+        0x034F,
+        0x115F,
+        0x1160,
+        0x17B4,
+        0x17B5,
+        0x3164,
+        0xFFA0,
+        *range(0x180B, 0x1810),
+        *range(0xFE00, 0xFE10),
+        *range(0xE0100, 0xE01F0),
+    ]
 )
 
 
 def _visible(text: str) -> str:
-    return "".join(ch for ch in text
-                   if unicodedata.category(ch) != "Cf" and ord(ch) not in _IGNORABLE)
+    return "".join(
+        ch for ch in text if unicodedata.category(ch) != "Cf" and ord(ch) not in _IGNORABLE
+    )
 
 
 def normalise(text: str) -> str:
@@ -53,30 +64,45 @@ def normalise(text: str) -> str:
     return _visible(unicodedata.normalize("NFKC", _visible(text)))
 
 
-_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)(?![a-z])")
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)(?![a-z])"
+)
 _DAY = r"(?:3[01]|[12]\d|0?[1-9])(?:st|nd|rd|th)?"
 _YEAR = r"(?:1[89]|20)\d{2}"
 _AGE = r"(?:9\d|1[0-4]\d)"  # over 89: HIPAA Safe Harbor pools these ages as 90+
 _NAME = r"[A-Z][A-Za-z'\u2019-]+"
-_STATES = (r"(?:A[KLRZ]|C[AOT]|D[CE]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|"
-           r"PA|PR|RI|S[CD]|T[NX]|UT|V[AT]|W[AIVY])")
-_STREET = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|"
-           r"Pl|Terrace|Ter|Way|Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq)")
+_STATES = (
+    r"(?:A[KLRZ]|C[AOT]|D[CE]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|"
+    r"PA|PR|RI|S[CD]|T[NX]|UT|V[AT]|W[AIVY])"
+)
+_STREET = (
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|"
+    r"Pl|Terrace|Ter|Way|Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq)"
+)
 _NUMERIC_DATE = r"\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}"
 
 # kind -> patterns. Case-sensitive patterns (names, streets) run on the text as written
 # (see scrub.ScrubResult.as_written): "Mr Smith" is a name, "MR imaging" is not.
 RULES: dict[str, tuple[re.Pattern[str], ...]] = {
-    "mrn": (re.compile(
-        r"(?i)\b(?:MRN|MR\s*#|MR\s+no\.?|med(?:ical)?\.?\s*rec(?:ord)?s?\.?)\s*"
-        r"(?:number|num\.?|no\.?|#)?\s*[:#=]?\s*[A-Z]{0,3}\d(?:[\d-]|\s(?=\d)){3,}"),),
-    "accession": (re.compile(
-        r"(?i)\b(?:accession|acc(?:ession)?\s*(?:no\.?|#|number))\s*(?:number|no\.?|#)?\s*[:#]?"
-        r"\s*[A-Z]{0,4}-?\d{4,}"),),
-    "date_of_birth": (re.compile(
-        rf"(?i)\b(?:DOB|D\.O\.B\.?|date\s+of\s+birth|birth\s*date|born(?:\s+on)?)\s*[:#]?\s*"
-        rf"(?:{_NUMERIC_DATE}|{_MONTH}\.?\s+{_DAY},?\s+{_YEAR}|{_DAY}\s+{_MONTH}\.?,?\s+{_YEAR})"),),
+    "mrn": (
+        re.compile(
+            r"(?i)\b(?:MRN|MR\s*#|MR\s+no\.?|med(?:ical)?\.?\s*rec(?:ord)?s?\.?)\s*"
+            r"(?:number|num\.?|no\.?|#)?\s*[:#=]?\s*[A-Z]{0,3}\d(?:[\d-]|\s(?=\d)){3,}"
+        ),
+    ),
+    "accession": (
+        re.compile(
+            r"(?i)\b(?:accession|acc(?:ession)?\s*(?:no\.?|#|number))\s*(?:number|no\.?|#)?\s*[:#]?"
+            r"\s*[A-Z]{0,4}-?\d{4,}"
+        ),
+    ),
+    "date_of_birth": (
+        re.compile(
+            rf"(?i)\b(?:DOB|D\.O\.B\.?|date\s+of\s+birth|birth\s*date|born(?:\s+on)?)\s*[:#]?\s*"
+            rf"(?:{_NUMERIC_DATE}|{_MONTH}\.?\s+{_DAY},?\s+{_YEAR}|{_DAY}\s+{_MONTH}\.?,?\s+{_YEAR})"
+        ),
+    ),
     "date": (
         # 1/2/2019, 01-02-19, 1.2.2019 (one separator throughout; not "10.5-12.5 cm")
         re.compile(r"(?<![\d.])\d{1,2}([/.-])\d{1,2}\1(?:\d{4}|\d{2})(?![\d]|\.\d)"),
@@ -93,33 +119,45 @@ RULES: dict[str, tuple[re.Pattern[str], ...]] = {
         re.compile(rf"(?i)\b{_AGE}\s*(?:y/o|y\.o\.?|yo)(?![a-z])"),
         re.compile(rf"(?i)\b{_AGE}\s*(?:years?|yrs?)\s+of\s+age\b"),
         re.compile(rf"(?i)\bage[ds]?\s*(?:of\s+)?[:=]?\s*{_AGE}\b"),
-        re.compile(r"(?i)\b(?:ninety|one\s+hundred(?:\s+and)?)(?:[\s-]+(?:one|two|three|four|"
-                   r"five|six|seven|eight|nine))?[\s-]+(?:years?|yrs?)[\s-]+old\b"),
+        re.compile(
+            r"(?i)\b(?:ninety|one\s+hundred(?:\s+and)?)(?:[\s-]+(?:one|two|three|four|"
+            r"five|six|seven|eight|nine))?[\s-]+(?:years?|yrs?)[\s-]+old\b"
+        ),
         re.compile(r"(?i)\b(?:nonagenarian|centenarian)\b"),
         re.compile(r"(?i)\bin\s+(?:his|her|their)\s+(?:nineties|90s|hundreds)\b"),
     ),
     "ssn": (
         re.compile(r"\b\d{3}([- ])\d{2}\1\d{4}\b"),
-        re.compile(r"(?i)\b(?:SSN|social\s+security(?:\s+(?:number|no\.?|#))?)\s*[:#]?\s*"
-                   r"\d{3}[- ]?\d{2}[- ]?\d{4}\b"),
+        re.compile(
+            r"(?i)\b(?:SSN|social\s+security(?:\s+(?:number|no\.?|#))?)\s*[:#]?\s*"
+            r"\d{3}[- ]?\d{2}[- ]?\d{4}\b"
+        ),
     ),
     "titled_name": (
         re.compile(rf"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof)\b\.?\s+{_NAME}(?:\s+{_NAME})?"),
         re.compile(r"(?i)\b(?:dr|mrs?|prof)\.\s*[a-z][a-z'\u2019-]+"),
     ),
     "labelled_name": (
-        re.compile(rf"(?i:\b(?:patient(?:'s)?|pt\.?)(?:\s+name)?\s*[:\u2013\u2014-]\s*)"
-                   rf"(?:{_NAME}(?:\s+{_NAME})+|{_NAME},\s*{_NAME})"),
-        re.compile(r"(?i)\b(?:patient(?:'s)?\s+name|pt\.?\s+name|name)\s*:\s*"
-                   r"[a-z][a-z'\u2019-]*(?:,?\s+[a-z][a-z'\u2019-]*){0,2}"),
+        re.compile(
+            rf"(?i:\b(?:patient(?:'s)?|pt\.?)(?:\s+name)?\s*[:\u2013\u2014-]\s*)"
+            rf"(?:{_NAME}(?:\s+{_NAME})+|{_NAME},\s*{_NAME})"
+        ),
+        re.compile(
+            r"(?i)\b(?:patient(?:'s)?\s+name|pt\.?\s+name|name)\s*:\s*"
+            r"[a-z][a-z'\u2019-]*(?:,?\s+[a-z][a-z'\u2019-]*){0,2}"
+        ),
         re.compile(r"\b[A-Za-z][A-Za-z'\u2019-]*\^[A-Za-z][A-Za-z'\u2019^-]*"),  # DICOM LAST^FIRST
     ),
     "street_address": (
         re.compile(rf"\b\d{{1,5}}\s+(?:{_NAME}\.?\s+){{1,3}}{_STREET}\b\.?"),
-        re.compile(r"(?i)\b\d{1,5}\s+(?:[a-z][a-z'\u2019-]*\s+){1,3}(?:street|avenue|road|"
-                   r"boulevard|lane|terrace|parkway|highway)\b"),
-        re.compile(r"\b(?:[A-Z][a-z]+\s+){1,2}(?:Street|Avenue|Road|Boulevard|Lane|Terrace|"
-                   r"Parkway)\b"),  # Elm Street (no house number)
+        re.compile(
+            r"(?i)\b\d{1,5}\s+(?:[a-z][a-z'\u2019-]*\s+){1,3}(?:street|avenue|road|"
+            r"boulevard|lane|terrace|parkway|highway)\b"
+        ),
+        re.compile(
+            r"\b(?:[A-Z][a-z]+\s+){1,2}(?:Street|Avenue|Road|Boulevard|Lane|Terrace|"
+            r"Parkway)\b"
+        ),  # Elm Street (no house number)
         re.compile(rf"\b{_STATES},?\s+\d{{5}}(?:-\d{{4}})?\b"),  # MA 02115, IL 62704-1234
         re.compile(r"(?i)\bp\.?\s*o\.?\s+box\s+\d+"),
     ),
@@ -156,9 +194,12 @@ def _presidio() -> Any:
         def validate_result(self, pattern_text: str) -> bool:
             return offline_suffixes(pattern_text).fqdn != ""
 
-    nlp = NlpEngineProvider(nlp_configuration={
-        "nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "no_op"}],
-    }).create_engine()
+    nlp = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "no_op",
+            "models": [{"lang_code": "en", "model_name": "no_op"}],
+        }
+    ).create_engine()
     registry = RecognizerRegistry(supported_languages=["en"])
     # Loading warns once per recognizer of another language (Spanish, Italian, ...): noise.
     log = logging.getLogger("presidio-analyzer")
@@ -175,15 +216,20 @@ def _presidio() -> Any:
 
 def presidio_hits(text: str) -> list[IdentifierHit]:
     """The first pass alone, on already-normalised text."""
-    results = _presidio().analyze(text=text, language="en",
-                                  score_threshold=PRESIDIO_SCORE_THRESHOLD)
+    results = _presidio().analyze(
+        text=text, language="en", score_threshold=PRESIDIO_SCORE_THRESHOLD
+    )
     return [IdentifierHit(r.entity_type.lower(), r.start, r.end, "presidio") for r in results]
 
 
 def rule_hits(text: str) -> list[IdentifierHit]:
     """The project's rules alone, on already-normalised text."""
-    return [IdentifierHit(kind, m.start(), m.end(), "rule")
-            for kind, patterns in RULES.items() for pat in patterns for m in pat.finditer(text)]
+    return [
+        IdentifierHit(kind, m.start(), m.end(), "rule")
+        for kind, patterns in RULES.items()
+        for pat in patterns
+        for m in pat.finditer(text)
+    ]
 
 
 def find_identifiers(text: str) -> list[IdentifierHit]:

@@ -44,8 +44,10 @@ def load_key(path: str | Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the study key ({exc})") from exc
     if not isinstance(key, dict) or key.get("format") != KEY_FORMAT:
-        raise UserError(f"{path}: not a reader-study key (expected format {KEY_FORMAT!r}; it is "
-                        "key/key.json in the folder `reader-study export` wrote)")
+        raise UserError(
+            f"{path}: not a reader-study key (expected format {KEY_FORMAT!r}; it is "
+            "key/key.json in the folder `reader-study export` wrote)"
+        )
     key["_path"] = str(path)
     return key
 
@@ -77,19 +79,23 @@ class _Collector:
         if raw and raw.strip():
             self.comments[(study, reader, oid)] = raw.strip()
 
-    def add(self, study: str, reader: str, oid: str, attr: str, raw: str | None,
-            where: str) -> None:
+    def add(
+        self, study: str, reader: str, oid: str, attr: str, raw: str | None, where: str
+    ) -> None:
         key = self.by_study.get(study)
         if key is None:
-            self.errors.append(f"{where}: unknown study_id {study!r} (keys: "
-                               f"{', '.join(sorted(self.by_study))})")
+            self.errors.append(
+                f"{where}: unknown study_id {study!r} (keys: {', '.join(sorted(self.by_study))})"
+            )
             return
         if oid not in {it["opaque_id"] for it in key["items"]}:
             self.errors.append(f"{where}: unknown item {oid!r} for study {study}")
             return
         if reader not in key["readers"]:
-            self.errors.append(f"{where}: unknown reader {reader!r} (study {study} has "
-                               f"{', '.join(key['readers'])})")
+            self.errors.append(
+                f"{where}: unknown reader {reader!r} (study {study} has "
+                f"{', '.join(key['readers'])})"
+            )
             return
         self.attempted.setdefault((study, reader), set()).add(oid)
         self.file_of.setdefault((study, reader), where.rsplit(" row ", 1)[0])
@@ -98,21 +104,26 @@ class _Collector:
             return
         code = parse_answer(raw)
         if code is None:
-            self.errors.append(f"{where}: item {oid}: {attr} = {raw.strip()!r} is out of range "
-                               f"(expected 1..{len(SCALE)} or a scale label)")
+            self.errors.append(
+                f"{where}: item {oid}: {attr} = {raw.strip()!r} is out of range "
+                f"(expected 1..{len(SCALE)} or a scale label)"
+            )
             return
         ident = (study, reader, oid, attr)
         if ident in self.ratings:
-            self.errors.append(f"{where}: reader {reader} rated {oid} {attr} twice (also "
-                               f"{self.ratings[ident].where})")
+            self.errors.append(
+                f"{where}: reader {reader} rated {oid} {attr} twice (also "
+                f"{self.ratings[ident].where})"
+            )
             return
         self.ratings[ident] = Rating(study, reader, oid, attr, code, where)
 
     def read_packet(self, path: Path, rows: list[dict[str, str]]) -> None:
         for i, row in enumerate(rows, 2):
             where = f"{path} row {i}"
-            study, reader, oid = (str(row.get(c) or "").strip()
-                                  for c in ("study_id", "reader_id", "item_id"))
+            study, reader, oid = (
+                str(row.get(c) or "").strip() for c in ("study_id", "reader_id", "item_id")
+            )
             if not oid:
                 self.errors.append(f"{where}: no item_id")
                 continue
@@ -128,8 +139,9 @@ class _Collector:
                 fields[col] = m.groups()
         unknown = sorted({oid for oid, _ in fields.values() if oid not in self.study_of_item})
         if unknown:
-            self.errors.append(f"{path} row 1: unknown items {', '.join(unknown)} "
-                               "(not in any --key)")
+            self.errors.append(
+                f"{path} row 1: unknown items {', '.join(unknown)} (not in any --key)"
+            )
         for i, row in enumerate(rows, 2):
             where = f"{path} row {i}"
             reader = str(row.get("reader_id") or row.get("record_id") or "").strip()
@@ -143,18 +155,22 @@ class _Collector:
             for col in header:
                 m = _REDCAP_COMMENT.match(col)
                 if m and m.group(1) in self.study_of_item:
-                    study = (str(row.get("study_id") or "").strip()
-                             or self.study_of_item[m.group(1)])
+                    study = str(row.get("study_id") or "").strip() or self.study_of_item[m.group(1)]
                     self.comment(study, reader, m.group(1), row.get(col))
 
     def check_complete(self) -> None:
         """A reader who returned anything must have a row for every item of the study."""
         for (study, reader), done in sorted(self.attempted.items()):
-            missing = [it["opaque_id"] for it in self.by_study[study]["items"]
-                       if it["opaque_id"] not in done]
+            missing = [
+                it["opaque_id"]
+                for it in self.by_study[study]["items"]
+                if it["opaque_id"] not in done
+            ]
             if missing:
-                self.errors.append(f"{self.file_of[(study, reader)]}: reader {reader} has no "
-                                   f"answers for items {', '.join(missing)}")
+                self.errors.append(
+                    f"{self.file_of[(study, reader)]}: reader {reader} has no "
+                    f"answers for items {', '.join(missing)}"
+                )
 
 
 def read_ratings(paths: list[str | Path], keys: list[dict[str, Any]]) -> list[Rating]:
@@ -163,8 +179,10 @@ def read_ratings(paths: list[str | Path], keys: list[dict[str, Any]]) -> list[Ra
         raise UserError("no --ratings files given")
     ids = [it["opaque_id"] for k in keys for it in k["items"]]
     if len(ids) != len(set(ids)):
-        raise UserError("two --key files share item ids (two exports of the same task?); "
-                        "analyze them separately")
+        raise UserError(
+            "two --key files share item ids (two exports of the same task?); "
+            "analyze them separately"
+        )
     col = _Collector(keys)
     for p in paths:
         path = Path(p)
@@ -174,16 +192,23 @@ def read_ratings(paths: list[str | Path], keys: list[dict[str, Any]]) -> list[Ra
         elif "record_id" in header and any(_REDCAP_FIELD.match(c) for c in header):
             col.read_redcap(path, header, rows)
         else:
-            raise UserError(f"{path} row 1: neither a packet CSV (needs item_id, "
-                            f"{', '.join(ATTRIBUTES)}) nor a REDCap raw export (needs record_id "
-                            "and <item>_<attribute> columns; export raw codes, not labels)")
+            raise UserError(
+                f"{path} row 1: neither a packet CSV (needs item_id, "
+                f"{', '.join(ATTRIBUTES)}) nor a REDCap raw export (needs record_id "
+                "and <item>_<attribute> columns; export raw codes, not labels)"
+            )
     col.check_complete()
     if col.errors:
         shown = col.errors[:MAX_REPORTED]
         more = len(col.errors) - len(shown)
-        raise UserError(f"{len(col.errors)} problem(s) in the ratings:\n  " + "\n  ".join(shown)
-                        + (f"\n  ... and {more} more" if more else ""))
+        raise UserError(
+            f"{len(col.errors)} problem(s) in the ratings:\n  "
+            + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more else "")
+        )
     if not col.ratings:
         raise UserError("the ratings files hold no answers")
-    return [replace(r, comment=col.comments.get((r.study_id, r.reader, r.opaque_id), ""))
-            for r in col.ratings.values()]
+    return [
+        replace(r, comment=col.comments.get((r.study_id, r.reader, r.opaque_id), ""))
+        for r in col.ratings.values()
+    ]

@@ -34,8 +34,22 @@ DICTIONARY_COLUMNS = (
     "Matrix Ranking?",
     "Field Annotation",
 )
-FIELD_TYPES = frozenset({"text", "notes", "dropdown", "radio", "checkbox", "yesno", "truefalse",
-                         "file", "slider", "calc", "descriptive", "sql"})
+FIELD_TYPES = frozenset(
+    {
+        "text",
+        "notes",
+        "dropdown",
+        "radio",
+        "checkbox",
+        "yesno",
+        "truefalse",
+        "file",
+        "slider",
+        "calc",
+        "descriptive",
+        "sql",
+    }
+)
 DATA_FREE_TYPES = frozenset({"descriptive"})  # no column in the import template / export
 COMMENT = "comment"  # the free-text field per case, `<case>_comment`, as in the packets
 
@@ -53,40 +67,93 @@ def field_name(opaque_id: str, attribute: str) -> str:
 
 
 def _row(**cells: str) -> list[str]:
-    keys = {"name": 0, "form": 1, "section": 2, "type": 3, "label": 4, "choices": 5, "note": 6,
-            "required": 12, "align": 13, "annotation": 17}
+    keys = {
+        "name": 0,
+        "form": 1,
+        "section": 2,
+        "type": 3,
+        "label": 4,
+        "choices": 5,
+        "note": 6,
+        "required": 12,
+        "align": 13,
+        "annotation": 17,
+    }
     row = [""] * len(DICTIONARY_COLUMNS)
     for key, value in cells.items():
         row[keys[key]] = value
     return row
 
 
-def dictionary_rows(study_id: str, task: str, items: list[BlindItem],
-                    warning: str | None = None) -> list[list[str]]:
+def dictionary_rows(
+    study_id: str, task: str, items: list[BlindItem], warning: str | None = None
+) -> list[list[str]]:
     form = form_name(task)
     esc = html.escape
-    rows = [list(DICTIONARY_COLUMNS),
-            _row(name="record_id", form=form, type="text", label="Record ID"),
-            _row(name="reader_id", form=form, type="text", label="Reader ID", required="y",
-                 note="as assigned by the study coordinator (R1, R2, ...)"),
-            _row(name="study_id", form=form, type="text", label="Study ID",
-                 annotation=f'@DEFAULT="{study_id}" @READONLY')]
+    rows = [
+        list(DICTIONARY_COLUMNS),
+        _row(name="record_id", form=form, type="text", label="Record ID"),
+        _row(
+            name="reader_id",
+            form=form,
+            type="text",
+            label="Reader ID",
+            required="y",
+            note="as assigned by the study coordinator (R1, R2, ...)",
+        ),
+        _row(
+            name="study_id",
+            form=form,
+            type="text",
+            label="Study ID",
+            annotation=f'@DEFAULT="{study_id}" @READONLY',
+        ),
+    ]
     if warning:  # a synthetic or random-weight run: said on top of the form, as in the packets
-        rows.append(_row(name="demo_warning", form=form, type="descriptive",
-                         label=f"<p style='color:#b3261e'><b>{esc(warning)}</b></p>"))
+        rows.append(
+            _row(
+                name="demo_warning",
+                form=form,
+                type="descriptive",
+                label=f"<p style='color:#b3261e'><b>{esc(warning)}</b></p>",
+            )
+        )
     for k, it in enumerate(items, 1):
-        label = (f"<p>{esc(TASK_INSTRUCTIONS[task])}</p><p><b>Input:</b> {esc(it.task_input)}"
-                 f"</p><p><b>A:</b> {esc(it.text_a)}</p><p><b>B:</b> {esc(it.text_b)}</p>")
+        label = (
+            f"<p>{esc(TASK_INSTRUCTIONS[task])}</p><p><b>Input:</b> {esc(it.task_input)}"
+            f"</p><p><b>A:</b> {esc(it.text_a)}</p><p><b>B:</b> {esc(it.text_b)}</p>"
+        )
         images = " ".join(f"{i}.png" for i, _ in it.images)
-        rows.append(_row(name=f"{it.opaque_id}_case", form=form,
-                         section=f"Case {k} ({it.opaque_id})", type="descriptive", label=label,
-                         annotation=f"attach images: {images}" if images else ""))
+        rows.append(
+            _row(
+                name=f"{it.opaque_id}_case",
+                form=form,
+                section=f"Case {k} ({it.opaque_id})",
+                type="descriptive",
+                label=label,
+                annotation=f"attach images: {images}" if images else "",
+            )
+        )
         for attr in ATTRIBUTES:
-            rows.append(_row(name=field_name(it.opaque_id, attr), form=form, type="radio",
-                             label=f"{attr.capitalize()}: {QUESTIONS[attr]}", choices=choices(),
-                             required="y", align="LH"))
-        rows.append(_row(name=field_name(it.opaque_id, COMMENT), form=form, type="notes",
-                         label="Comment (optional)"))
+            rows.append(
+                _row(
+                    name=field_name(it.opaque_id, attr),
+                    form=form,
+                    type="radio",
+                    label=f"{attr.capitalize()}: {QUESTIONS[attr]}",
+                    choices=choices(),
+                    required="y",
+                    align="LH",
+                )
+            )
+        rows.append(
+            _row(
+                name=field_name(it.opaque_id, COMMENT),
+                form=form,
+                type="notes",
+                label="Comment (optional)",
+            )
+        )
     return rows
 
 
@@ -96,13 +163,15 @@ def import_columns(dictionary: list[list[str]], forms: list[str]) -> list[str]:
     return names + [f"{f}_complete" for f in forms]
 
 
-def dictionary_csv(study_id: str, task: str, items: list[BlindItem],
-                   warning: str | None = None) -> str:
+def dictionary_csv(
+    study_id: str, task: str, items: list[BlindItem], warning: str | None = None
+) -> str:
     return to_csv(dictionary_rows(study_id, task, items, warning))
 
 
-def import_template_csv(study_id: str, task: str, items: list[BlindItem],
-                        readers: list[str]) -> str:
+def import_template_csv(
+    study_id: str, task: str, items: list[BlindItem], readers: list[str]
+) -> str:
     columns = import_columns(dictionary_rows(study_id, task, items), [form_name(task)])
     rows = [columns]
     for reader in readers:

@@ -22,32 +22,42 @@ def _model(key: dict[str, Any]) -> ModelInfo:
         return ModelInfo(name=key["x"]["name"])
 
 
-def build_results(keys: list[dict[str, Any]], ratings: list[Rating], B: int, seed: int,
-                  inputs: list[Path]) -> tuple[Results, Any]:
+def build_results(
+    keys: list[dict[str, Any]], ratings: list[Rating], B: int, seed: int, inputs: list[Path]
+) -> tuple[Results, Any]:
     """The results and the long score table behind them."""
     tasks = [k["task"] for k in keys]
     if len(set(tasks)) != len(tasks):
         raise UserError("two --key files are for the same task; analyze them separately")
     xs = {k["x"]["name"] for k in keys}
     if len(xs) != 1:
-        raise UserError(f"the keys compare different systems X ({', '.join(sorted(xs))}); one "
-                        "results file describes one model: analyze them separately")
+        raise UserError(
+            f"the keys compare different systems X ({', '.join(sorted(xs))}); one "
+            "results file describes one model: analyze them separately"
+        )
     frame = score_frame(keys, ratings)
     blocks = {k["task"]: analyze_task(k, frame, B, seed) for k in keys}
     synthetic = any(k[s].get("smoke") or k[s].get("synthetic") for k in keys for s in ("x", "y"))
     block = {
-        "tasks": blocks, "attributes": list(ATTRIBUTES),
+        "tasks": blocks,
+        "attributes": list(ATTRIBUTES),
         "scale": {str(c): {"label": SCALE[c], "a_preference": A_PREFERENCE[c]} for c in SCALE},
         "score": "-10..10; positive favours x (the model), negative favours y",
-        "seed": seed, "B": B, "study_ids": [k["study_id"] for k in keys],
+        "seed": seed,
+        "B": B,
+        "study_ids": [k["study_id"] for k in keys],
     }
-    card = analysis_run_card(seed, {"B": B, "seed": seed, "unit": TWO_WAY_UNIT}, inputs,
-                             {"synthetic_inputs": synthetic})
+    card = analysis_run_card(
+        seed, {"B": B, "seed": seed, "unit": TWO_WAY_UNIT}, inputs, {"synthetic_inputs": synthetic}
+    )
     card.synthetic = synthetic
     results = Results(
-        run_id=results_id("reader-study", {"studies": block["study_ids"], "seed": seed, "B": B,
-                                           "n": len(ratings)}),
-        kind="reader_study", source="demo" if synthetic else "reproduced", model=_model(keys[0]),
+        run_id=results_id(
+            "reader-study", {"studies": block["study_ids"], "seed": seed, "B": B, "n": len(ratings)}
+        ),
+        kind="reader_study",
+        source="demo" if synthetic else "reproduced",
+        model=_model(keys[0]),
         run_card=card,
         reader_study=block,
     )

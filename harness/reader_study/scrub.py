@@ -21,8 +21,10 @@ _HEADER_WORDS = (
 )
 _HEADER = re.compile(rf"(?i)(?:^|(?<=[\s.;]))(?:{_HEADER_WORDS})\s*:\s*")
 
-_LIST_MARK = re.compile(r"(?m)(?:^|(?<=[.;:]\s)|(?<=[.;:]))[ \t]*(?:\(?\d{1,2}[.)]|[-*\u2022])[ \t]+"
-                        r"(?=[A-Za-z])")
+_LIST_MARK = re.compile(
+    r"(?m)(?:^|(?<=[.;:]\s)|(?<=[.;:]))[ \t]*(?:\(?\d{1,2}[.)]|[-*\u2022])[ \t]+"
+    r"(?=[A-Za-z])"
+)
 
 _SIGNATURE = re.compile(
     r"(?is)(?:^|(?<=[\s.;]))(?:electronically\s+signed|signed\s+(?:by|electronically)|"
@@ -32,9 +34,11 @@ _SIGNATURE = re.compile(
     r"(?:final\s+)?report\s+(?:signed|approved)|--+\s*\n).*$"
 )
 
-_PRIOR_NOUN = (r"(?:the\s+|a\s+)?(?:most\s+recent\s+|previous\s+|prior\s+|earlier\s+|last\s+)?"
-               r"(?:prior|previous|earlier)?\s*(?:chest\s+)?(?:study|studies|exam(?:ination)?s?|"
-               r"radiographs?|films?|x-rays?|images?|ct|one)?(?:\s+(?:from|of|dated)\s+[\w/_-]+)?")
+_PRIOR_NOUN = (
+    r"(?:the\s+|a\s+)?(?:most\s+recent\s+|previous\s+|prior\s+|earlier\s+|last\s+)?"
+    r"(?:prior|previous|earlier)?\s*(?:chest\s+)?(?:study|studies|exam(?:ination)?s?|"
+    r"radiographs?|films?|x-rays?|images?|ct|one)?(?:\s+(?:from|of|dated)\s+[\w/_-]+)?"
+)
 _COMPARE_LEAD = r"(?:as\s+)?(?:compared\s+(?:to|with)|in\s+comparison\s+(?:to|with)|relative\s+to)"
 _PRIOR_WORD = r"(?:prior|previous|earlier|last|recent)"
 # "Compared to the prior study, ..." at the start of a sentence: cut cleanly.
@@ -58,12 +62,62 @@ _TEMPORAL_CUE = re.compile(
 )
 
 # Acronyms kept upper case after the case normalisation (both sides get the same treatment).
-ACRONYMS = frozenset({
-    "ap", "pa", "ct", "mri", "picc", "ng", "og", "et", "ett", "ij", "svc", "ivc", "icd", "cabg",
-    "copd", "chf", "ards", "ptx", "ekg", "ecg", "tavr", "avr", "mvr", "lv", "rv", "la", "ra",
-    "rll", "rml", "rul", "lll", "lul", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9",
-    "t10", "t11", "t12", "l1", "l2", "l3", "l4", "l5", "c7", "cm", "mm",
-})
+ACRONYMS = frozenset(
+    {
+        "ap",
+        "pa",
+        "ct",
+        "mri",
+        "picc",
+        "ng",
+        "og",
+        "et",
+        "ett",
+        "ij",
+        "svc",
+        "ivc",
+        "icd",
+        "cabg",
+        "copd",
+        "chf",
+        "ards",
+        "ptx",
+        "ekg",
+        "ecg",
+        "tavr",
+        "avr",
+        "mvr",
+        "lv",
+        "rv",
+        "la",
+        "ra",
+        "rll",
+        "rml",
+        "rul",
+        "lll",
+        "lul",
+        "t1",
+        "t2",
+        "t3",
+        "t4",
+        "t5",
+        "t6",
+        "t7",
+        "t8",
+        "t9",
+        "t10",
+        "t11",
+        "t12",
+        "l1",
+        "l2",
+        "l3",
+        "l4",
+        "l5",
+        "c7",
+        "cm",
+        "mm",
+    }
+)
 _UNITS_LOWER = frozenset({"cm", "mm"})
 
 
@@ -78,8 +132,9 @@ class ScrubResult:
     as_written: str = ""
 
 
-def _cut(pattern: re.Pattern[str], rule: str, text: str, changes: list[dict[str, str]],
-         repl: str = "") -> str:
+def _cut(
+    pattern: re.Pattern[str], rule: str, text: str, changes: list[dict[str, str]], repl: str = ""
+) -> str:
     def _log(m: re.Match[str]) -> str:
         changes.append({"rule": rule, "removed": m.group(0).strip()})
         return repl
@@ -126,10 +181,13 @@ def scrub(text: str) -> ScrubResult:
         changes.append({"rule": "whitespace", "removed": "layout normalised"})
     if cased != spaced:
         changes.append({"rule": "case", "removed": "capitalisation normalised to sentence case"})
-    flags = [{"rule": "prior_reference", "match": m.group(0)}
-             for m in _TEMPORAL_CUE.finditer(cased)]
+    flags = [
+        {"rule": "prior_reference", "match": m.group(0)} for m in _TEMPORAL_CUE.finditer(cased)
+    ]
     # MIMIC's de-identification blanks ("___") mark human-written text; they are not ours to
     # fill in, so they are flagged for the study coordinator.
-    flags += [{"rule": "deidentification_placeholder", "match": m.group(0)}
-              for m in re.finditer(r"_{3,}", cased)]
+    flags += [
+        {"rule": "deidentification_placeholder", "match": m.group(0)}
+        for m in re.finditer(r"_{3,}", cased)
+    ]
     return ScrubResult(cased, changes, flags, as_written=out)

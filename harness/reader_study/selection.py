@@ -71,9 +71,14 @@ def _system(run: RunFiles) -> System:
     results = run.results or {}
     model = results.get("model") or {}
     card = results.get("run_card") or {}
-    return System(name=run.name, run=str(run.path), results_sha256=_sha256(run.path),
-                  smoke=bool(model.get("smoke")), synthetic=bool(card.get("synthetic")),
-                  model=model)
+    return System(
+        name=run.name,
+        run=str(run.path),
+        results_sha256=_sha256(run.path),
+        smoke=bool(model.get("smoke")),
+        synthetic=bool(card.get("synthetic")),
+        model=model,
+    )
 
 
 def _task_rows(run: RunFiles, task: str) -> dict[str, tuple[dict[str, Any], str]]:
@@ -90,8 +95,9 @@ def _task_rows(run: RunFiles, task: str) -> dict[str, tuple[dict[str, Any], str]
             if not isinstance(row.get(key), str):
                 raise UserError(f"{where}: task {task}, item {item_id}: '{key}' must be a string")
         if item_id in out:
-            raise UserError(f"{where}: task {task}: duplicate item {item_id} "
-                            f"(first at {out[item_id][1]})")
+            raise UserError(
+                f"{where}: task {task}: duplicate item {item_id} (first at {out[item_id][1]})"
+            )
         out[item_id] = (row, where)
     if not out:
         raise UserError(f"{run.samples_path}: no rows for task {task} (is --task right?)")
@@ -101,8 +107,11 @@ def _task_rows(run: RunFiles, task: str) -> dict[str, tuple[dict[str, Any], str]
 def _numeric(metrics: Any) -> dict[str, float]:
     if not isinstance(metrics, dict):
         return {}
-    return {k: float(v) for k, v in metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+    }
 
 
 def data_file_for(runs: list[RunFiles], override: str | Path | None) -> Path:
@@ -111,13 +120,16 @@ def data_file_for(runs: list[RunFiles], override: str | Path | None) -> Path:
     recorded = {((r.results or {}).get("run_card") or {}).get("data_file") for r in runs}
     recorded.discard(None)
     if len(recorded) != 1:
-        raise UserError("cannot tell which data.json the runs used (their run cards record "
-                        f"{sorted(recorded) or 'none'}); pass --data PATH")
+        raise UserError(
+            "cannot tell which data.json the runs used (their run cards record "
+            f"{sorted(recorded) or 'none'}); pass --data PATH"
+        )
     return Path(recorded.pop())
 
 
-def load_candidates(run_paths: list[str | Path], task: str, data_path: str | Path | None
-                    ) -> tuple[list[Candidate], System, System, Path]:
+def load_candidates(
+    run_paths: list[str | Path], task: str, data_path: str | Path | None
+) -> tuple[list[Candidate], System, System, Path]:
     """Items every run answered, with the task input from data.json.
 
     One run: the model against the physician reference. Two runs: model against model (the
@@ -133,8 +145,9 @@ def load_candidates(run_paths: list[str | Path], task: str, data_path: str | Pat
     try:
         data = load_data(data_path)
     except DataError as exc:
-        raise UserError(f"{exc} (the reader study shows each item's input from data.json; "
-                        "pass --data PATH)") from exc
+        raise UserError(
+            f"{exc} (the reader study shows each item's input from data.json; pass --data PATH)"
+        ) from exc
     inputs = {t.item_id: t for t in data.text if t.task == task}
     x = _system(runs[0])
     y = _system(runs[1]) if len(runs) == 2 else System(name=PHYSICIAN)
@@ -148,21 +161,30 @@ def load_candidates(run_paths: list[str | Path], task: str, data_path: str | Pat
         if text_item is None:
             raise UserError(f"{where}: item {item_id} is not in {data_path} (wrong --data?)")
         if (text_item.reference or "").strip() != row["reference"].strip():
-            raise UserError(f"{where}: item {item_id}: the reference differs from {data_path}; "
-                            "the run was made on other data (pass the right --data)")
+            raise UserError(
+                f"{where}: item {item_id}: the reference differs from {data_path}; "
+                "the run was made on other data (pass the right --data)"
+            )
         if not row["reference"].strip():
             continue
-        task_input = (text_item.indication if task == "findings_generation"
-                      else text_item.findings) or ""
+        task_input = (
+            text_item.indication if task == "findings_generation" else text_item.findings
+        ) or ""
         second = rows[1][item_id][0] if len(rows) == 2 else None
-        out.append(Candidate(
-            item_id=item_id, dataset=str(row.get("dataset") or text_item.dataset),
-            cluster_id=str(row.get("cluster_id") or text_item.cluster_id),
-            image_paths=tuple(row.get("image_paths") or text_item.image_paths),
-            task_input=task_input, text_x=row["prediction"],
-            text_y=second["prediction"] if second else row["reference"],
-            metrics_x=_numeric(row.get("metrics")),
-            metrics_y=_numeric(second.get("metrics")) if second else None, where=where))
+        out.append(
+            Candidate(
+                item_id=item_id,
+                dataset=str(row.get("dataset") or text_item.dataset),
+                cluster_id=str(row.get("cluster_id") or text_item.cluster_id),
+                image_paths=tuple(row.get("image_paths") or text_item.image_paths),
+                task_input=task_input,
+                text_x=row["prediction"],
+                text_y=second["prediction"] if second else row["reference"],
+                metrics_x=_numeric(row.get("metrics")),
+                metrics_y=_numeric(second.get("metrics")) if second else None,
+                where=where,
+            )
+        )
     if not out:
         raise UserError(f"the runs share no scorable item for task {task}")
     return out, x, y, data_path
@@ -182,14 +204,17 @@ def strata(cands: list[Candidate], stratify: str, score_metric: str) -> dict[str
         raise UserError(f"--stratify {stratify!r}: choose one of {STRATIFY}")
     missing = [c.where for c in cands if score_metric not in c.metrics_x]
     if missing:
-        raise UserError(f"--stratify score needs metric {score_metric!r} on every row; "
-                        f"missing at {missing[0]} (and {len(missing) - 1} more)")
+        raise UserError(
+            f"--stratify score needs metric {score_metric!r} on every row; "
+            f"missing at {missing[0]} (and {len(missing) - 1} more)"
+        )
     median = float(np.median([c.metrics_x[score_metric] for c in cands]))
     return {c.item_id: ("high" if c.metrics_x[score_metric] > median else "low") for c in cands}
 
 
-def select(cands: list[Candidate], n: int, seed: int, stratify: str = "none",
-           score_metric: str = "rougeL") -> tuple[list[Candidate], dict[str, str]]:
+def select(
+    cands: list[Candidate], n: int, seed: int, stratify: str = "none", score_metric: str = "rougeL"
+) -> tuple[list[Candidate], dict[str, str]]:
     """`n` items, allocated to strata in proportion to their size (largest remainder)."""
     if n < 2:
         raise UserError("--n must be at least 2")

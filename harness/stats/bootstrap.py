@@ -28,8 +28,12 @@ class BootstrapCI:
     seed: int
 
 
-def bootstrap_means(values: np.ndarray, clusters: np.ndarray | None = None, B: int = DEFAULT_B,
-                    seed: int = DEFAULT_SEED) -> np.ndarray:
+def bootstrap_means(
+    values: np.ndarray,
+    clusters: np.ndarray | None = None,
+    B: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+) -> np.ndarray:
     """B bootstrap replicates of the mean of `values` (resampling clusters when given)."""
     values = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
@@ -43,8 +47,13 @@ def bootstrap_means(values: np.ndarray, clusters: np.ndarray | None = None, B: i
     return sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
 
 
-def percentile_ci(values: np.ndarray, clusters: np.ndarray | None = None, B: int = DEFAULT_B,
-                  seed: int = DEFAULT_SEED, level: float = 0.95) -> BootstrapCI:
+def percentile_ci(
+    values: np.ndarray,
+    clusters: np.ndarray | None = None,
+    B: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+    level: float = 0.95,
+) -> BootstrapCI:
     """95% percentile-bootstrap CI of the mean; cluster bootstrap when clusters are given."""
     reps = bootstrap_means(values, clusters, B, seed)
     alpha = (1 - level) / 2
@@ -68,16 +77,21 @@ def bootstrap_se(replicates: np.ndarray) -> float | None:
     return float(np.std(replicates, ddof=1)) if len(replicates) > 1 else None
 
 
-def ci_from_replicates(replicates: np.ndarray, method: str, B: int, seed: int,
-                       level: float = 0.95) -> BootstrapCI:
+def ci_from_replicates(
+    replicates: np.ndarray, method: str, B: int, seed: int, level: float = 0.95
+) -> BootstrapCI:
     """Percentile interval of already-drawn replicates (paired deltas, group means, gaps)."""
     alpha = (1 - level) / 2
     lo, hi = np.quantile(np.asarray(replicates, dtype=float), [alpha, 1 - alpha])
     return BootstrapCI(float(lo), float(hi), method, B, seed)
 
 
-def group_mean_replicates(parts: Sequence[tuple[np.ndarray, np.ndarray | None]], B: int,
-                          seed: int, names: Sequence[str] | None = None) -> np.ndarray:
+def group_mean_replicates(
+    parts: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    B: int,
+    seed: int,
+    names: Sequence[str] | None = None,
+) -> np.ndarray:
     """Replicates of the mean over subtasks, each subtask resampled independently.
 
     Subtasks are independent samples (different datasets), so each gets its own stream
@@ -95,9 +109,13 @@ def group_mean_replicates(parts: Sequence[tuple[np.ndarray, np.ndarray | None]],
     return reps / len(parts)
 
 
-def group_mean_ci(parts: Sequence[tuple[np.ndarray, np.ndarray | None]], B: int = DEFAULT_B,
-                  seed: int = DEFAULT_SEED, names: Sequence[str] | None = None,
-                  level: float = 0.95) -> tuple[float, BootstrapCI]:
+def group_mean_ci(
+    parts: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    B: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+    names: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> tuple[float, BootstrapCI]:
     """The per-task mean over datasets (mean of subtask means) and its percentile CI.
 
     `parts` is one (per-item values, clusters or None) pair per subtask; the CI method says
@@ -106,12 +124,18 @@ def group_mean_ci(parts: Sequence[tuple[np.ndarray, np.ndarray | None]], B: int 
     value = float(np.mean([np.mean(np.asarray(v, dtype=float)) for v, _ in parts]))
     reps = group_mean_replicates(parts, B, seed, names)
     unit = "cluster" if any(c is not None for _, c in parts) else "item"
-    return value, ci_from_replicates(reps, f"percentile-bootstrap/{unit}/mean-of-subtasks",
-                                     B, seed, level)
+    return value, ci_from_replicates(
+        reps, f"percentile-bootstrap/{unit}/mean-of-subtasks", B, seed, level
+    )
 
 
-def metric_value(values: np.ndarray, clusters: np.ndarray | None = None, B: int = DEFAULT_B,
-                 seed: int = DEFAULT_SEED, config: dict[str, Any] | None = None) -> MetricValue:
+def metric_value(
+    values: np.ndarray,
+    clusters: np.ndarray | None = None,
+    B: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+    config: dict[str, Any] | None = None,
+) -> MetricValue:
     """A results-schema metric (mean, bootstrap SE, 95% CI, method, n) for per-item values."""
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
@@ -119,13 +143,22 @@ def metric_value(values: np.ndarray, clusters: np.ndarray | None = None, B: int 
     reps = bootstrap_means(values, clusters, B, seed)
     unit = "cluster" if clusters is not None else "item"
     ci = ci_from_replicates(reps, f"percentile-bootstrap/{unit}", B, seed)
-    return MetricValue(value=float(values.mean()), stderr=bootstrap_se(reps), ci=(ci.low, ci.high),
-                       ci_method=ci.method, n=int(len(values)),
-                       config={**(config or {}), "B": B, "seed": seed})
+    return MetricValue(
+        value=float(values.mean()),
+        stderr=bootstrap_se(reps),
+        ci=(ci.low, ci.high),
+        ci_method=ci.method,
+        n=int(len(values)),
+        config={**(config or {}), "B": B, "seed": seed},
+    )
 
 
-def group_metric_value(parts: Sequence[tuple[np.ndarray, np.ndarray | None]], names: Sequence[str],
-                       B: int = DEFAULT_B, seed: int = DEFAULT_SEED) -> MetricValue:
+def group_metric_value(
+    parts: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    names: Sequence[str],
+    B: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+) -> MetricValue:
     """The group row (mean over member subtasks) as a results-schema metric with its CI."""
     if not parts:
         return MetricValue(value=None, n=0, unavailable="no member subtasks scored")
@@ -133,16 +166,27 @@ def group_metric_value(parts: Sequence[tuple[np.ndarray, np.ndarray | None]], na
     reps = group_mean_replicates(parts, B, seed, names)
     unit = "cluster" if any(c is not None for _, c in parts) else "item"
     ci = ci_from_replicates(reps, f"percentile-bootstrap/{unit}/mean-of-subtasks", B, seed)
-    return MetricValue(value=value, stderr=bootstrap_se(reps), ci=(ci.low, ci.high),
-                       ci_method=ci.method, n=int(sum(len(v) for v, _ in parts)),
-                       config={"B": B, "seed": seed, "members": list(names),
-                               "subtask_seeds": "derive_seed(seed, subtask name)"})
+    return MetricValue(
+        value=value,
+        stderr=bootstrap_se(reps),
+        ci=(ci.low, ci.high),
+        ci_method=ci.method,
+        n=int(sum(len(v) for v, _ in parts)),
+        config={
+            "B": B,
+            "seed": seed,
+            "members": list(names),
+            "subtask_seeds": "derive_seed(seed, subtask name)",
+        },
+    )
 
 
-def subtask_and_group_metrics(parts: dict[str, tuple[np.ndarray, np.ndarray | None]],
-                              B: int = DEFAULT_B, seed: int = DEFAULT_SEED,
-                              config: dict[str, Any] | None = None
-                              ) -> tuple[dict[str, MetricValue], MetricValue]:
+def subtask_and_group_metrics(
+    parts: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    B: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+    config: dict[str, Any] | None = None,
+) -> tuple[dict[str, MetricValue], MetricValue]:
     """Per-subtask metrics and their group mean, drawing each subtask's replicates once.
 
     Identical to `metric_value(..., seed=derive_seed(seed, name))` per subtask plus
@@ -161,9 +205,13 @@ def subtask_and_group_metrics(parts: dict[str, tuple[np.ndarray, np.ndarray | No
         unit = "cluster" if clusters is not None else "item"
         ci = ci_from_replicates(reps, f"percentile-bootstrap/{unit}", B, sub_seed)
         metrics[name] = MetricValue(
-            value=float(values.mean()), stderr=bootstrap_se(reps), ci=(ci.low, ci.high),
-            ci_method=ci.method, n=int(len(values)),
-            config={**(config or {}), "B": B, "seed": sub_seed})
+            value=float(values.mean()),
+            stderr=bootstrap_se(reps),
+            ci=(ci.low, ci.high),
+            ci_method=ci.method,
+            n=int(len(values)),
+            config={**(config or {}), "B": B, "seed": sub_seed},
+        )
         reps_sum += reps
         means.append(float(values.mean()))
     scored = [n for n, m in metrics.items() if m.value is not None]
@@ -172,9 +220,17 @@ def subtask_and_group_metrics(parts: dict[str, tuple[np.ndarray, np.ndarray | No
     reps_group = reps_sum / len(scored)
     unit = "cluster" if any(parts[n][1] is not None for n in scored) else "item"
     ci = ci_from_replicates(reps_group, f"percentile-bootstrap/{unit}/mean-of-subtasks", B, seed)
-    group = MetricValue(value=float(np.mean(means)), stderr=bootstrap_se(reps_group),
-                        ci=(ci.low, ci.high), ci_method=ci.method,
-                        n=int(sum(metrics[n].n or 0 for n in scored)),
-                        config={"B": B, "seed": seed, "members": scored,
-                                "subtask_seeds": "derive_seed(seed, subtask name)"})
+    group = MetricValue(
+        value=float(np.mean(means)),
+        stderr=bootstrap_se(reps_group),
+        ci=(ci.low, ci.high),
+        ci_method=ci.method,
+        n=int(sum(metrics[n].n or 0 for n in scored)),
+        config={
+            "B": B,
+            "seed": seed,
+            "members": scored,
+            "subtask_seeds": "derive_seed(seed, subtask name)",
+        },
+    )
     return metrics, group

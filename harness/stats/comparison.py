@@ -42,8 +42,9 @@ def index_rows(run: RunFiles) -> dict[tuple[str, str], dict[str, Any]]:
             raise UserError(f"{run.samples_path}: line {lineno}: row lacks 'task' or 'item_id'")
         key = (task, str(item))
         if key in out:
-            raise UserError(f"{run.samples_path}: line {lineno}: duplicate row for task {task!r} "
-                            f"item {item!r}")
+            raise UserError(
+                f"{run.samples_path}: line {lineno}: duplicate row for task {task!r} item {item!r}"
+            )
         out[key] = row
     return out
 
@@ -77,13 +78,21 @@ def item_values(rows: list[dict[str, Any]], metric: str) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
-def compare_pair(run_a: RunFiles, run_b: RunFiles, B: int, seed: int,
-                 n_permutations: int = 10_000, unit: str = "cluster") -> dict[str, Any]:
+def compare_pair(
+    run_a: RunFiles,
+    run_b: RunFiles,
+    B: int,
+    seed: int,
+    n_permutations: int = 10_000,
+    unit: str = "cluster",
+) -> dict[str, Any]:
     """The `comparison` block for two runs (shape in docs/statistics.md)."""
     ia, ib = index_rows(run_a), index_rows(run_b)
     keys = common_keys([ia, ib])
     if not keys:
-        raise UserError(f"{run_a.path} and {run_b.path} share no (task, item_id): nothing to compare")
+        raise UserError(
+            f"{run_a.path} and {run_b.path} share no (task, item_id): nothing to compare"
+        )
     by_task: dict[str, list[tuple[str, str]]] = {}
     for k in keys:
         by_task.setdefault(k[0], []).append(k)
@@ -102,24 +111,39 @@ def compare_pair(run_a: RunFiles, run_b: RunFiles, B: int, seed: int,
             sub_seed = derive_seed(seed, f"{subtask}/{metric}")
             delta, ci = paired_delta_ci(a, b, clusters, B, sub_seed)
             row: dict[str, Any] = {
-                "subtask": subtask, "metric": metric, "n": int(ok.sum()),
-                "a": float(a.mean()), "b": float(b.mean()), "delta": delta,
-                "ci": [ci.low, ci.high], "ci_method": ci.method, "seed": sub_seed}
+                "subtask": subtask,
+                "metric": metric,
+                "n": int(ok.sum()),
+                "a": float(a.mean()),
+                "b": float(b.mean()),
+                "delta": delta,
+                "ci": [ci.low, ci.high],
+                "ci_method": ci.method,
+                "seed": sub_seed,
+            }
             if metric == ACCURACY:
                 mc = mcnemar_exact(a, b)
                 row.update(test="mcnemar-exact", p=mc.p, only_a=mc.only_a, only_b=mc.only_b)
             else:
-                row.update(test="paired-permutation/sign-flip" + ("/cluster" if clusters is not None
-                                                                   else ""),
-                           p=paired_permutation_test(a, b, clusters, n_permutations, sub_seed))
+                row.update(
+                    test="paired-permutation/sign-flip"
+                    + ("/cluster" if clusters is not None else ""),
+                    p=paired_permutation_test(a, b, clusters, n_permutations, sub_seed),
+                )
             rows.append(row)
     adjusted = holm([r["p"] for r in rows])
     for r, p in zip(rows, adjusted, strict=True):
         r["p_holm"] = float(p)
     return {
-        "run_a": _describe(run_a), "run_b": _describe(run_b), "B": B, "seed": seed,
-        "unit": unit, "n_permutations": n_permutations, "correction": "holm",
-        "family_size": len(rows), "delta": "run_a - run_b",
+        "run_a": _describe(run_a),
+        "run_b": _describe(run_b),
+        "B": B,
+        "seed": seed,
+        "unit": unit,
+        "n_permutations": n_permutations,
+        "correction": "holm",
+        "family_size": len(rows),
+        "delta": "run_a - run_b",
         "unmatched": {"only_a": len(ia) - len(keys), "only_b": len(ib) - len(keys)},
         "rows": rows,
     }
@@ -150,8 +174,9 @@ def rank_runs(runs: Sequence[RunFiles], B: int, seed: int, unit: str = "cluster"
                 continue
             sign = 1.0 if higher_is_better(metric) else -1.0
             family = "perception/" + metric if metric == ACCURACY else "text/" + metric
-            families.setdefault(family, []).append(RankPart(
-                subtask, sign * scores[:, ok], None if clusters is None else clusters[ok]))
+            families.setdefault(family, []).append(
+                RankPart(subtask, sign * scores[:, ok], None if clusters is None else clusters[ok])
+            )
     rankings = {}
     for family, parts in sorted(families.items()):
         table = rank_table(names, parts, B, derive_seed(seed, family))
@@ -159,11 +184,24 @@ def rank_runs(runs: Sequence[RunFiles], B: int, seed: int, unit: str = "cluster"
         rankings[family] = {
             "members": [p.name for p in parts],
             "higher_is_better": sign > 0,
-            "rows": [{"run": r.run, "score": sign * r.score,
-                      "ci": sorted([sign * r.score_ci[0], sign * r.score_ci[1]]),
-                      "rank": r.rank, "rank_ci": list(r.rank_ci)} for r in table]}
-    return {"runs": [_describe(r) | {"label": n} for r, n in zip(runs, names, strict=True)],
-            "B": B, "seed": seed, "unit": unit, "rankings": rankings}
+            "rows": [
+                {
+                    "run": r.run,
+                    "score": sign * r.score,
+                    "ci": sorted([sign * r.score_ci[0], sign * r.score_ci[1]]),
+                    "rank": r.rank,
+                    "rank_ci": list(r.rank_ci),
+                }
+                for r in table
+            ],
+        }
+    return {
+        "runs": [_describe(r) | {"label": n} for r, n in zip(runs, names, strict=True)],
+        "B": B,
+        "seed": seed,
+        "unit": unit,
+        "rankings": rankings,
+    }
 
 
 def _clusters(rows: list[dict[str, Any]], unit: str) -> np.ndarray | None:
@@ -177,8 +215,12 @@ def _clusters(rows: list[dict[str, Any]], unit: str) -> np.ndarray | None:
 
 def _describe(run: RunFiles) -> dict[str, Any]:
     res = run.results or {}
-    return {"name": run.name, "path": str(run.path), "run_id": res.get("run_id"),
-            "samples_file": str(run.samples_path)}
+    return {
+        "name": run.name,
+        "path": str(run.path),
+        "run_id": res.get("run_id"),
+        "samples_file": str(run.samples_path),
+    }
 
 
 def _unique_names(runs: Sequence[RunFiles]) -> list[str]:

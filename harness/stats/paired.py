@@ -27,9 +27,14 @@ class McNemarResult:
     p: float  # exact two-sided p-value (binomial on the discordant pairs)
 
 
-def paired_delta_ci(a: np.ndarray, b: np.ndarray, clusters: np.ndarray | None = None,
-                    B: int = DEFAULT_B, seed: int = DEFAULT_SEED,
-                    level: float = 0.95) -> tuple[float, BootstrapCI]:
+def paired_delta_ci(
+    a: np.ndarray,
+    b: np.ndarray,
+    clusters: np.ndarray | None = None,
+    B: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+    level: float = 0.95,
+) -> tuple[float, BootstrapCI]:
     """mean(a) - mean(b) over paired items, with a paired (joint-resampling) percentile CI.
 
     Resampling the per-item differences is the same as resampling the pairs: the delta of
@@ -39,8 +44,9 @@ def paired_delta_ci(a: np.ndarray, b: np.ndarray, clusters: np.ndarray | None = 
     diff = a - b
     reps = bootstrap_means(diff, clusters, B, seed)
     unit = "cluster" if clusters is not None else "item"
-    return float(diff.mean()), ci_from_replicates(reps, f"paired-percentile-bootstrap/{unit}",
-                                                  B, seed, level)
+    return float(diff.mean()), ci_from_replicates(
+        reps, f"paired-percentile-bootstrap/{unit}", B, seed, level
+    )
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult:
@@ -57,8 +63,13 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult
     return McNemarResult(only_a, only_b, float(min(1.0, mcnemar(table, exact=True).pvalue)))
 
 
-def paired_permutation_test(a: np.ndarray, b: np.ndarray, clusters: np.ndarray | None = None,
-                            n_permutations: int = 10_000, seed: int = DEFAULT_SEED) -> float:
+def paired_permutation_test(
+    a: np.ndarray,
+    b: np.ndarray,
+    clusters: np.ndarray | None = None,
+    n_permutations: int = 10_000,
+    seed: int = DEFAULT_SEED,
+) -> float:
     """Two-sided sign-flip permutation p-value for mean(a - b) = 0 on continuous metrics.
 
     Under the null the two runs are exchangeable within each pair, so the sign of each

@@ -34,8 +34,9 @@ class RankRow:
     rank_ci: tuple[int, int]
 
 
-def paired_replicate_means(scores: np.ndarray, clusters: np.ndarray | None, B: int,
-                           seed: int) -> np.ndarray:
+def paired_replicate_means(
+    scores: np.ndarray, clusters: np.ndarray | None, B: int, seed: int
+) -> np.ndarray:
     """(n_runs, B) bootstrap means, with the SAME resample for every run (paired).
 
     Draws exactly like `bootstrap_means`, so one run's row equals its per-subtask replicates.
@@ -54,8 +55,13 @@ def paired_replicate_means(scores: np.ndarray, clusters: np.ndarray | None, B: i
     return (weights @ sums.T).T / (weights @ counts)
 
 
-def rank_table(runs: Sequence[str], parts: Sequence[RankPart], B: int = DEFAULT_B,
-               seed: int = DEFAULT_SEED, level: float = 0.95) -> list[RankRow]:
+def rank_table(
+    runs: Sequence[str],
+    parts: Sequence[RankPart],
+    B: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+    level: float = 0.95,
+) -> list[RankRow]:
     """Ranks (1 = best) by the mean over parts, with bootstrap score and rank intervals."""
     if not parts:
         raise ValueError("rank_table: no subtasks shared by all runs")
@@ -64,8 +70,9 @@ def rank_table(runs: Sequence[str], parts: Sequence[RankPart], B: int = DEFAULT_
     reps = np.zeros((n_runs, B))
     for part in parts:
         if part.scores.shape[0] != n_runs:
-            raise ValueError(f"rank_table: part {part.name} has {part.scores.shape[0]} runs, "
-                             f"expected {n_runs}")
+            raise ValueError(
+                f"rank_table: part {part.name} has {part.scores.shape[0]} runs, expected {n_runs}"
+            )
         point += part.scores.mean(axis=1)
         reps += paired_replicate_means(part.scores, part.clusters, B, derive_seed(seed, part.name))
     point /= len(parts)
@@ -76,9 +83,16 @@ def rank_table(runs: Sequence[str], parts: Sequence[RankPart], B: int = DEFAULT_
     score_lo, score_hi = np.quantile(reps, [alpha, 1 - alpha], axis=1)
     rank_lo = np.floor(np.quantile(rep_ranks, alpha, axis=1)).astype(int)
     rank_hi = np.ceil(np.quantile(rep_ranks, 1 - alpha, axis=1)).astype(int)
-    rows = [RankRow(run, float(point[i]), (float(score_lo[i]), float(score_hi[i])),
-                    int(point_rank[i]), (int(rank_lo[i]), int(rank_hi[i])))
-            for i, run in enumerate(runs)]
+    rows = [
+        RankRow(
+            run,
+            float(point[i]),
+            (float(score_lo[i]), float(score_hi[i])),
+            int(point_rank[i]),
+            (int(rank_lo[i]), int(rank_hi[i])),
+        )
+        for i, run in enumerate(runs)
+    ]
     return sorted(rows, key=lambda r: (r.rank, r.run))
 
 

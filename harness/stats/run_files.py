@@ -41,8 +41,10 @@ def load_run(path: str | Path) -> RunFiles:
     """A results JSON (its `samples_file` is read from beside it) or a bare samples JSONL."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: run file not found (give a results JSON written by "
-                        "`chexbench run` or its .samples.jsonl)")
+        raise UserError(
+            f"{path}: run file not found (give a results JSON written by "
+            "`chexbench run` or its .samples.jsonl)"
+        )
     if path.suffix == ".jsonl":
         return RunFiles(path, None, path, _read_rows(path))
     results = parse_json(path.read_bytes(), str(path))  # strict JSON; ResultsError is a UserError
@@ -50,12 +52,16 @@ def load_run(path: str | Path) -> RunFiles:
     if errors:
         raise UserError(f"{path}: not a valid results file: {'; '.join(errors[:3])}")
     if not results.get("samples_file"):
-        raise UserError(f"{path}: has no samples_file, so per-item analyses are impossible; "
-                        "re-run `chexbench run` (it writes <run>.samples.jsonl)")
+        raise UserError(
+            f"{path}: has no samples_file, so per-item analyses are impossible; "
+            "re-run `chexbench run` (it writes <run>.samples.jsonl)"
+        )
     samples = path.parent / results["samples_file"]
     if not samples.is_file():
-        raise UserError(f"{path}: its samples file {samples} is missing; keep the .samples.jsonl "
-                        "beside the results JSON")
+        raise UserError(
+            f"{path}: its samples file {samples} is missing; keep the .samples.jsonl "
+            "beside the results JSON"
+        )
     return RunFiles(path, results, samples, _read_rows(samples))
 
 
@@ -68,4 +74,3 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         if not isinstance(row, dict):
             raise UserError(f"{path}: line {lineno} is not a JSON object")
     return rows
-

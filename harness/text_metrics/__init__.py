@@ -11,8 +11,12 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "clean_report": "cleaning", "BERTSCORE_PRESETS": "config", "BertScoreConfig": "config",
-    "TextMetricsConfig": "config", "HEADLINE": "scoring", "TextScores": "scoring",
+    "clean_report": "cleaning",
+    "BERTSCORE_PRESETS": "config",
+    "BertScoreConfig": "config",
+    "TextMetricsConfig": "config",
+    "HEADLINE": "scoring",
+    "TextScores": "scoring",
     "score_texts": "scoring",
 }
 __all__ = sorted(_EXPORTS)

@@ -22,16 +22,24 @@ def _method(clusters: np.ndarray | None) -> str:
     return "percentile-bootstrap/" + ("cluster" if clusters is not None else "item")
 
 
-def mean_metric(values: list[float], clusters: np.ndarray | None, B: int, seed: int,
-                config: dict[str, Any]) -> MetricValue:
+def mean_metric(
+    values: list[float], clusters: np.ndarray | None, B: int, seed: int, config: dict[str, Any]
+) -> MetricValue:
     arr = np.asarray(values, dtype=float)
     if len(arr) == 0:
-        return MetricValue(value=None, n=0, config=config,
-                           unavailable="no scored items; -; check the inputs")
+        return MetricValue(
+            value=None, n=0, config=config, unavailable="no scored items; -; check the inputs"
+        )
     reps = bootstrap_means(arr, clusters, B, seed)
     ci = ci_from_replicates(reps, _method(clusters), B, seed)
-    return MetricValue(value=float(arr.mean()), stderr=bootstrap_se(reps), ci=(ci.low, ci.high),
-                       ci_method=ci.method, n=len(arr), config=config)
+    return MetricValue(
+        value=float(arr.mean()),
+        stderr=bootstrap_se(reps),
+        ci=(ci.low, ci.high),
+        ci_method=ci.method,
+        n=len(arr),
+        config=config,
+    )
 
 
 def _f1(tp: np.ndarray, err: np.ndarray) -> np.ndarray:
@@ -50,27 +58,48 @@ def label_f1(hyp: np.ndarray, ref: np.ndarray, average: str) -> float:
     return float(_f1(tp, err).mean())
 
 
-def label_f1_replicates(hyp: np.ndarray, ref: np.ndarray, average: str,
-                        clusters: np.ndarray | None, B: int, seed: int) -> np.ndarray:
+def label_f1_replicates(
+    hyp: np.ndarray, ref: np.ndarray, average: str, clusters: np.ndarray | None, B: int, seed: int
+) -> np.ndarray:
     tp = (hyp & ref).astype(float)
     err = ((hyp & ~ref) | (~hyp & ref)).astype(float)
     if average == "micro":
-        return _f1(bootstrap_means(tp.sum(axis=1), clusters, B, seed),
-                   bootstrap_means(err.sum(axis=1), clusters, B, seed))
-    per_label = [_f1(bootstrap_means(tp[:, j], clusters, B, seed),
-                     bootstrap_means(err[:, j], clusters, B, seed)) for j in range(tp.shape[1])]
+        return _f1(
+            bootstrap_means(tp.sum(axis=1), clusters, B, seed),
+            bootstrap_means(err.sum(axis=1), clusters, B, seed),
+        )
+    per_label = [
+        _f1(
+            bootstrap_means(tp[:, j], clusters, B, seed),
+            bootstrap_means(err[:, j], clusters, B, seed),
+        )
+        for j in range(tp.shape[1])
+    ]
     return np.mean(per_label, axis=0)
 
 
-def f1_metric(value: float, hyp: np.ndarray, ref: np.ndarray, average: str,
-              clusters: np.ndarray | None, B: int, seed: int,
-              config: dict[str, Any]) -> MetricValue:
+def f1_metric(
+    value: float,
+    hyp: np.ndarray,
+    ref: np.ndarray,
+    average: str,
+    clusters: np.ndarray | None,
+    B: int,
+    seed: int,
+    config: dict[str, Any],
+) -> MetricValue:
     hyp, ref = hyp.astype(bool), ref.astype(bool)
     reps = label_f1_replicates(hyp, ref, average, clusters, B, seed)
     method = _method(clusters) + "/corpus-f1"
     ci = ci_from_replicates(reps, method, B, seed)
-    return MetricValue(value=float(value), stderr=bootstrap_se(reps), ci=(ci.low, ci.high),
-                       ci_method=method, n=int(hyp.shape[0]), config=config)
+    return MetricValue(
+        value=float(value),
+        stderr=bootstrap_se(reps),
+        ci=(ci.low, ci.high),
+        ci_method=method,
+        n=int(hyp.shape[0]),
+        config=config,
+    )
 
 
 def unavailable(reason: str, config: dict[str, Any] | None = None) -> MetricValue:

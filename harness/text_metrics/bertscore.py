@@ -26,7 +26,8 @@ def resolve_baseline(cfg: BertScoreConfig) -> Path | None:
     path = Path(cfg.baseline_path) if cfg.baseline_path else packaged_baseline(cfg.model, cfg.lang)
     if not path.is_file():
         raise ScorerUnavailable(
-            f"no BERTScore rescaling baseline for {cfg.model!r} (lang {cfg.lang})", path,
+            f"no BERTScore rescaling baseline for {cfg.model!r} (lang {cfg.lang})",
+            path,
             "set bertscore.baseline_path to a bert-score baseline TSV, or rescale_with_baseline=false",
         )
     return path
@@ -39,35 +40,57 @@ def describe(cfg: BertScoreConfig) -> dict[str, Any]:
 
 
 class BertScorer:
-    def __init__(self, cfg: BertScoreConfig, root: Path, device: str, batch_size: int,
-                 scorer_name: str = "bertscore"):
-        model_dir = require(ScorerFile(scorer_name, f"BERTScore model ({cfg.model})",
-                                       bertscore_model_dir(root, cfg), f"hub:{cfg.model}"))
+    def __init__(
+        self,
+        cfg: BertScoreConfig,
+        root: Path,
+        device: str,
+        batch_size: int,
+        scorer_name: str = "bertscore",
+    ):
+        model_dir = require(
+            ScorerFile(
+                scorer_name,
+                f"BERTScore model ({cfg.model})",
+                bertscore_model_dir(root, cfg),
+                f"hub:{cfg.model}",
+            )
+        )
         baseline = resolve_baseline(cfg)
         from bert_score import BERTScorer
 
         self.cfg, self.batch_size = cfg, batch_size
         self.baseline_file = baseline
         self._scorer = BERTScorer(
-            model_type=str(model_dir), num_layers=cfg.num_layers, idf=False, device=device,
-            lang=cfg.lang, rescale_with_baseline=cfg.rescale_with_baseline,
-            baseline_path=str(baseline) if baseline else None, batch_size=batch_size,
+            model_type=str(model_dir),
+            num_layers=cfg.num_layers,
+            idf=False,
+            device=device,
+            lang=cfg.lang,
+            rescale_with_baseline=cfg.rescale_with_baseline,
+            baseline_path=str(baseline) if baseline else None,
+            batch_size=batch_size,
         )
 
     def f1(self, predictions: list[str], references: list[str]) -> list[float]:
         """Per-pair F1; an empty side scores raw F1 = 0 (bert-score crashes on it), rescaled
         like every other pair."""
-        keep = [i for i, (p, r) in enumerate(zip(predictions, references, strict=True))
-                if p.strip() and r.strip()]
+        keep = [
+            i
+            for i, (p, r) in enumerate(zip(predictions, references, strict=True))
+            if p.strip() and r.strip()
+        ]
         raw_zero = 0.0
         if self.cfg.rescale_with_baseline:
             base_f = float(self._scorer.baseline_vals[2])
             raw_zero = (0.0 - base_f) / (1.0 - base_f)
         out = [raw_zero] * len(predictions)
         if keep:
-            _, _, f = self._scorer.score([predictions[i] for i in keep],
-                                         [references[i] for i in keep],
-                                         batch_size=self.batch_size)
+            _, _, f = self._scorer.score(
+                [predictions[i] for i in keep],
+                [references[i] for i in keep],
+                batch_size=self.batch_size,
+            )
             for i, v in zip(keep, f.tolist(), strict=True):
                 out[i] = float(v)
         return out

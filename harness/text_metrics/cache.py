@@ -28,8 +28,16 @@ from harness.text_metrics.config import BertScoreConfig, TextMetricsConfig
 
 RRG_REPO = "StanfordAIMI/RRG_scorers"
 CHEXBERT_TOKENIZER = "bert-base-uncased"  # hard-coded by f1chexbert
-_HF_FILES = ["config.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer.json",
-             "tokenizer_config.json", "special_tokens_map.json", "*.safetensors"]
+_HF_FILES = [
+    "config.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "*.safetensors",
+]
 _CWD_LOCK = threading.Lock()
 
 
@@ -120,21 +128,42 @@ def scorer_files(cfg: TextMetricsConfig) -> list[ScorerFile]:
     """Every file the configured metrics need, in the order `scorers status` prints them."""
     root = cache_root(cfg.cache_dir)
     files = [
-        ScorerFile("chexbert", "CheXbert labeler checkpoint", root / "chexbert" / "chexbert.pth",
-                   f"hub:{RRG_REPO}:chexbert.pth"),
-        ScorerFile("chexbert", "CheXbert tokenizer/config", hf_dir(root) / CHEXBERT_TOKENIZER,
-                   f"hub:{CHEXBERT_TOKENIZER}"),
+        ScorerFile(
+            "chexbert",
+            "CheXbert labeler checkpoint",
+            root / "chexbert" / "chexbert.pth",
+            f"hub:{RRG_REPO}:chexbert.pth",
+        ),
+        ScorerFile(
+            "chexbert",
+            "CheXbert tokenizer/config",
+            hf_dir(root) / CHEXBERT_TOKENIZER,
+            f"hub:{CHEXBERT_TOKENIZER}",
+        ),
     ]
     rg_dir = root / "radgraph" / cfg.radgraph_model_type
-    files.append(ScorerFile("radgraph", f"RadGraph model ({cfg.radgraph_model_type})", rg_dir,
-                            f"hub:{RRG_REPO}:{cfg.radgraph_model_type}.tar.gz"))
+    files.append(
+        ScorerFile(
+            "radgraph",
+            f"RadGraph model ({cfg.radgraph_model_type})",
+            rg_dir,
+            f"hub:{RRG_REPO}:{cfg.radgraph_model_type}.tar.gz",
+        )
+    )
     encoder = radgraph_encoder_id(rg_dir)
     if encoder is not None and not Path(encoder).is_absolute():
-        files.append(ScorerFile("radgraph", "RadGraph encoder", hf_dir(root) / encoder,
-                                f"hub:{encoder}"))
+        files.append(
+            ScorerFile("radgraph", "RadGraph encoder", hf_dir(root) / encoder, f"hub:{encoder}")
+        )
     for name, bs in (("bertscore", cfg.bertscore), ("radcliq", cfg.radcliq_bertscore)):
-        files.append(ScorerFile(name, f"BERTScore model ({bs.model})",
-                                bertscore_model_dir(root, bs), f"hub:{bs.model}"))
+        files.append(
+            ScorerFile(
+                name,
+                f"BERTScore model ({bs.model})",
+                bertscore_model_dir(root, bs),
+                f"hub:{bs.model}",
+            )
+        )
     return files
 
 

@@ -56,11 +56,14 @@ def verify_checkpoint(model, path: Path) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected) - _TOLERATED_EXTRA_KEYS)
-    mismatched = sorted(k for k in set(expected) & set(state)
-                        if tuple(expected[k].shape) != tuple(state[k].shape))
+    mismatched = sorted(
+        k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
+    )
     if missing or unexpected or mismatched:
+
         def few(keys: list[str]) -> str:
             return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
         raise ScorerError(
             f"{path}: checkpoint does not match the CheXbert labeler "
             f"(missing {len(missing)}: {few(missing)}; unexpected {len(unexpected)}: "
@@ -72,10 +75,22 @@ def verify_checkpoint(model, path: Path) -> None:
 
 class CheXbertScorer:
     def __init__(self, root: Path, device: str):
-        ckpt = require(ScorerFile("chexbert", "CheXbert labeler checkpoint",
-                                  checkpoint_path(root), "hub:StanfordAIMI/RRG_scorers"))
-        require(ScorerFile("chexbert", "CheXbert tokenizer/config",
-                           hf_dir(root) / CHEXBERT_TOKENIZER, f"hub:{CHEXBERT_TOKENIZER}"))
+        ckpt = require(
+            ScorerFile(
+                "chexbert",
+                "CheXbert labeler checkpoint",
+                checkpoint_path(root),
+                "hub:StanfordAIMI/RRG_scorers",
+            )
+        )
+        require(
+            ScorerFile(
+                "chexbert",
+                "CheXbert tokenizer/config",
+                hf_dir(root) / CHEXBERT_TOKENIZER,
+                f"hub:{CHEXBERT_TOKENIZER}",
+            )
+        )
         self.checkpoint = ckpt
         import f1chexbert.f1chexbert as pkg
 
@@ -97,8 +112,12 @@ class CheXbertScorer:
             refs = _read_labels(Path(tmp) / "refs.txt")
             hyps = _read_labels(Path(tmp) / "hyps.txt")
         return CheXbertOutput(
-            accuracy=float(accuracy), per_sample_exact5=[float(x) for x in exact5],
-            report14=cr14, report5=cr5, hyp_labels=hyps, ref_labels=refs,
+            accuracy=float(accuracy),
+            per_sample_exact5=[float(x) for x in exact5],
+            report14=cr14,
+            report5=cr5,
+            hyp_labels=hyps,
+            ref_labels=refs,
             label_names=list(self._scorer.target_names),
             index5=[int(i) for i in self._scorer.target_names_5_index],
         )
@@ -112,12 +131,13 @@ class CheXbertScorer:
         out = []
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
-                ids = pkg.tokenize(pd.Series(texts[start:start + batch_size]),
-                                   self._scorer.tokenizer)
+                ids = pkg.tokenize(
+                    pd.Series(texts[start : start + batch_size]), self._scorer.tokenizer
+                )
                 lengths = [len(x) for x in ids]
                 batch = torch.zeros(len(ids), max(lengths), dtype=torch.long)
                 for row, x in enumerate(ids):
-                    batch[row, :len(x)] = torch.tensor(x)
+                    batch[row, : len(x)] = torch.tensor(x)
                 mask = pkg.generate_attention_masks(batch, lengths, self._scorer.device)
                 hidden = model.bert(batch.to(self._scorer.device), attention_mask=mask)[0]
                 out.append(hidden[:, 0, :].float().cpu().numpy())

@@ -45,10 +45,8 @@ class TextMetricsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metrics: list[MetricFamily] = Field(default_factory=lambda: list(ALL_FAMILIES))
-    bertscore: BertScoreConfig = Field(
-        default_factory=lambda: BERTSCORE_PRESETS[BERTSCORE_PRESET])
-    radcliq_bertscore: BertScoreConfig = Field(
-        default_factory=lambda: BERTSCORE_PRESETS["radcliq"])
+    bertscore: BertScoreConfig = Field(default_factory=lambda: BERTSCORE_PRESETS[BERTSCORE_PRESET])
+    radcliq_bertscore: BertScoreConfig = Field(default_factory=lambda: BERTSCORE_PRESETS["radcliq"])
     radgraph_model_type: Literal["radgraph", "radgraph-xl", "modern-radgraph-xl"] = "radgraph"
     cache_dir: Path | None = None  # None: $CHEXBENCH_CACHE/scorers or ~/.cache/chexbench/scorers
     device: str = "cpu"
@@ -57,5 +55,7 @@ class TextMetricsConfig(BaseModel):
     @classmethod
     def with_bertscore_preset(cls, preset: str, **kwargs: object) -> TextMetricsConfig:
         if preset not in BERTSCORE_PRESETS:
-            raise UserError(f"unknown BERTScore preset {preset!r}; known: {sorted(BERTSCORE_PRESETS)}")
+            raise UserError(
+                f"unknown BERTScore preset {preset!r}; known: {sorted(BERTSCORE_PRESETS)}"
+            )
         return cls(bertscore=BERTSCORE_PRESETS[preset], **kwargs)

@@ -16,8 +16,9 @@ COEF = np.array([-3.77083683e-01, -3.70300100e-01, -2.52616218e-01, 4.31504841e-
 INTERCEPT = 2.46655256e-10
 
 
-def radcliq_v1(radgraph: list[float], bertscore: list[float], semb: list[float],
-               bleu2: list[float]) -> list[float]:
+def radcliq_v1(
+    radgraph: list[float], bertscore: list[float], semb: list[float], bleu2: list[float]
+) -> list[float]:
     x = np.column_stack([radgraph, bertscore, semb, bleu2]).astype(float)
     return (((x - MEAN) / SCALE) @ COEF + INTERCEPT).tolist()
 
@@ -44,6 +45,9 @@ def bleu2(predictions: list[str], references: list[str]) -> list[float]:
     out = []
     for pred, ref in zip(predictions, references, strict=True):
         hyp_toks, ref_toks = _bleu_tokens(pred), _bleu_tokens(ref)
-        out.append(float(sentence_bleu([ref_toks], hyp_toks, weights=(0.5, 0.5)))
-                   if hyp_toks and ref_toks else 0.0)
+        out.append(
+            float(sentence_bleu([ref_toks], hyp_toks, weights=(0.5, 0.5)))
+            if hyp_toks and ref_toks
+            else 0.0
+        )
     return out

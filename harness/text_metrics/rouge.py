@@ -7,5 +7,7 @@ def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
     from rouge_score.rouge_scorer import RougeScorer
 
     scorer = RougeScorer(["rougeL"], use_stemmer=True)
-    return [scorer.score(ref, pred)["rougeL"].fmeasure
-            for pred, ref in zip(predictions, references, strict=True)]
+    return [
+        scorer.score(ref, pred)["rougeL"].fmeasure
+        for pred, ref in zip(predictions, references, strict=True)
+    ]

@@ -24,14 +24,29 @@ HEADLINE = TEXT_HEADLINES["findings_generation"]  # RG_ER, the report-generation
 FAMILY_METRICS: dict[str, tuple[str, ...]] = {
     "rougeL": ("rougeL",),
     "bertscore": ("bertscore_f1",),
-    "chexbert": ("chexbert_f1_micro14", "chexbert_f1_macro14", "chexbert_f1_micro5",
-                 "chexbert_f1_macro5", "chexbert_accuracy"),
+    "chexbert": (
+        "chexbert_f1_micro14",
+        "chexbert_f1_macro14",
+        "chexbert_f1_micro5",
+        "chexbert_f1_macro5",
+        "chexbert_accuracy",
+    ),
     "radgraph": ("radgraph_simple", "radgraph_partial", "radgraph_complete"),
     "radcliq": ("radcliq_v1",),
 }
-PER_SAMPLE_KEYS = ("rougeL", "bertscore_f1", "chexbert_accuracy", "radgraph_simple",
-                   "radgraph_partial", "radgraph_complete", "radcliq_v1",
-                   "radcliq_radgraph", "radcliq_bertscore_f1", "semb", "bleu2")
+PER_SAMPLE_KEYS = (
+    "rougeL",
+    "bertscore_f1",
+    "chexbert_accuracy",
+    "radgraph_simple",
+    "radgraph_partial",
+    "radgraph_complete",
+    "radcliq_v1",
+    "radcliq_radgraph",
+    "radcliq_bertscore_f1",
+    "semb",
+    "bleu2",
+)
 
 
 @dataclass
@@ -77,11 +92,14 @@ class _Scorers:
         cfg, root = self.cfg, self.root
         if name == "chexbert":
             from harness.text_metrics.chexbert import CheXbertScorer
+
             return CheXbertScorer(root, cfg.device)
         if name == "radgraph":
             from harness.text_metrics.radgraph_metric import RadGraphScorer
+
             return RadGraphScorer(root, cfg.radgraph_model_type, cfg.device)
         from harness.text_metrics.bertscore import BertScorer
+
         if name == "bertscore":
             return BertScorer(cfg.bertscore, root, cfg.device, cfg.batch_size)
         if name == "radcliq_bertscore":
@@ -89,9 +107,14 @@ class _Scorers:
         raise KeyError(name)
 
 
-def score_texts(predictions: list[str], references: list[str], cfg: TextMetricsConfig,
-                clusters: list[str] | None = None, bootstrap_B: int = DEFAULT_B,
-                seed: int = DEFAULT_SEED) -> TextScores:
+def score_texts(
+    predictions: list[str],
+    references: list[str],
+    cfg: TextMetricsConfig,
+    clusters: list[str] | None = None,
+    bootstrap_B: int = DEFAULT_B,
+    seed: int = DEFAULT_SEED,
+) -> TextScores:
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     if clusters is not None and len(clusters) != len(predictions):
@@ -126,23 +149,39 @@ def score_texts(predictions: list[str], references: list[str], cfg: TextMetricsC
         try:
             if family == "rougeL":
                 from harness.text_metrics.rouge import rouge_l
-                mean("rougeL", rouge_l(kp, kr),
-                     {"package": "rouge-score", "use_stemmer": True, "score": "fmeasure"})
+
+                mean(
+                    "rougeL",
+                    rouge_l(kp, kr),
+                    {"package": "rouge-score", "use_stemmer": True, "score": "fmeasure"},
+                )
             elif family == "bertscore":
                 scorer = scorers.get("bertscore")
                 from harness.text_metrics.bertscore import describe
-                mean("bertscore_f1", scorer.f1(kp, kr),
-                     {**describe(cfg.bertscore), "baseline_file": _name(scorer.baseline_file)})
+
+                mean(
+                    "bertscore_f1",
+                    scorer.f1(kp, kr),
+                    {**describe(cfg.bertscore), "baseline_file": _name(scorer.baseline_file)},
+                )
             elif family == "chexbert":
-                _chexbert_metrics(chexbert_out(), scorers.get("chexbert").checkpoint, kc, B,
-                                  seed, mean, metrics)
+                _chexbert_metrics(
+                    chexbert_out(), scorers.get("chexbert").checkpoint, kc, B, seed, mean, metrics
+                )
             elif family == "radgraph":
                 out = radgraph_out()
                 for level in ("simple", "partial", "complete"):
-                    mean(f"radgraph_{level}", getattr(out, level),
-                         {"package": "radgraph", "model_type": cfg.radgraph_model_type,
-                          "reward_level": level, "headline": level == "partial",
-                          "case": "inputs lowercased by the clean-up"})
+                    mean(
+                        f"radgraph_{level}",
+                        getattr(out, level),
+                        {
+                            "package": "radgraph",
+                            "model_type": cfg.radgraph_model_type,
+                            "reward_level": level,
+                            "headline": level == "partial",
+                            "case": "inputs lowercased by the clean-up",
+                        },
+                    )
             elif family == "radcliq":
                 _radcliq(kp, kr, scorers, radgraph_out, chexbert_out, cfg, mean, samples)
         except ScorerUnavailable as exc:
@@ -153,18 +192,22 @@ def score_texts(predictions: list[str], references: list[str], cfg: TextMetricsC
         for family in cfg.metrics:
             for name in FAMILY_METRICS[family]:
                 metrics[name] = aggregate.unavailable(
-                    "every reference is empty after clean-up; -; check the references")
+                    "every reference is empty after clean-up; -; check the references"
+                )
 
     per_sample: list[dict[str, float | None]] = [
-        {k: None for k in PER_SAMPLE_KEYS if k in samples} for _ in predictions]
+        {k: None for k in PER_SAMPLE_KEYS if k in samples} for _ in predictions
+    ]
     for key in PER_SAMPLE_KEYS:
         if key in samples:
             for pos, i in enumerate(keep):
                 per_sample[i][key] = float(samples[key][pos])
-    config = {"cleaning": "official: drop [...] and **, collapse whitespace, lowercase",
-              "cache_dir": str(root), "bootstrap": {"B": B, "seed": seed,
-                                                    "unit": "cluster" if kc is not None else "item"},
-              **cfg.model_dump(mode="json", exclude={"cache_dir"})}
+    config = {
+        "cleaning": "official: drop [...] and **, collapse whitespace, lowercase",
+        "cache_dir": str(root),
+        "bootstrap": {"B": B, "seed": seed, "unit": "cluster" if kc is not None else "item"},
+        **cfg.model_dump(mode="json", exclude={"cache_dir"}),
+    }
     return TextScores(metrics=metrics, per_sample=per_sample, excluded=excluded, config=config)
 
 
@@ -173,23 +216,38 @@ def _name(path: Path | None) -> str | None:
 
 
 def _chexbert_metrics(out, checkpoint: Path, kc, B: int, seed: int, mean, metrics) -> None:
-    base = {"package": "f1chexbert", "checkpoint": checkpoint.name,
-            "positive": "present or uncertain (f1chexbert 'rrg' mode)"}
+    base = {
+        "package": "f1chexbert",
+        "checkpoint": checkpoint.name,
+        "positive": "present or uncertain (f1chexbert 'rrg' mode)",
+    }
     idx5 = out.index5
     for labels, report, hyp, ref in (
-            ("14", out.report14, out.hyp_labels, out.ref_labels),
-            ("5", out.report5, out.hyp_labels[:, idx5], out.ref_labels[:, idx5])):
+        ("14", out.report14, out.hyp_labels, out.ref_labels),
+        ("5", out.report5, out.hyp_labels[:, idx5], out.ref_labels[:, idx5]),
+    ):
         for average in ("micro", "macro"):
             value = report[f"{average} avg"]["f1-score"]
             metrics[f"chexbert_f1_{average}{labels}"] = aggregate.f1_metric(
-                value, hyp, ref, average, kc, B, seed,
-                {**base, "labels": int(labels), "average": average})
-    mean("chexbert_accuracy", out.per_sample_exact5,
-         {**base, "labels": 5, "definition": "exact match of the 5 labels (f1chexbert accuracy)"})
+                value,
+                hyp,
+                ref,
+                average,
+                kc,
+                B,
+                seed,
+                {**base, "labels": int(labels), "average": average},
+            )
+    mean(
+        "chexbert_accuracy",
+        out.per_sample_exact5,
+        {**base, "labels": 5, "definition": "exact match of the 5 labels (f1chexbert accuracy)"},
+    )
 
 
-def _radcliq(kp, kr, scorers: _Scorers, radgraph_out, chexbert_out, cfg: TextMetricsConfig,
-             mean, samples) -> None:
+def _radcliq(
+    kp, kr, scorers: _Scorers, radgraph_out, chexbert_out, cfg: TextMetricsConfig, mean, samples
+) -> None:
     from harness.text_metrics.bertscore import describe
     from harness.text_metrics.radcliq import bleu2, cosine, radcliq_v1
 
@@ -199,8 +257,17 @@ def _radcliq(kp, kr, scorers: _Scorers, radgraph_out, chexbert_out, cfg: TextMet
     semb = cosine(chex.embeddings(kr, cfg.batch_size), chex.embeddings(kp, cfg.batch_size))
     bl = bleu2(kp, kr)
     samples.update(radcliq_radgraph=rg, radcliq_bertscore_f1=bs, semb=semb, bleu2=bl)
-    mean("radcliq_v1", radcliq_v1(rg, bs, semb, bl),
-         {"version": "v1", "lower_is_better": True,
-          "inputs": {"radgraph": f"entity/relation F1 mean ({cfg.radgraph_model_type})",
-                     "bertscore": describe(cfg.radcliq_bertscore),
-                     "semb": "cosine of CheXbert [CLS] embeddings", "bleu2": "nltk, no smoothing"}})
+    mean(
+        "radcliq_v1",
+        radcliq_v1(rg, bs, semb, bl),
+        {
+            "version": "v1",
+            "lower_is_better": True,
+            "inputs": {
+                "radgraph": f"entity/relation F1 mean ({cfg.radgraph_model_type})",
+                "bertscore": describe(cfg.radcliq_bertscore),
+                "semb": "cosine of CheXbert [CLS] embeddings",
+                "bleu2": "nltk, no smoothing",
+            },
+        },
+    )

@@ -59,15 +59,17 @@ def md(text: object) -> str:
 
 def escaped(styler: Styler) -> Styler:
     """A Styler whose cells, index and column labels are HTML-escaped."""
-    return (styler.format(escape="html", na_rep="")
-            .format_index(escape="html", axis=0).format_index(escape="html", axis=1))
+    return (
+        styler.format(escape="html", na_rep="")
+        .format_index(escape="html", axis=0)
+        .format_index(escape="html", axis=1)
+    )
 
 
 def html_table(frame: pd.DataFrame, css_class: str) -> str:
     """A plain HTML table (text stays in the page: selectable, searchable, testable), every
     cell and header escaped."""
-    styler = escaped(frame.style).hide(axis="index").set_table_attributes(
-        f'class="{css_class}"')
+    styler = escaped(frame.style).hide(axis="index").set_table_attributes(f'class="{css_class}"')
     return TABLE_CSS + styler.to_html()
 
 
@@ -75,8 +77,14 @@ def chart(fig: go.Figure, key: str) -> None:
     """A plotly chart with a PNG download rendered on demand (kaleido takes seconds)."""
     st.plotly_chart(fig, width="stretch", key=f"chart-{key}")
     st.download_button(
-        "PNG", data=lambda: figure_png(fig), file_name=f"{_slug(key)}.png", mime="image/png",
-        key=f"png-{key}", icon=":material/download:", on_click="ignore")
+        "PNG",
+        data=lambda: figure_png(fig),
+        file_name=f"{_slug(key)}.png",
+        mime="image/png",
+        key=f"png-{key}",
+        icon=":material/download:",
+        on_click="ignore",
+    )
 
 
 def _slug(text: str) -> str:

@@ -15,8 +15,10 @@ PAGE_SIZE = 10
 
 
 def render_compare(entries: Sequence[Entry]) -> None:
-    runs = sorted((e for e in entries if _perception_values(e)),
-                  key=lambda e: -sum(_perception_values(e)) / len(_perception_values(e)))
+    runs = sorted(
+        (e for e in entries if _perception_values(e)),
+        key=lambda e: -sum(_perception_values(e)) / len(_perception_values(e)),
+    )
     if len(runs) < 2:
         st.info("Comparing needs two runs with image-perception results.")
         return
@@ -31,15 +33,25 @@ def render_compare(entries: Sequence[Entry]) -> None:
         st.info("These two runs share no subtask.")
         return
     if (frame["ci_source"] == POINT_ONLY).any():
-        st.warning("Some rows are differences of point estimates only: neither a `comparison` "
-                   "block nor per-item samples exist for both runs, so no paired CI is "
-                   "possible there.")
+        st.warning(
+            "Some rows are differences of point estimates only: neither a `comparison` "
+            "block nor per-item samples exist for both runs, so no paired CI is "
+            "possible there."
+        )
     chart(charts.delta_forest(frame, a_label, b_label), key="compare")
-    shown = frame[["Task", "Dataset", "metric", "A", "B", "delta", "ci_lo", "ci_hi", "p",
-                   "ci_source"]]
-    st.dataframe(shown.style.format({c: "{:.1f}" for c in ("A", "B", "ci_lo", "ci_hi")}
-                                    | {"delta": "{:+.1f}", "p": "{:.3g}"}, na_rep="–"),
-                 width="stretch", hide_index=True, key="compare-table")
+    shown = frame[
+        ["Task", "Dataset", "metric", "A", "B", "delta", "ci_lo", "ci_hi", "p", "ci_source"]
+    ]
+    st.dataframe(
+        shown.style.format(
+            {c: "{:.1f}" for c in ("A", "B", "ci_lo", "ci_hi")}
+            | {"delta": "{:+.1f}", "p": "{:.3g}"},
+            na_rep="–",
+        ),
+        width="stretch",
+        hide_index=True,
+        key="compare-table",
+    )
 
 
 def _perception_values(entry: Entry) -> list[float]:
@@ -55,8 +67,10 @@ def _perception_values(entry: Entry) -> list[float]:
 def render_drilldown(entries: Sequence[Entry]) -> None:
     local = [e for e in entries if e.samples_path is not None]
     if not local:
-        st.info("No run here has a samples JSONL beside its results file "
-                "(paper rows have none; `chexbench run` writes one).")
+        st.info(
+            "No run here has a samples JSONL beside its results file "
+            "(paper rows have none; `chexbench run` writes one)."
+        )
         return
     labels = [e.label for e in local]
     entry = local[labels.index(st.selectbox("Run", labels, key="dd-run"))]
@@ -75,18 +89,19 @@ def render_drilldown(entries: Sequence[Entry]) -> None:
         return
     pages = max(1, -(-len(items) // PAGE_SIZE))
     page = st.number_input("Page", 1, pages, 1, key="dd-page") if pages > 1 else 1
-    for row in items[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]:
+    for row in items[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]:
         mark = ":material/check_circle:" if row.get("correct") else ":material/cancel:"
         title = f"{row.get('item_id')}: {row.get('question', '')}"[:150]
         with st.expander(f"{mark} {md(title)}", expanded=False):
             thumb, body = st.columns([1, 3])
             _thumbnail(thumb, row, entry)
             body.markdown(f"**Question:** {md(row.get('question', ''))}")
-            body.dataframe(drilldown.option_scores(row), hide_index=True,
-                           width="stretch")
+            body.dataframe(drilldown.option_scores(row), hide_index=True, width="stretch")
             prediction = drilldown.option_text(row, row.get("prediction"))
-            body.markdown(f"**Prediction:** {md(prediction)}"
-                          f" · **Correct:** {'yes' if row.get('correct') else 'no'}")
+            body.markdown(
+                f"**Prediction:** {md(prediction)}"
+                f" · **Correct:** {'yes' if row.get('correct') else 'no'}"
+            )
 
 
 def _thumbnail(container, row: dict, entry: Entry) -> None:
@@ -106,8 +121,10 @@ def render_run_card(entries: Sequence[Entry], results_root: str) -> None:
     entry = entries[labels.index(st.selectbox("Row", labels, key="card-row"))]
     res = entry.results
     provenance = entry.trust.text if entry.trust else entry.provenance
-    st.markdown(f"**Provenance:** {md(provenance)} · **run id:** {md(res.run_id)} · "
-                f"**kind:** {md(res.kind)} · **file:** {md(_rel(entry, results_root))}")
+    st.markdown(
+        f"**Provenance:** {md(provenance)} · **run id:** {md(res.run_id)} · "
+        f"**kind:** {md(res.kind)} · **file:** {md(_rel(entry, results_root))}"
+    )
     for reason in entry.trust.reasons if entry.trust else ():
         st.caption(md(reason))
     if res.citation:

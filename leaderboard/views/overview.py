@@ -34,8 +34,9 @@ def column_order(entries: Sequence[Entry], wide: pd.DataFrame) -> list[str]:
         return max(vals) if vals else -1.0
 
     ordered = sorted(groups.values(), key=lambda g: (-score(g), g[0].results.model.name))
-    return [e.label for g in ordered
-            for e in sorted(g, key=lambda e: PROVENANCES.index(e.provenance))]
+    return [
+        e.label for g in ordered for e in sorted(g, key=lambda e: PROVENANCES.index(e.provenance))
+    ]
 
 
 def _css(wide: pd.DataFrame, marks: pd.DataFrame) -> pd.DataFrame:
@@ -59,27 +60,31 @@ def sort_rows(wide: pd.DataFrame, by: str | None, descending: bool) -> pd.DataFr
     if not by or by not in wide.columns:
         return wide
     means = wide.index.get_level_values(0).isin([tables.MEAN_TASKS, tables.MEAN_PAIRS])
-    body = wide[~means].sort_values(by, ascending=not descending, na_position="last",
-                                    kind="stable")
+    body = wide[~means].sort_values(by, ascending=not descending, na_position="last", kind="stable")
     return pd.concat([body, wide[means]])
 
 
-def table_html(wide: pd.DataFrame, shown: pd.DataFrame, tips: pd.DataFrame,
-               marks: pd.DataFrame) -> str:
+def table_html(
+    wide: pd.DataFrame, shown: pd.DataFrame, tips: pd.DataFrame, marks: pd.DataFrame
+) -> str:
     """The overview as an HTML table: numbers stay plain text in the page (searchable,
     readable by screen readers and tests), CIs appear on hover, best and tied cells carry
     the classes `best` / `tied`. Every header and cell is HTML-escaped (model names are
     uploaders' text)."""
     marks = marks.reindex(index=shown.index, columns=shown.columns).fillna("")
-    styler = (shown.style.apply(lambda _: _css(wide, marks), axis=None)
-              .set_td_classes(marks)
-              .set_tooltips(tips.reindex(index=shown.index, columns=shown.columns).fillna(""),
-                            props="visibility:hidden; position:absolute; z-index:1; "
-                                  "background:#263238; color:#fff; padding:4px 8px; "
-                                  "border-radius:4px; font-size:12px; white-space:nowrap; "
-                                  "transform:translate(-30%, -130%);")
-              .hide(axis="index", names=True)
-              .set_table_attributes('class="chexbench-overview"'))
+    styler = (
+        shown.style.apply(lambda _: _css(wide, marks), axis=None)
+        .set_td_classes(marks)
+        .set_tooltips(
+            tips.reindex(index=shown.index, columns=shown.columns).fillna(""),
+            props="visibility:hidden; position:absolute; z-index:1; "
+            "background:#263238; color:#fff; padding:4px 8px; "
+            "border-radius:4px; font-size:12px; white-space:nowrap; "
+            "transform:translate(-30%, -130%);",
+        )
+        .hide(axis="index", names=True)
+        .set_table_attributes('class="chexbench-overview"')
+    )
     styler = escaped(styler)
     if shown.dtypes.map(pd.api.types.is_numeric_dtype).all():
         styler = styler.format("{:.1f}", na_rep="–")
@@ -93,48 +98,79 @@ def render_overview(entries: Sequence[Entry]) -> None:
         return
     long_all = tables.long_frame(entries, "perception")
     c1, c2, c3, c4 = st.columns([2, 2, 1, 1.3], vertical_alignment="bottom")
-    metric = c1.selectbox("Metric", metrics, key="overview-metric",
-                          help="Each subtask's headline metric first; any metric a results "
-                               "file reports can be chosen.")
+    metric = c1.selectbox(
+        "Metric",
+        metrics,
+        key="overview-metric",
+        help="Each subtask's headline metric first; any metric a results "
+        "file reports can be chosen.",
+    )
     long = long_all[long_all["metric"] == metric]
     wide = tables.overview(long)
     order = column_order(entries, wide)
     wide = wide[order]
     by = c2.selectbox("Sort rows by", ["Table 2 order", *order], key="overview-sort")
     descending = c3.toggle("Descending", value=True, key="overview-desc")
-    show_ci = c4.toggle("Show 95% CI as ±", key="overview-ci",
-                        help="Paper rows carry no CI; reproduced runs do. Hover a cell for "
-                             "its interval either way.")
+    show_ci = c4.toggle(
+        "Show 95% CI as ±",
+        key="overview-ci",
+        help="Paper rows carry no CI; reproduced runs do. Hover a cell for "
+        "its interval either way.",
+    )
     wide = sort_rows(wide, None if by == "Table 2 order" else by, descending)
     marks = tables.best_marks(long, wide, higher_is_better(metric))
-    shown = tables.ci_text(long, order).reindex(wide.index).fillna(
-        wide.round(1).astype(str)) if show_ci else wide
-    st.caption("Accuracy in %, Table 2 layout (task × dataset rows, models as columns). "
-               "**Best** per row in bold green, chosen among comparable rows only (paper, "
-               "reproduced or accepted, on official data, with Table 9's n); rows whose 95% CI "
-               "overlaps the best one's are **tied** (light green), not beaten. Hover a cell "
-               "for its 95% CI. " + charts.provenance_legend())
+    shown = (
+        tables.ci_text(long, order).reindex(wide.index).fillna(wide.round(1).astype(str))
+        if show_ci
+        else wide
+    )
+    st.caption(
+        "Accuracy in %, Table 2 layout (task × dataset rows, models as columns). "
+        "**Best** per row in bold green, chosen among comparable rows only (paper, "
+        "reproduced or accepted, on official data, with Table 9's n); rows whose 95% CI "
+        "overlaps the best one's are **tied** (light green), not beaten. Hover a cell "
+        "for its 95% CI. " + charts.provenance_legend()
+    )
     st.html(table_html(wide, shown, tables.tooltips(long, order), marks))
     st.caption(
         f"**{tables.MEAN_TASKS}**: datasets averaged within each task, then the tasks "
         f"averaged (each task counts once). **{tables.MEAN_PAIRS}**: plain mean of the rows. "
-        "The paper prints no mean row; models missing a row get no mean.")
+        "The paper prints no mean row; models missing a row get no mean."
+    )
     left, right = st.columns([1, 5])
-    left.download_button("Download CSV", overview_csv(wide), file_name=f"overview-{metric}.csv",
-                         mime="text/csv", key="overview-csv", icon=":material/download:",
-                         on_click="ignore")
+    left.download_button(
+        "Download CSV",
+        overview_csv(wide),
+        file_name=f"overview-{metric}.csv",
+        mime="text/csv",
+        key="overview-csv",
+        icon=":material/download:",
+        on_click="ignore",
+    )
     with right.expander("Interactive grid (click a header to sort, search)"):
-        st.dataframe(styled(wide, marks), width="stretch", height=38 + 35 * len(wide),
-                     key="overview-table")
+        st.dataframe(
+            styled(wide, marks), width="stretch", height=38 + 35 * len(wide), key="overview-table"
+        )
     deltas = tables.paper_deltas(entries)
     st.subheader("Paper vs. this harness")
     if deltas.empty:
         st.caption("No model has both a paper row and a reproduced or submitted run yet.")
     else:
         st.dataframe(
-            deltas.style.format({"paper": "{:.1f}", "this run": "{:.1f}", "ci_lo": "{:.1f}",
-                                 "ci_hi": "{:.1f}", "delta": "{:+.1f}"}, na_rep="–"),
-            width="stretch", hide_index=True, key="paper-deltas")
+            deltas.style.format(
+                {
+                    "paper": "{:.1f}",
+                    "this run": "{:.1f}",
+                    "ci_lo": "{:.1f}",
+                    "ci_hi": "{:.1f}",
+                    "delta": "{:+.1f}",
+                },
+                na_rep="–",
+            ),
+            width="stretch",
+            hide_index=True,
+            key="paper-deltas",
+        )
 
 
 def render_bars(entries: Sequence[Entry]) -> None:
@@ -146,7 +182,8 @@ def render_bars(entries: Sequence[Entry]) -> None:
     metric = left.selectbox("Metric", metrics, key="bars-metric")
     long = tables.long_frame(entries, "perception", metric)
     # One chart at a time: a page of six 10-model bar charts is slow to build and to read.
-    task = right.radio("Task", list(long.drop_duplicates("task")["Task"]), horizontal=True,
-                       key="bars-task")
+    task = right.radio(
+        "Task", list(long.drop_duplicates("task")["Task"]), horizontal=True, key="bars-task"
+    )
     chart(charts.task_bars(long, task, metric), key=f"bars-{task}-{metric}")
     st.caption("Error bars: 95% CI where the results file has one (paper rows have none).")

@@ -14,7 +14,8 @@ PAPER_METRIC_NOTE = (
     "Paper rows use the paper's own metric names: `bertscore_paper` (BERT-S), "
     "`chexbert_score_paper` (CheXbert-S), `radgraph_score_paper` (RadGraph-S), `rougeL` "
     "(Rouge-L). The paper does not say which variant of each score it used, so they are kept "
-    "apart from this harness's metrics.")
+    "apart from this harness's metrics."
+)
 
 
 def render_text(entries: Sequence[Entry]) -> None:
@@ -34,8 +35,12 @@ def render_text(entries: Sequence[Entry]) -> None:
     else:
         chart(charts.judge_bars(judge), key="judge")
         flips = judge.drop_duplicates(["source", "pair", "task"])
-        st.dataframe(flips[["judge", "pair", "task", "n", "position_flip_rate", "source"]],
-                     width="stretch", hide_index=True, key="judge-table")
+        st.dataframe(
+            flips[["judge", "pair", "task", "n", "position_flip_rate", "source"]],
+            width="stretch",
+            hide_index=True,
+            key="judge-table",
+        )
 
 
 def render_fairness(entries: Sequence[Entry]) -> None:
@@ -47,5 +52,9 @@ def render_fairness(entries: Sequence[Entry]) -> None:
         st.subheader(md(source))
         chart(charts.fairness_bars(part), key=f"fair-{source}")
         gaps = part.drop_duplicates("attribute")[["attribute", "gap", "gap_lo", "gap_hi"]]
-        st.dataframe(gaps.style.format("{:.3f}", subset=["gap", "gap_lo", "gap_hi"], na_rep="–"),
-                     width="stretch", hide_index=True, key=f"fair-gaps-{source}")
+        st.dataframe(
+            gaps.style.format("{:.3f}", subset=["gap", "gap_lo", "gap_hi"], na_rep="–"),
+            width="stretch",
+            hide_index=True,
+            key=f"fair-gaps-{source}",
+        )

@@ -39,8 +39,9 @@ def discard(state: dict[str, torch.Tensor], patterns: Iterable[str]) -> list[str
     return dropped
 
 
-def rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]],
-           source: str) -> dict[str, torch.Tensor]:
+def rename(
+    state: dict[str, torch.Tensor], rules: list[tuple[str, str]], source: str
+) -> dict[str, torch.Tensor]:
     """Apply the first matching (regex, replacement) rule to every key; unmatched keys fail."""
     compiled = [(re.compile(p), r) for p, r in rules]
     out: dict[str, torch.Tensor] = {}
@@ -56,13 +57,15 @@ def rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]],
         else:
             unmatched.append(key)
     if unmatched:
-        raise ConversionError(f"{source}: unexpected keys (not part of the known layout): "
-                              f"{key_listing(unmatched)}")
+        raise ConversionError(
+            f"{source}: unexpected keys (not part of the known layout): {key_listing(unmatched)}"
+        )
     return out
 
 
-def check_against_model(state: dict[str, torch.Tensor], model: torch.nn.Module,
-                        source: str) -> None:
+def check_against_model(
+    state: dict[str, torch.Tensor], model: torch.nn.Module, source: str
+) -> None:
     """The converted keys must be exactly the model's persistent keys, with the same shapes."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = expected.keys() - state.keys()
@@ -72,13 +75,17 @@ def check_against_model(state: dict[str, torch.Tensor], model: torch.nn.Module,
         problems.append(f"missing keys: {key_listing(missing)}")
     if unexpected:
         problems.append(f"unexpected keys: {key_listing(unexpected)}")
-    wrong = [f"{k} {tuple(state[k].shape)} != {expected[k]}" for k in state.keys() & expected.keys()
-             if tuple(state[k].shape) != expected[k]]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {expected[k]}"
+        for k in state.keys() & expected.keys()
+        if tuple(state[k].shape) != expected[k]
+    ]
     if wrong:
         problems.append(f"shape mismatches: {key_listing(wrong)}")
     if problems:
-        raise ConversionError(f"{source}: converted checkpoint does not fit the target model; "
-                              + "; ".join(problems))
+        raise ConversionError(
+            f"{source}: converted checkpoint does not fit the target model; " + "; ".join(problems)
+        )
 
 
 def meta_model(model_class: type, config) -> torch.nn.Module:
@@ -87,8 +94,13 @@ def meta_model(model_class: type, config) -> torch.nn.Module:
         return model_class(config)
 
 
-def write_checkpoint(state: dict[str, torch.Tensor], config, dst: str | Path,
-                     manifest: dict, companions: Iterable = ()) -> None:
+def write_checkpoint(
+    state: dict[str, torch.Tensor],
+    config,
+    dst: str | Path,
+    manifest: dict,
+    companions: Iterable = (),
+) -> None:
     """Weights as safetensors shards (+ index), the config, tokenizer/processor, a manifest.
 
     Writes into a temporary sibling folder and renames it into place, so an interrupted

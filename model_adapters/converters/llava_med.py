@@ -61,8 +61,14 @@ V0, V15 = "v0", "v1.5"
 # What each variant's adapter is called (model_adapters/llava_med.py).
 ADAPTER_FOR = {V0: "llava_med", V15: "llava_med_v15"}
 V0_IMAGE_TOKENS = ("<im_patch>", "<im_start>", "<im_end>")  # LLaVA v0 llava/model/llava.py:372-377
-_TEXT_DROP = ("architectures", "transformers_version", "_name_or_path", "model_type",
-              "auto_map", "torch_dtype")
+_TEXT_DROP = (
+    "architectures",
+    "transformers_version",
+    "_name_or_path",
+    "model_type",
+    "auto_map",
+    "torch_dtype",
+)
 
 
 def _text_config(cfg: dict[str, Any]):
@@ -84,20 +90,27 @@ def _vision_config_from_state(state: dict[str, torch.Tensor]):
     hidden, p = patch.shape[0], patch.shape[-1]
     layers = len({k.split(".")[6] for k in state if k.startswith(pre + "encoder.layers.")})
     return CLIPVisionConfig(
-        hidden_size=hidden, intermediate_size=state[pre + "encoder.layers.0.mlp.fc1.weight"].shape[0],
-        num_hidden_layers=layers, num_attention_heads=max(1, hidden // CLIP_HEAD_DIM),
-        image_size=round((n_pos - 1) ** 0.5) * p, patch_size=p, hidden_act="quick_gelu",
+        hidden_size=hidden,
+        intermediate_size=state[pre + "encoder.layers.0.mlp.fc1.weight"].shape[0],
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // CLIP_HEAD_DIM),
+        image_size=round((n_pos - 1) ** 0.5) * p,
+        patch_size=p,
+        hidden_act="quick_gelu",
     )
 
 
-def llava_med_state_to_hf(state: dict[str, torch.Tensor], source: str = "LLaVA-Med checkpoint"
-                          ) -> dict[str, torch.Tensor]:
+def llava_med_state_to_hf(
+    state: dict[str, torch.Tensor], source: str = "LLaVA-Med checkpoint"
+) -> dict[str, torch.Tensor]:
     """Rename a LLaVA-Med state dict to LlavaForConditionalGeneration keys (strict)."""
     state = dict(state)
     discard(state, BUFFER_DISCARD)
     out = rename(state, _RULES, source)
-    if "model.multi_modal_projector.linear_1.weight" in out and \
-            "model.multi_modal_projector.linear_2.weight" not in out:
+    if (
+        "model.multi_modal_projector.linear_1.weight" in out
+        and "model.multi_modal_projector.linear_2.weight" not in out
+    ):
         # v0: one linear layer. Represent it exactly as linear_1 -> identity -> identity.
         d = out["model.multi_modal_projector.linear_1.weight"].shape[0]
         like = out["model.multi_modal_projector.linear_1.weight"]
@@ -117,22 +130,27 @@ def detect_variant(src_cfg: dict[str, Any], where: str) -> str:
     raise ConversionError(
         f"{where}: not a LLaVA-Med release this converter knows (model_type {kind!r}, "
         f"architectures {archs}); expected v0 (LlavaLlamaForCausalLM after apply_delta) or "
-        "v1.5 (microsoft/llava-med-v1.5-mistral-7b)")
+        "v1.5 (microsoft/llava-med-v1.5-mistral-7b)"
+    )
 
 
-def build_config(src_cfg: dict[str, Any], state: dict[str, torch.Tensor],
-                 vision_config=None, variant: str = V15):
+def build_config(
+    src_cfg: dict[str, Any], state: dict[str, torch.Tensor], vision_config=None, variant: str = V15
+):
     from transformers import LlavaConfig
 
     text = _text_config(src_cfg)
-    projector = src_cfg.get("mm_projector_type", "linear" if "model.mm_projector.weight" in state
-                            else "mlp2x_gelu")
+    projector = src_cfg.get(
+        "mm_projector_type", "linear" if "model.mm_projector.weight" in state else "mlp2x_gelu"
+    )
     if projector not in ("linear", "mlp2x_gelu"):
-        raise ConversionError(f"unsupported mm_projector_type {projector!r} "
-                              "(known: linear, mlp2x_gelu)")
+        raise ConversionError(
+            f"unsupported mm_projector_type {projector!r} (known: linear, mlp2x_gelu)"
+        )
     feature = src_cfg.get("mm_vision_select_feature", "patch")
     config = LlavaConfig(
-        vision_config=vision_config.to_dict(), text_config=text.to_dict(),
+        vision_config=vision_config.to_dict(),
+        text_config=text.to_dict(),
         image_token_index=text.vocab_size,  # no real token: images are spliced by the harness
         projector_hidden_act="gelu" if projector == "mlp2x_gelu" else "linear",
         vision_feature_layer=int(src_cfg.get("mm_vision_select_layer", -2)),
@@ -150,12 +168,16 @@ def build_config(src_cfg: dict[str, Any], state: dict[str, torch.Tensor],
 def build_image_processor(image_size: int, pad: bool):
     from transformers import LlavaImageProcessor
 
-    return LlavaImageProcessor(do_pad=pad, size={"shortest_edge": image_size},
-                               crop_size={"height": image_size, "width": image_size})
+    return LlavaImageProcessor(
+        do_pad=pad,
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+    )
 
 
-def convert_llava_med(src: str | Path, dst: str | Path,
-                      vision_tower: str | Path | None = None) -> dict[str, Any]:
+def convert_llava_med(
+    src: str | Path, dst: str | Path, vision_tower: str | Path | None = None
+) -> dict[str, Any]:
     """Convert the LLaVA-Med folder `src` into a transformers Llava folder at `dst`."""
     from transformers import AutoTokenizer, CLIPVisionConfig, LlavaForConditionalGeneration
 
@@ -166,7 +188,8 @@ def convert_llava_med(src: str | Path, dst: str | Path,
             f"llava-med convert: {cfg_path} not found. SRC is either LLaVA-Med v0 (the paper's: "
             "the folder llava.model.apply_delta writes from LLaMA-7B and the delta "
             "llava_med_in_text_60k_ckpt2_delta, see docs/adapters/llava_med.md) or v1.5 "
-            "(`huggingface-cli download microsoft/llava-med-v1.5-mistral-7b --local-dir SRC`).")
+            "(`huggingface-cli download microsoft/llava-med-v1.5-mistral-7b --local-dir SRC`)."
+        )
     src_cfg = json.loads(cfg_path.read_text())
     variant = detect_variant(src_cfg, str(cfg_path))
     state = read_state_dict(src)
@@ -177,30 +200,40 @@ def convert_llava_med(src: str | Path, dst: str | Path,
         vcfg = _vision_config_from_state(state)
     elif vision_tower:
         # A CLIPVisionModel or a whole CLIPModel folder: LLaVA uses only the vision half.
-        tower = {k[len("vision_model."):]: v for k, v in read_state_dict(vision_tower).items()
-                 if k.startswith("vision_model.")}
+        tower = {
+            k[len("vision_model.") :]: v
+            for k, v in read_state_dict(vision_tower).items()
+            if k.startswith("vision_model.")
+        }
         if not tower:
             raise ConversionError(f"{vision_tower}: no vision_model.* weights (not a CLIP folder)")
-        state.update({f"model.vision_tower.vision_tower.vision_model.{k}": v
-                      for k, v in tower.items()})
+        state.update(
+            {f"model.vision_tower.vision_tower.vision_model.{k}": v for k, v in tower.items()}
+        )
         vcfg = CLIPVisionConfig.from_pretrained(vision_tower)
     else:
         raise ConversionError(
             f"{src}: the checkpoint has no vision tower weights (model.vision_tower.*). Download "
             f"the CLIP tower it names ({src_cfg.get('mm_vision_tower', 'openai/clip-vit-large-patch14')}) "
-            "and pass its folder as --vision-tower")
+            "and pass its folder as --vision-tower"
+        )
     config = build_config(src_cfg, state, vcfg, variant)
     hf_state = llava_med_state_to_hf(state, source=str(src))
     check_against_model(hf_state, meta_model(LlavaForConditionalGeneration, config), str(src))
     tokenizer = AutoTokenizer.from_pretrained(src)
     if variant == V0:
         _check_v0_tokens(tokenizer, config, str(src))
-    manifest = {"format": "llava_med", "converter": "chexbench convert llava-med",
-                "variant": variant, "adapter": ADAPTER_FOR[variant],
-                "source": str(src), "vision_tower": str(vision_tower) if vision_tower else None,
-                "projector": config.chexbench_mm_projector_type, "n_tensors": len(hf_state)}
-    processor = build_image_processor(vcfg.image_size,
-                                      config.chexbench_image_aspect_ratio == "pad")
+    manifest = {
+        "format": "llava_med",
+        "converter": "chexbench convert llava-med",
+        "variant": variant,
+        "adapter": ADAPTER_FOR[variant],
+        "source": str(src),
+        "vision_tower": str(vision_tower) if vision_tower else None,
+        "projector": config.chexbench_mm_projector_type,
+        "n_tensors": len(hf_state),
+    }
+    processor = build_image_processor(vcfg.image_size, config.chexbench_image_aspect_ratio == "pad")
     write_checkpoint(hf_state, config, dst, manifest, [tokenizer, processor])
     return manifest
 
@@ -216,4 +249,5 @@ def _check_v0_tokens(tokenizer: Any, config: Any, where: str) -> None:
         raise ConversionError(
             f"{where}: the tokenizer lacks {bad} within the model's {rows} embedding rows; "
             "a LLaVA-Med v0 folder made by llava.model.apply_delta carries them (it saves the "
-            "delta's tokenizer)")
+            "delta's tokenizer)"
+        )

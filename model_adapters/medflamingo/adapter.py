@@ -48,11 +48,15 @@ CHECKPOINT_FILE = "model.pt"
 OFFICIAL = "Stanford-AIMI/CheXagent evaluation_chexbench/models/medflamingo.py"
 MEDIA_TOKEN = "<image>"
 # OFFICIAL:91-94, the text before <image> in multiple choice, verbatim.
-SYSTEM_PROMPT = ("You are a helpful medical assistant. You are being provided with images, a "
-                 "question about the image and an answer. Answer the question. ")
+SYSTEM_PROMPT = (
+    "You are a helpful medical assistant. You are being provided with images, a "
+    "question about the image and an answer. Answer the question. "
+)
 # OFFICIAL:144-146, the text before <image> in generate(), verbatim (no "and an answer").
-GENERATION_PROMPT = ("You are a helpful medical assistant. You are being provided with images "
-                     "and a question about the image. ")
+GENERATION_PROMPT = (
+    "You are a helpful medical assistant. You are being provided with images "
+    "and a question about the image. "
+)
 DOWNLOAD_HELP = (
     "Med-Flamingo needs three downloads: (1) `model.pt` from the Hugging Face repository "
     f"{HUB_ID!r} (`huggingface-cli download {HUB_ID} model.pt --local-dir models/med-flamingo`); "
@@ -77,23 +81,27 @@ def _resolve_checkpoint(pretrained: str, revision: str | None) -> Path:
         try:
             return Path(hf_hub_download(HUB_ID, CHECKPOINT_FILE, revision=revision))
         except Exception as exc:  # offline, gated, absent: all end in the same advice
-            raise WeightsMissing(f"medflamingo: cannot fetch {HUB_ID}/{CHECKPOINT_FILE} "
-                                    f"({exc.__class__.__name__}). {DOWNLOAD_HELP}") from exc
-    raise WeightsMissing(f"medflamingo: no {CHECKPOINT_FILE} at {pretrained!r}. "
-                            f"{DOWNLOAD_HELP}")
+            raise WeightsMissing(
+                f"medflamingo: cannot fetch {HUB_ID}/{CHECKPOINT_FILE} "
+                f"({exc.__class__.__name__}). {DOWNLOAD_HELP}"
+            ) from exc
+    raise WeightsMissing(f"medflamingo: no {CHECKPOINT_FILE} at {pretrained!r}. {DOWNLOAD_HELP}")
 
 
 def _require_dir(kind: str, path: str | Path) -> str:
     if Path(path).is_dir() and (Path(path) / "config.json").is_file():
         return str(path)
-    raise WeightsMissing(f"medflamingo: no {kind} folder (with config.json) at {str(path)!r}. "
-                            f"{DOWNLOAD_HELP}")
+    raise WeightsMissing(
+        f"medflamingo: no {kind} folder (with config.json) at {str(path)!r}. {DOWNLOAD_HELP}"
+    )
 
 
 def _check_loading_info(kind: str, path: str, info: dict[str, Any]) -> None:
     if info.get("missing_keys"):
-        raise ValueError(f"medflamingo: the {kind} at {path!r} lacks weights for "
-                         f"{sorted(info['missing_keys'])[:12]}")
+        raise ValueError(
+            f"medflamingo: the {kind} at {path!r} lacks weights for "
+            f"{sorted(info['missing_keys'])[:12]}"
+        )
 
 
 class MedFlamingoAdapter(VisionLanguageAdapter):
@@ -103,14 +111,25 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
     generation = GenerationSettings(
         max_new_tokens=128,
         source=f"{OFFICIAL}:139-166; open_flamingo 0.0.2 src/flamingo.py:107-170",
-        deviations=("official decode keeps special tokens (a trailing '<|endofchunk|>', any "
-                    "'</s>'); here they are skipped",))
+        deviations=(
+            "official decode keeps special tokens (a trailing '<|endofchunk|>', any "
+            "'</s>'); here they are skipped",
+        ),
+    )
 
-    def __init__(self, pretrained: str = HUB_ID, path: str | None = None,
-                 llama: str | None = None, clip: str | None = None, dtype: str = "auto",
-                 device: str = "auto", device_map: str | None = None,
-                 media_attention: str = "released", revision: str | None = None,
-                 **unused: Any):
+    def __init__(
+        self,
+        pretrained: str = HUB_ID,
+        path: str | None = None,
+        llama: str | None = None,
+        clip: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        device_map: str | None = None,
+        media_attention: str = "released",
+        revision: str | None = None,
+        **unused: Any,
+    ):
         check_unused("medflamingo", unused)
         if media_attention not in MEDIA_ATTENTION:
             raise ValueError(f"medflamingo: media_attention must be one of {MEDIA_ATTENTION}")
@@ -129,8 +148,11 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
         base = self.checkpoint_path.parent
         llama_dir = _require_dir("LLaMA-7B (HF format)", llama or base / "llama-7b-hf")
         clip_dir = clip or base / "clip-vit-large-patch14"
-        clip_dir = _require_dir("CLIP ViT-L/14", clip_dir) if (clip or Path(clip_dir).is_dir()) \
+        clip_dir = (
+            _require_dir("CLIP ViT-L/14", clip_dir)
+            if (clip or Path(clip_dir).is_dir())
             else CLIP_HUB_ID
+        )
 
         tokenizer = AutoTokenizer.from_pretrained(llama_dir)
         # Same order as open-flamingo 0.0.2's factory, so ids match the checkpoint's rows.
@@ -142,26 +164,43 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
         self.eoc_token_id = tokenizer.convert_tokens_to_ids("<|endofchunk|>")
 
         language_model, info = LlamaForCausalLM.from_pretrained(
-            llama_dir, torch_dtype=self.dtype, output_loading_info=True)
+            llama_dir, torch_dtype=self.dtype, output_loading_info=True
+        )
         _check_loading_info("LLaMA", llama_dir, info)
         try:
-            vision, info = CLIPVisionModel.from_pretrained(clip_dir, torch_dtype=self.dtype,
-                                                           output_loading_info=True)
+            vision, info = CLIPVisionModel.from_pretrained(
+                clip_dir, torch_dtype=self.dtype, output_loading_info=True
+            )
             self.image_processor = CLIPImageProcessor.from_pretrained(clip_dir)
         except OSError as exc:
-            raise WeightsMissing(f"medflamingo: cannot load CLIP from {clip_dir!r}. "
-                                    f"{DOWNLOAD_HELP}") from exc
+            raise WeightsMissing(
+                f"medflamingo: cannot load CLIP from {clip_dir!r}. {DOWNLOAD_HELP}"
+            ) from exc
         _check_loading_info("CLIP vision tower", str(clip_dir), info)
-        model = assemble(load_tensors(str(self.checkpoint_path)), language_model, vision,
-                         self.media_token_id, len(tokenizer), FlamingoSpec(), media_attention,
-                         origin=str(self.checkpoint_path))
+        model = assemble(
+            load_tensors(str(self.checkpoint_path)),
+            language_model,
+            vision,
+            self.media_token_id,
+            len(tokenizer),
+            FlamingoSpec(),
+            media_attention,
+            origin=str(self.checkpoint_path),
+        )
         model = model.to(self.dtype).eval()
         if device_map == "auto":
             from accelerate import dispatch_model, infer_auto_device_map
 
-            placement = infer_auto_device_map(model, dtype=self.dtype, no_split_module_classes=[
-                "LlamaDecoderLayer", "CLIPEncoderLayer", "GatedCrossAttentionBlock",
-                "PerceiverResampler"])
+            placement = infer_auto_device_map(
+                model,
+                dtype=self.dtype,
+                no_split_module_classes=[
+                    "LlamaDecoderLayer",
+                    "CLIPEncoderLayer",
+                    "GatedCrossAttentionBlock",
+                    "PerceiverResampler",
+                ],
+            )
             model = dispatch_model(model, device_map=placement)
             self.device = next(model.vision_encoder.parameters()).device
         elif device_map not in (None, ""):
@@ -198,11 +237,13 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
             raise UserError(f"medflamingo: {MEDIA_TOKEN} is not one token for this tokenizer")
         return list(ids[1:])
 
-    def split_option(self, last_piece: str, continuation: str
-                     ) -> tuple[list[int], list[int]] | None:
+    def split_option(
+        self, last_piece: str, continuation: str
+    ) -> tuple[list[int], list[int]] | None:
         # OFFICIAL:121-126: from char_to_token(prompt.rfind(option)) to the end of the row.
-        return from_first_char(self.tokenizer, last_piece + continuation,
-                               option_text(continuation), lead=MEDIA_TOKEN)
+        return from_first_char(
+            self.tokenizer, last_piece + continuation, option_text(continuation), lead=MEDIA_TOKEN
+        )
 
     def postprocess_generation(self, text: str) -> str:
         return text.replace("<unk> ", "").strip()  # OFFICIAL:52-56 clean_generation
@@ -218,10 +259,12 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.language_model.get_input_embeddings()(ids)
 
-    def lm_forward(self, inputs_embeds, attention_mask, position_ids, past_key_values=None,
-                   media=None):
-        out = self.model.forward_lm(inputs_embeds, attention_mask, position_ids,
-                                    past_key_values, media)
+    def lm_forward(
+        self, inputs_embeds, attention_mask, position_ids, past_key_values=None, media=None
+    ):
+        out = self.model.forward_lm(
+            inputs_embeds, attention_mask, position_ids, past_key_values, media
+        )
         return out.logits, out.past_key_values
 
     @property
@@ -235,7 +278,11 @@ class MedFlamingoAdapter(VisionLanguageAdapter):
         with open(self.checkpoint_path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 24), b""):
                 digest.update(chunk)
-        return {"model_id": self.pretrained, "revision": self.revision,
-                "weights_sha256": digest.hexdigest(), "smoke": False,
-                "parameters": sum(p.numel() for p in self.model.parameters()),
-                "media_attention": self.model.media_attention}
+        return {
+            "model_id": self.pretrained,
+            "revision": self.revision,
+            "weights_sha256": digest.hexdigest(),
+            "smoke": False,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "media_attention": self.model.media_attention,
+        }

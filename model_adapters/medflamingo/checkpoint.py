@@ -38,10 +38,16 @@ from model_adapters.medflamingo.state_dict import (
     convert_state_dict,
 )
 
-OPEN_CLIP_TEXT_TOWER = ("vision_encoder.transformer.", "vision_encoder.token_embedding.",
-                        "vision_encoder.positional_embedding", "vision_encoder.ln_final.",
-                        "vision_encoder.text_projection", "vision_encoder.logit_scale",
-                        "vision_encoder.attn_mask", "vision_encoder.visual.proj")
+OPEN_CLIP_TEXT_TOWER = (
+    "vision_encoder.transformer.",
+    "vision_encoder.token_embedding.",
+    "vision_encoder.positional_embedding",
+    "vision_encoder.ln_final.",
+    "vision_encoder.text_projection",
+    "vision_encoder.logit_scale",
+    "vision_encoder.attn_mask",
+    "vision_encoder.visual.proj",
+)
 _VIS = "vision_encoder.visual."
 _HF_VIS = "vision_encoder.vision_model."
 
@@ -50,47 +56,71 @@ def xattn_layer_ids(n_layers: int, every: int) -> list[int]:
     return [i for i in range(n_layers) if (i + 1) % every == 0]
 
 
-def released_key_plan(language_model: LlamaForCausalLM, spec: FlamingoSpec,
-                      n_vision_layers: int = 0) -> KeyPlan:
+def released_key_plan(
+    language_model: LlamaForCausalLM, spec: FlamingoSpec, n_vision_layers: int = 0
+) -> KeyPlan:
     required = perceiver_key_map("perceiver.", "perceiver.", spec.perceiver_depth)
     required["lang_encoder.model.embed_tokens.weight"] = "language_model.model.embed_tokens.weight"
     aliases: dict[str, str] = {}
     layers = language_model.model.layers
     for block, i in enumerate(xattn_layer_ids(len(layers), spec.cross_attn_every_n_layers)):
         src, dst = f"lang_encoder.gated_cross_attn_layers.{i}.", f"cross_attn.{block}."
-        names = {"attn.norm.weight", "attn.norm.bias", "attn.to_q.weight", "attn.to_kv.weight",
-                 "attn.to_out.weight", "attn_gate", "ff_gate"}
+        names = {
+            "attn.norm.weight",
+            "attn.norm.bias",
+            "attn.to_q.weight",
+            "attn.to_kv.weight",
+            "attn.to_out.weight",
+            "attn_gate",
+            "ff_gate",
+        }
         block_map = {src + n: dst + n for n in names}
         block_map.update(feed_forward_key_map(src + "ff.", dst + "ff."))
         required.update(block_map)
         alias_src = f"lang_encoder.model.layers.{i}.gated_cross_attn_layer."
-        aliases.update({alias_src + k[len(src):]: k for k in block_map})
-    optional = {"lang_encoder.model.norm.weight": "language_model.model.norm.weight",
-                "lang_encoder.lm_head.weight": "language_model.lm_head.weight"}
+        aliases.update({alias_src + k[len(src) :]: k for k in block_map})
+    optional = {
+        "lang_encoder.model.norm.weight": "language_model.model.norm.weight",
+        "lang_encoder.lm_head.weight": "language_model.lm_head.weight",
+    }
     for i, layer in enumerate(layers):
         for name in layer.state_dict():
             optional[f"lang_encoder.model.layers.{i}.decoder_layer.{name}"] = (
-                f"language_model.model.layers.{i}.{name}")
-    return KeyPlan(required=required, optional=optional, aliases=aliases,
-                   dropped_prefixes=OPEN_CLIP_TEXT_TOWER,
-                   dropped_suffixes=("rotary_emb.inv_freq",))
+                f"language_model.model.layers.{i}.{name}"
+            )
+    return KeyPlan(
+        required=required,
+        optional=optional,
+        aliases=aliases,
+        dropped_prefixes=OPEN_CLIP_TEXT_TOWER,
+        dropped_suffixes=("rotary_emb.inv_freq",),
+    )
 
 
 def convert_open_clip_visual(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """open_clip `VisionTransformer` names -> transformers `CLIPVisionModel` names."""
     out: dict[str, torch.Tensor] = {}
-    simple = {"class_embedding": "embeddings.class_embedding",
-              "positional_embedding": "embeddings.position_embedding.weight",
-              "conv1.weight": "embeddings.patch_embedding.weight",
-              "ln_pre.weight": "pre_layrnorm.weight", "ln_pre.bias": "pre_layrnorm.bias",
-              "ln_post.weight": "post_layernorm.weight", "ln_post.bias": "post_layernorm.bias"}
-    block = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
-             "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+    simple = {
+        "class_embedding": "embeddings.class_embedding",
+        "positional_embedding": "embeddings.position_embedding.weight",
+        "conv1.weight": "embeddings.patch_embedding.weight",
+        "ln_pre.weight": "pre_layrnorm.weight",
+        "ln_pre.bias": "pre_layrnorm.bias",
+        "ln_post.weight": "post_layernorm.weight",
+        "ln_post.bias": "post_layernorm.bias",
+    }
+    block = {
+        "ln_1": "layer_norm1",
+        "ln_2": "layer_norm2",
+        "attn.out_proj": "self_attn.out_proj",
+        "mlp.c_fc": "mlp.fc1",
+        "mlp.c_proj": "mlp.fc2",
+    }
     unknown = []
     for key, t in source.items():
         if not key.startswith(_VIS) or key == _VIS + "proj":
             continue
-        rest = key[len(_VIS):]
+        rest = key[len(_VIS) :]
         if rest in simple:
             out[_HF_VIS + simple[rest]] = t
             continue
@@ -113,10 +143,16 @@ def convert_open_clip_visual(source: Mapping[str, torch.Tensor]) -> dict[str, to
     return out
 
 
-def assemble(checkpoint: Mapping[str, torch.Tensor], language_model: LlamaForCausalLM,
-             vision_encoder: CLIPVisionModel, media_token_id: int, vocab_size: int,
-             spec: FlamingoSpec | None = None, media_attention: str = "released",
-             origin: str = "model.pt") -> MedFlamingoModel:
+def assemble(
+    checkpoint: Mapping[str, torch.Tensor],
+    language_model: LlamaForCausalLM,
+    vision_encoder: CLIPVisionModel,
+    media_token_id: int,
+    vocab_size: int,
+    spec: FlamingoSpec | None = None,
+    media_attention: str = "released",
+    origin: str = "model.pt",
+) -> MedFlamingoModel:
     """Base LLaMA + CLIP (already loaded) + the released Flamingo-side tensors -> our model.
 
     The Flamingo-side modules are created empty and every one of their tensors must come from
@@ -132,22 +168,27 @@ def assemble(checkpoint: Mapping[str, torch.Tensor], language_model: LlamaForCau
         raise CheckpointKeyError(
             f"{origin}: embed_tokens has {embed.shape[0]} rows but the tokenizer has {vocab_size} "
             "tokens after adding <|endofchunk|>, <image> (and <PAD>): use the original LLaMA-7B "
-            "tokenizer that Med-Flamingo was trained with")
+            "tokenizer that Med-Flamingo was trained with"
+        )
     hidden = language_model.config.hidden_size
     if embed.shape[1] != hidden:
-        raise CheckpointKeyError(f"{origin}: embed_tokens width {embed.shape[1]} != LLaMA "
-                                 f"hidden size {hidden}: wrong base LLaMA folder?")
+        raise CheckpointKeyError(
+            f"{origin}: embed_tokens width {embed.shape[1]} != LLaMA "
+            f"hidden size {hidden}: wrong base LLaMA folder?"
+        )
     with init_empty_weights(include_buffers=False):
         language_model.model.embed_tokens = nn.Embedding(vocab_size, hidden)
-        model = MedFlamingoModel(vision_encoder, language_model, media_token_id, spec,
-                                 media_attention)
+        model = MedFlamingoModel(
+            vision_encoder, language_model, media_token_id, spec, media_attention
+        )
     for name in ("perceiver", "cross_attn"):
-        part = {k[len(name) + 1:]: v for k, v in native.items() if k.startswith(name + ".")}
+        part = {k[len(name) + 1 :]: v for k, v in native.items() if k.startswith(name + ".")}
         check_complete(getattr(model, name), part, f"{origin} ({name})")
     result = model.load_state_dict(native, strict=False, assign=True)
     if result.unexpected_keys:
-        raise CheckpointKeyError(f"{origin}: keys with no place in the model: "
-                                 f"{sorted(result.unexpected_keys)[:12]}")
+        raise CheckpointKeyError(
+            f"{origin}: keys with no place in the model: {sorted(result.unexpected_keys)[:12]}"
+        )
     still_empty = [n for n, p in model.named_parameters() if p.is_meta]
     if still_empty:
         raise CheckpointKeyError(f"{origin}: no weights for {still_empty[:12]}")

@@ -53,14 +53,15 @@ class MaskedCrossAttention(nn.Module):
         super().__init__()
         inner = dim_head * heads
         self.heads = heads
-        self.scale = dim_head ** -0.5
+        self.scale = dim_head**-0.5
         self.norm = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, inner, bias=False)
         self.to_kv = nn.Linear(dim_visual, inner * 2, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, media: torch.Tensor | None,
-                image_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, media: torch.Tensor | None, image_index: torch.Tensor
+    ) -> torch.Tensor:
         if media is None:  # no image anywhere: every token is "text without media"
             return torch.zeros_like(x)
         n_images, n_latents = media.shape[1], media.shape[2]
@@ -83,8 +84,9 @@ class GatedCrossAttentionBlock(nn.Module):
         self.ff = GatedFeedForward(dim, ff_mult)
         self.ff_gate = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, media: torch.Tensor | None,
-                image_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, media: torch.Tensor | None, image_index: torch.Tensor
+    ) -> torch.Tensor:
         x = self.attn(x, media, image_index) * self.attn_gate.tanh() + x
         return self.ff(x) * self.ff_gate.tanh() + x
 
@@ -107,9 +109,14 @@ def media_time(is_media: torch.Tensor, prefix_images: int, rule: str) -> torch.T
 
 
 class MedFlamingoModel(nn.Module):
-    def __init__(self, vision_encoder: CLIPVisionModel, language_model: LlamaForCausalLM,
-                 media_token_id: int, spec: FlamingoSpec = FlamingoSpec(),
-                 media_attention: str = "released"):
+    def __init__(
+        self,
+        vision_encoder: CLIPVisionModel,
+        language_model: LlamaForCausalLM,
+        media_token_id: int,
+        spec: FlamingoSpec = FlamingoSpec(),
+        media_attention: str = "released",
+    ):
         super().__init__()
         if media_attention not in MEDIA_ATTENTION:
             raise ValueError(f"media_attention must be one of {MEDIA_ATTENTION}")
@@ -118,16 +125,25 @@ class MedFlamingoModel(nn.Module):
         self.media_token_id = int(media_token_id)
         self.vision_encoder = vision_encoder
         vis_dim = vision_encoder.config.hidden_size
-        self.perceiver = PerceiverResampler(vis_dim, spec.perceiver_depth, spec.perceiver_dim_head,
-                                            spec.perceiver_heads, spec.num_latents, spec.ff_mult)
+        self.perceiver = PerceiverResampler(
+            vis_dim,
+            spec.perceiver_depth,
+            spec.perceiver_dim_head,
+            spec.perceiver_heads,
+            spec.num_latents,
+            spec.ff_mult,
+        )
         self.language_model = language_model
         cfg = language_model.config
-        self.xattn_layers = [i for i in range(cfg.num_hidden_layers)
-                             if (i + 1) % spec.cross_attn_every_n_layers == 0]
+        self.xattn_layers = [
+            i for i in range(cfg.num_hidden_layers) if (i + 1) % spec.cross_attn_every_n_layers == 0
+        ]
         self.cross_attn = nn.ModuleList(
-            GatedCrossAttentionBlock(cfg.hidden_size, vis_dim, spec.xattn_dim_head,
-                                     spec.xattn_heads, spec.ff_mult)
-            for _ in self.xattn_layers)
+            GatedCrossAttentionBlock(
+                cfg.hidden_size, vis_dim, spec.xattn_dim_head, spec.xattn_heads, spec.ff_mult
+            )
+            for _ in self.xattn_layers
+        )
         self._condition: tuple[torch.Tensor | None, torch.Tensor] | None = None
         layers = language_model.model.layers
         for block, layer_idx in enumerate(self.xattn_layers):
@@ -140,9 +156,9 @@ class MedFlamingoModel(nn.Module):
             media, index = self._condition
             if args:
                 return (self.cross_attn[block](args[0], media, index), *args[1:]), kwargs
-            kwargs["hidden_states"] = self.cross_attn[block](kwargs["hidden_states"], media,
-                                                             index)
+            kwargs["hidden_states"] = self.cross_attn[block](kwargs["hidden_states"], media, index)
             return args, kwargs
+
         return hook
 
     @contextmanager
@@ -165,9 +181,14 @@ class MedFlamingoModel(nn.Module):
     def media_marker(self) -> torch.Tensor:
         return self.language_model.get_input_embeddings().weight[self.media_token_id]
 
-    def forward_lm(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-                   position_ids: torch.Tensor, past_key_values=None,
-                   media: torch.Tensor | None = None):
+    def forward_lm(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past_key_values=None,
+        media: torch.Tensor | None = None,
+    ):
         """Decoder pass; `<image>` positions are found by their (exact) marker embedding."""
         marker = self.media_marker().to(inputs_embeds.device, inputs_embeds.dtype)
         is_media = (inputs_embeds == marker).all(dim=-1)
@@ -175,6 +196,10 @@ class MedFlamingoModel(nn.Module):
         prefix = media.shape[1] if (cached and media is not None) else 0
         index = media_time(is_media, prefix, self.media_attention)
         with self.conditioned(media, index):
-            return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                       position_ids=position_ids, past_key_values=past_key_values,
-                                       use_cache=True)
+            return self.language_model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                use_cache=True,
+            )

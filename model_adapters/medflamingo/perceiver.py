@@ -53,8 +53,9 @@ class PerceiverAttention(nn.Module):
         latents = self.norm_latents(latents)
         q = split_heads(self.to_q(latents), self.heads)
         k, v = self.to_kv(torch.cat([media, latents], dim=1)).chunk(2, dim=-1)
-        out = F.scaled_dot_product_attention(q, split_heads(k, self.heads),
-                                             split_heads(v, self.heads))
+        out = F.scaled_dot_product_attention(
+            q, split_heads(k, self.heads), split_heads(v, self.heads)
+        )
         return self.to_out(merge_heads(out))
 
 
@@ -68,12 +69,20 @@ class PerceiverBlock(nn.Module):
 class PerceiverResampler(nn.Module):
     """(N, n_tokens, dim) vision features of N single-frame images -> (N, num_latents, dim)."""
 
-    def __init__(self, dim: int, depth: int = 6, dim_head: int = 64, heads: int = 8,
-                 num_latents: int = 64, ff_mult: int = 4):
+    def __init__(
+        self,
+        dim: int,
+        depth: int = 6,
+        dim_head: int = 64,
+        heads: int = 8,
+        num_latents: int = 64,
+        ff_mult: int = 4,
+    ):
         super().__init__()
         self.latents = nn.Parameter(torch.randn(num_latents, dim))
-        self.layers = nn.ModuleList(PerceiverBlock(dim, dim_head, heads, ff_mult)
-                                    for _ in range(depth))
+        self.layers = nn.ModuleList(
+            PerceiverBlock(dim, dim_head, heads, ff_mult) for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, media: torch.Tensor) -> torch.Tensor:
@@ -102,7 +111,9 @@ def perceiver_key_map(src_prefix: str, dst_prefix: str, depth: int) -> dict[str,
 
 def feed_forward_key_map(src_prefix: str, dst_prefix: str) -> dict[str, str]:
     """`nn.Sequential(LayerNorm, Linear, GELU, Linear)` indices -> norm/fc1/fc2."""
-    return {f"{src_prefix}0.weight": f"{dst_prefix}norm.weight",
-            f"{src_prefix}0.bias": f"{dst_prefix}norm.bias",
-            f"{src_prefix}1.weight": f"{dst_prefix}fc1.weight",
-            f"{src_prefix}3.weight": f"{dst_prefix}fc2.weight"}
+    return {
+        f"{src_prefix}0.weight": f"{dst_prefix}norm.weight",
+        f"{src_prefix}0.bias": f"{dst_prefix}norm.bias",
+        f"{src_prefix}1.weight": f"{dst_prefix}fc1.weight",
+        f"{src_prefix}3.weight": f"{dst_prefix}fc2.weight",
+    }

@@ -40,8 +40,9 @@ class Conversion:
     dropped: list[str]
 
 
-def convert_state_dict(source: Mapping[str, torch.Tensor], plan: KeyPlan,
-                       origin: str) -> Conversion:
+def convert_state_dict(
+    source: Mapping[str, torch.Tensor], plan: KeyPlan, origin: str
+) -> Conversion:
     """Rename `source` by `plan`; refuse unexpected or missing keys, naming them."""
     mapping = {**plan.optional, **plan.required}
     out: dict[str, torch.Tensor] = {}
@@ -56,7 +57,8 @@ def convert_state_dict(source: Mapping[str, torch.Tensor], plan: KeyPlan,
                 if not torch.equal(source[canonical], tensor):
                     raise CheckpointKeyError(
                         f"{origin}: {key!r} should be the same tensor as {canonical!r} (one "
-                        "module registered under two names) but the values differ")
+                        "module registered under two names) but the values differ"
+                    )
             else:
                 out[mapping[canonical]] = tensor
         elif plan.is_dropped(key):
@@ -67,16 +69,20 @@ def convert_state_dict(source: Mapping[str, torch.Tensor], plan: KeyPlan,
     by_canonical: dict[str, list[str]] = {}
     for alias, canonical in plan.aliases.items():
         by_canonical.setdefault(canonical, []).append(alias)
-    missing = [k for k in plan.required
-               if k not in present and not any(a in present for a in by_canonical.get(k, []))]
+    missing = [
+        k
+        for k in plan.required
+        if k not in present and not any(a in present for a in by_canonical.get(k, []))
+    ]
     problems = []
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected key(s): {key_listing(unexpected)}")
     if missing:
         problems.append(f"{len(missing)} missing key(s): {key_listing(missing)}")
     if problems:
-        raise CheckpointKeyError(f"{origin}: does not match the expected layout; "
-                                 + "; ".join(problems))
+        raise CheckpointKeyError(
+            f"{origin}: does not match the expected layout; " + "; ".join(problems)
+        )
     return Conversion(out, dropped)
 
 
@@ -102,8 +108,11 @@ def load_tensors(path: str) -> dict[str, torch.Tensor]:
 
         return load_file(str(path))
     obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    if isinstance(obj, Mapping) and "model_state_dict" in obj and not any(
-            isinstance(v, torch.Tensor) for v in obj.values()):
+    if (
+        isinstance(obj, Mapping)
+        and "model_state_dict" in obj
+        and not any(isinstance(v, torch.Tensor) for v in obj.values())
+    ):
         obj = obj["model_state_dict"]
     if not isinstance(obj, Mapping):
         raise CheckpointKeyError(f"{path}: expected a state dict, found {type(obj).__name__}")

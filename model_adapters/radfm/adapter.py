@@ -69,8 +69,9 @@ def _weights_file(folder: Path) -> Path:
     for name in WEIGHT_FILES:
         if (folder / name).is_file():
             return folder / name
-    raise WeightsMissing(f"radfm: no {' / '.join(WEIGHT_FILES)} in {str(folder)!r}. "
-                            f"{DOWNLOAD_HELP}")
+    raise WeightsMissing(
+        f"radfm: no {' / '.join(WEIGHT_FILES)} in {str(folder)!r}. {DOWNLOAD_HELP}"
+    )
 
 
 class RadFMAdapter(VisionLanguageAdapter):
@@ -80,12 +81,22 @@ class RadFMAdapter(VisionLanguageAdapter):
     generation = GenerationSettings(
         max_new_tokens=200,
         source=f"{OFFICIAL}:68-77; src/radfm/Model/RadFM/multimodality_model.py:75-80",
-        deviations=("top_k=50 is passed without do_sample, so the official decoding is greedy "
-                    "too; no deviation in decoding",))
+        deviations=(
+            "top_k=50 is passed without do_sample, so the official decoding is greedy "
+            "too; no deviation in decoding",
+        ),
+    )
 
-    def __init__(self, pretrained: str = "models/radfm", path: str | None = None,
-                 language_files: str | None = None, dtype: str = "auto", device: str = "auto",
-                 device_map: str | None = None, **unused: Any):
+    def __init__(
+        self,
+        pretrained: str = "models/radfm",
+        path: str | None = None,
+        language_files: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        device_map: str | None = None,
+        **unused: Any,
+    ):
         check_unused("radfm", unused)
         from transformers import AutoTokenizer, LlamaConfig
 
@@ -96,11 +107,15 @@ class RadFMAdapter(VisionLanguageAdapter):
         self.weights_path = _weights_file(folder)
         lang = Path(language_files) if language_files else folder / "Language_files"
         if not (lang / "config.json").is_file():
-            raise WeightsMissing(f"radfm: no LLaMA config/tokenizer folder at {str(lang)!r}. "
-                                    f"{DOWNLOAD_HELP}")
+            raise WeightsMissing(
+                f"radfm: no LLaMA config/tokenizer folder at {str(lang)!r}. {DOWNLOAD_HELP}"
+            )
         spec_path = folder / SPEC_FILE
-        self.spec = (RadFMVisionSpec(**json.loads(spec_path.read_text()))
-                     if spec_path.is_file() else RadFMVisionSpec())
+        self.spec = (
+            RadFMVisionSpec(**json.loads(spec_path.read_text()))
+            if spec_path.is_file()
+            else RadFMVisionSpec()
+        )
         tokenizer = AutoTokenizer.from_pretrained(str(lang))
         # The released tokenizer_config leaves bos/eos empty; the official demo sets 1 and 2.
         if not tokenizer.bos_token:
@@ -109,20 +124,28 @@ class RadFMAdapter(VisionLanguageAdapter):
             tokenizer.eos_token = "</s>"
         tokenizer.add_special_tokens({"additional_special_tokens": list(IMAGE_MARKERS)})
         self.tokenizer = tokenizer
-        model = build_from_released(load_tensors(str(self.weights_path)),
-                                    LlamaConfig.from_pretrained(str(lang)), self.spec,
-                                    origin=str(self.weights_path))
+        model = build_from_released(
+            load_tensors(str(self.weights_path)),
+            LlamaConfig.from_pretrained(str(lang)),
+            self.spec,
+            origin=str(self.weights_path),
+        )
         marker_ids = tokenizer.convert_tokens_to_ids(list(IMAGE_MARKERS))
         if marker_ids != [model.text_vocab, model.text_vocab + 1]:
-            raise UserError(f"radfm: the tokenizer in {lang} gives <image>/</image> ids "
-                             f"{marker_ids}, not {model.text_vocab}/{model.text_vocab + 1} (right "
-                             "after the language model's vocabulary) as the released model needs")
+            raise UserError(
+                f"radfm: the tokenizer in {lang} gives <image>/</image> ids "
+                f"{marker_ids}, not {model.text_vocab}/{model.text_vocab + 1} (right "
+                "after the language model's vocabulary) as the released model needs"
+            )
         model = model.to(self.dtype).eval()
         if device_map == "auto":
             from accelerate import dispatch_model, infer_auto_device_map
 
-            placement = infer_auto_device_map(model, dtype=self.dtype, no_split_module_classes=[
-                "LlamaDecoderLayer", "ViT3D", "PerceiverResampler"])
+            placement = infer_auto_device_map(
+                model,
+                dtype=self.dtype,
+                no_split_module_classes=["LlamaDecoderLayer", "ViT3D", "PerceiverResampler"],
+            )
             model = dispatch_model(model, device_map=placement)
             self.device = next(model.vision_encoder.parameters()).device
         elif device_map not in (None, ""):
@@ -140,11 +163,11 @@ class RadFMAdapter(VisionLanguageAdapter):
             return [*self.bos(), context]
         return [*self.bos(), "<image>", ImageSlot(0), f"</image>{context}"]
 
-    def split_option(self, last_piece: str, continuation: str
-                     ) -> tuple[list[int], list[int]] | None:
+    def split_option(
+        self, last_piece: str, continuation: str
+    ) -> tuple[list[int], list[int]] | None:
         # OFFICIAL:50-55: from char_to_token(text.rfind(option)) to the end of the row.
-        return from_first_char(self.tokenizer, last_piece + continuation,
-                               option_text(continuation))
+        return from_first_char(self.tokenizer, last_piece + continuation, option_text(continuation))
 
     @property
     def eos_token_ids(self) -> list[int]:
@@ -166,11 +189,16 @@ class RadFMAdapter(VisionLanguageAdapter):
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.embed_tokens(ids)
 
-    def lm_forward(self, inputs_embeds, attention_mask, position_ids, past_key_values=None,
-                   media=None):
-        out = self.model.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                        position_ids=position_ids,
-                                        past_key_values=past_key_values, use_cache=True)
+    def lm_forward(
+        self, inputs_embeds, attention_mask, position_ids, past_key_values=None, media=None
+    ):
+        out = self.model.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=True,
+        )
         return out.logits, out.past_key_values
 
     def model_info(self) -> dict[str, Any]:
@@ -178,6 +206,10 @@ class RadFMAdapter(VisionLanguageAdapter):
         with open(self.weights_path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 24), b""):
                 digest.update(chunk)
-        return {"model_id": self.pretrained, "weights_sha256": digest.hexdigest(),
-                "smoke": False, "parameters": sum(p.numel() for p in self.model.parameters()),
-                "preprocessing": "deterministic resize (not the official RandomResizedCrop)"}
+        return {
+            "model_id": self.pretrained,
+            "weights_sha256": digest.hexdigest(),
+            "smoke": False,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "preprocessing": "deterministic resize (not the official RandomResizedCrop)",
+        }

@@ -34,21 +34,34 @@ from model_adapters.medflamingo.state_dict import (
 from model_adapters.radfm.modeling import RadFMModel, RadFMVisionSpec
 
 _E = "embedding_layer."
-UNUSED_HEADS = tuple(_E + n for n in ("bert_model.", "bert_projection_fc.", "transformer_decoder.",
-                                      "transformer_decoder_mlp.", "output_upscaling.",
-                                      "cls_head."))
+UNUSED_HEADS = tuple(
+    _E + n
+    for n in (
+        "bert_model.",
+        "bert_projection_fc.",
+        "transformer_decoder.",
+        "transformer_decoder_mlp.",
+        "output_upscaling.",
+        "cls_head.",
+    )
+)
 
 
 def released_key_plan(model: RadFMModel) -> KeyPlan:
     spec = model.spec
-    req: dict[str, str] = {f"lang_model.{k}": f"language_model.{k}"
-                           for k in model.language_model.state_dict()}
+    req: dict[str, str] = {
+        f"lang_model.{k}": f"language_model.{k}" for k in model.language_model.state_dict()
+    }
     req[_E + "figure_token_weight"] = "figure_token_embeds"
     for p in ("weight", "bias"):
         req[f"{_E}fc.{p}"] = f"image_proj.{p}"
         for i, name in ((1, "patch_norm_in"), (2, "patch_proj"), (3, "patch_norm_out")):
             req[f"{_E}vision_encoder.to_patch_embedding.{i}.{p}"] = f"vision_encoder.{name}.{p}"
-    for src, dst in (("row_embed", "pos_row"), ("col_embed", "pos_col"), ("dep_embed", "pos_depth")):
+    for src, dst in (
+        ("row_embed", "pos_row"),
+        ("col_embed", "pos_col"),
+        ("dep_embed", "pos_depth"),
+    ):
         req[f"{_E}vision_encoder.pos_embedding.{src}.weight"] = f"vision_encoder.{dst}.weight"
     for i in range(spec.depth):
         s, d = f"{_E}vision_encoder.transformer.layers.{i}.", f"vision_encoder.layers.{i}."
@@ -60,14 +73,20 @@ def released_key_plan(model: RadFMModel) -> KeyPlan:
             req[f"{s}1.fn.net.0.{p}"] = f"{d}fc1.{p}"
             req[f"{s}1.fn.net.3.{p}"] = f"{d}fc2.{p}"
     req.update(perceiver_key_map(_E + "perceiver.", "perceiver.", spec.perceiver_depth))
-    return KeyPlan(required=req,
-                   aliases={_E + "weight": "lang_model.model.embed_tokens.weight"},
-                   dropped_prefixes=UNUSED_HEADS, dropped_suffixes=("rotary_emb.inv_freq",))
+    return KeyPlan(
+        required=req,
+        aliases={_E + "weight": "lang_model.model.embed_tokens.weight"},
+        dropped_prefixes=UNUSED_HEADS,
+        dropped_suffixes=("rotary_emb.inv_freq",),
+    )
 
 
-def build_from_released(checkpoint: Mapping[str, torch.Tensor], llama_config: LlamaConfig,
-                        spec: RadFMVisionSpec | None = None,
-                        origin: str = "pytorch_model.bin") -> RadFMModel:
+def build_from_released(
+    checkpoint: Mapping[str, torch.Tensor],
+    llama_config: LlamaConfig,
+    spec: RadFMVisionSpec | None = None,
+    origin: str = "pytorch_model.bin",
+) -> RadFMModel:
     """An empty model of the released shape, filled (assign, no copy) from the renamed tensors."""
     with init_empty_weights(include_buffers=False):
         model = RadFMModel(LlamaForCausalLM(llama_config), spec or RadFMVisionSpec())

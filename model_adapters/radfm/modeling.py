@@ -64,7 +64,7 @@ class ViT3D(nn.Module):
     def __init__(self, spec: RadFMVisionSpec):
         super().__init__()
         self.spec = spec
-        patch_dim = spec.channels * spec.patch_size ** 2 * spec.frame_patch_size
+        patch_dim = spec.channels * spec.patch_size**2 * spec.frame_patch_size
         self.patch_norm_in = nn.LayerNorm(patch_dim)
         self.patch_proj = nn.Linear(patch_dim, spec.dim)
         self.patch_norm_out = nn.LayerNorm(spec.dim)
@@ -72,8 +72,9 @@ class ViT3D(nn.Module):
         self.pos_row = nn.Embedding(grid, spec.dim // 3)
         self.pos_col = nn.Embedding(grid, spec.dim // 3)
         self.pos_depth = nn.Embedding(spec.frames // spec.frame_patch_size, spec.dim // 3)
-        self.layers = nn.ModuleList(ViTBlock(spec.dim, spec.heads, spec.dim_head, spec.mlp_dim)
-                                    for _ in range(spec.depth))
+        self.layers = nn.ModuleList(
+            ViTBlock(spec.dim, spec.heads, spec.dim_head, spec.mlp_dim) for _ in range(spec.depth)
+        )
 
     def _positions(self, h: int, w: int, d: int, device: torch.device) -> torch.Tensor:
         # A coarser grid reads the table at strided rows (the last of each stride), as released.
@@ -82,8 +83,14 @@ class ViT3D(nn.Module):
             return table(idx)
 
         r, c, z = rows(self.pos_row, h), rows(self.pos_col, w), rows(self.pos_depth, d)
-        grid = torch.cat([r[:, None, None].expand(h, w, d, -1), c[None, :, None].expand(h, w, d, -1),
-                          z[None, None, :].expand(h, w, d, -1)], dim=-1)
+        grid = torch.cat(
+            [
+                r[:, None, None].expand(h, w, d, -1),
+                c[None, :, None].expand(h, w, d, -1),
+                z[None, None, :].expand(h, w, d, -1),
+            ],
+            dim=-1,
+        )
         return grid.reshape(h * w * d, -1)
 
     def forward(self, volume: torch.Tensor) -> torch.Tensor:
@@ -104,8 +111,13 @@ class RadFMModel(nn.Module):
         super().__init__()
         self.spec = spec
         self.vision_encoder = ViT3D(spec)
-        self.perceiver = PerceiverResampler(spec.dim, spec.perceiver_depth, spec.perceiver_dim_head,
-                                            spec.perceiver_heads, spec.num_latents)
+        self.perceiver = PerceiverResampler(
+            spec.dim,
+            spec.perceiver_depth,
+            spec.perceiver_dim_head,
+            spec.perceiver_heads,
+            spec.num_latents,
+        )
         hidden = language_model.config.hidden_size
         self.image_proj = nn.Linear(spec.dim, hidden)
         self.figure_token_embeds = nn.Parameter(torch.zeros(2, hidden))  # <image>, </image>
@@ -121,6 +133,11 @@ class RadFMModel(nn.Module):
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """LLaMA rows for text ids; ids text_vocab and text_vocab+1 are `<image>`, `</image>`."""
-        table = torch.cat([self.language_model.get_input_embeddings().weight,
-                           self.figure_token_embeds.to(self.language_model.dtype)], dim=0)
+        table = torch.cat(
+            [
+                self.language_model.get_input_embeddings().weight,
+                self.figure_token_embeds.to(self.language_model.dtype),
+            ],
+            dim=0,
+        )
         return F.embedding(ids, table)

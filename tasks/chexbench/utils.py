@@ -15,7 +15,9 @@ from harness.scoring import MissingTokenCount, correctness
 
 # Stanford-AIMI/CheXagent evaluation_chexbench/axis_3_text_generation/
 # run_findings_generation.py:34-38 and run_findings_summarization.py:33-36, verbatim.
-GENERATION_PROMPT = 'Given the indication: "{indication}", write a structured findings section for the CXR.'
+GENERATION_PROMPT = (
+    'Given the indication: "{indication}", write a structured findings section for the CXR.'
+)
 SUMMARIZATION_PROMPT = "Summarize the following Findings: {findings}"
 # The official f-string has no other prompt for an item without an indication: a null field
 # renders as "None", which is also what CheXinstruct wrote for a missing indication in training
@@ -23,8 +25,14 @@ SUMMARIZATION_PROMPT = "Summarize the following Findings: {findings}"
 MISSING_INDICATION = "None"
 
 
-def load_docs(subtask: str, data: str | None = None, image_root: str | None = None,
-              image_map: str | None = None, skip_missing: bool = False, **_: Any) -> dict:
+def load_docs(
+    subtask: str,
+    data: str | None = None,
+    image_root: str | None = None,
+    image_map: str | None = None,
+    skip_missing: bool = False,
+    **_: Any,
+) -> dict:
     import datasets
 
     docs, _excluded = build_docs(subtask, data, image_root, image_map, skip_missing)
@@ -51,8 +59,9 @@ def process_perception(doc: dict, results: list) -> dict[str, float]:
     try:
         return correctness(results, doc["options"], doc["answer"])
     except MissingTokenCount as exc:
-        raise MissingTokenCount(f"dataset {doc.get('dataset')}, item {doc.get('item_id')}: "
-                                f"{exc}") from None
+        raise MissingTokenCount(
+            f"dataset {doc.get('dataset')}, item {doc.get('item_id')}: {exc}"
+        ) from None
 
 
 def process_text(doc: dict, results: list[str]) -> dict[str, float]:

@@ -24,15 +24,31 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 @pytest.fixture(scope="module")
 def fresh_test(tmp_path_factory):
     out = tmp_path_factory.mktemp("phantom-test")
-    return phantom.generate_phantom(out, n_per_pair=20, seed=123, image_size=128, split="test",
-                                    n_text=0, n_fairness=0).data_json
+    return phantom.generate_phantom(
+        out, n_per_pair=20, seed=123, image_size=128, split="test", n_text=0, n_fairness=0
+    ).data_json
 
 
 def _run(data_json, pretrained: str, out) -> tuple[dict, dict[str, float]]:
     """`chexbench run` on the perception tasks: (results.json, chance level per subtask)."""
-    assert main(["run", "--model", "chexagent", "--model-args",
-                 f"pretrained={pretrained},dtype=float32,device=cpu", "--data", str(data_json),
-                 "--tasks", "chexbench_perception", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "chexagent",
+                "--model-args",
+                f"pretrained={pretrained},dtype=float32,device=cpu",
+                "--data",
+                str(data_json),
+                "--tasks",
+                "chexbench_perception",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     (path,) = out.glob("*/results.json")
     chance: dict[str, list[float]] = defaultdict(list)
     for line in (path.parent / "samples.jsonl").read_text().splitlines():
@@ -74,8 +90,9 @@ def test_vision_warmup_learns_image_labels_in_the_vit_and_the_qformer(tmp_path):
     from chexagent.training.config import VisionWarmupConfig
     from chexagent.training.vision_warmup import label_targets, warm_up_vision
 
-    phantom.generate_phantom(tmp_path, n_per_pair=4, seed=5, image_size=64, split="train",
-                             n_text=0, n_fairness=0)
+    phantom.generate_phantom(
+        tmp_path, n_per_pair=4, seed=5, image_size=64, split="train", n_text=0, n_fairness=0
+    )
     instances = list(process(tmp_path, seed=0))
     paths, vocab, targets = label_targets(instances, min_count=2)
     assert {"pa view", "cardiomegaly", "pleural effusion: left"} <= set(vocab)
@@ -83,22 +100,30 @@ def test_vision_warmup_learns_image_labels_in_the_vit_and_the_qformer(tmp_path):
     assert targets.sum(1).min() >= 1  # every image has at least its view
     bundle = build_model("tiny", seed=0)
     model = bundle.model
-    frozen = {**{f"lm.{k}": v.clone() for k, v in model.language_model.state_dict().items()},
-              **{f"bridge.{k}": v.clone() for k, v in
-                 model.language_projection.state_dict().items()}}
+    frozen = {
+        **{f"lm.{k}": v.clone() for k, v in model.language_model.state_dict().items()},
+        **{f"bridge.{k}": v.clone() for k, v in model.language_projection.state_dict().items()},
+    }
     vit_before = model.vision_model.embeddings.patch_embedding.weight.clone()
     cross_before = model.qformer.encoder.layer[0].crossattention.attention.query.weight.clone()
     queries_before = model.query_tokens.clone()
-    log = warm_up_vision(bundle, instances, VisionWarmupConfig(
-        lr_peak=1e-3, warmup_steps=3, batch=16, max_steps=30, min_count=2), show_progress=False)
+    log = warm_up_vision(
+        bundle,
+        instances,
+        VisionWarmupConfig(lr_peak=1e-3, warmup_steps=3, batch=16, max_steps=30, min_count=2),
+        show_progress=False,
+    )
     for part in ("vit", "query"):
         assert sum(r[part] for r in log[-5:]) < sum(r[part] for r in log[:5]), part
     assert not torch.equal(vit_before, model.vision_model.embeddings.patch_embedding.weight)
-    assert not torch.equal(cross_before,
-                           model.qformer.encoder.layer[0].crossattention.attention.query.weight)
+    assert not torch.equal(
+        cross_before, model.qformer.encoder.layer[0].crossattention.attention.query.weight
+    )
     assert not torch.equal(queries_before, model.query_tokens)
-    after = {**{f"lm.{k}": v for k, v in model.language_model.state_dict().items()},
-             **{f"bridge.{k}": v for k, v in model.language_projection.state_dict().items()}}
+    after = {
+        **{f"lm.{k}": v for k, v in model.language_model.state_dict().items()},
+        **{f"bridge.{k}": v for k, v in model.language_projection.state_dict().items()},
+    }
     for k, v in frozen.items():
         assert torch.equal(v, after[k]), k
     warmed = [*model.vision_model.parameters(), *model.qformer.parameters(), model.query_tokens]

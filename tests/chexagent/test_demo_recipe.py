@@ -30,20 +30,43 @@ pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]
 def shrunken_recipe(tmp_path):
     """The shipped `demo` recipe with the tiny arch and 3 steps per stage."""
     cfg = load_config("demo")
-    stages = {k: s.model_copy(update={"max_steps": 3, "warmup_steps": 1, "global_batch": 4,
-                                      "micro_batch": 4}).model_dump(mode="json")
-              for k, s in cfg.stages.items()}
-    warmup = cfg.vision_warmup.model_copy(update={"max_steps": 3, "warmup_steps": 1, "batch": 8,
-                                                  "min_count": 2})
+    stages = {
+        k: s.model_copy(
+            update={"max_steps": 3, "warmup_steps": 1, "global_batch": 4, "micro_batch": 4}
+        ).model_dump(mode="json")
+        for k, s in cfg.stages.items()
+    }
+    warmup = cfg.vision_warmup.model_copy(
+        update={"max_steps": 3, "warmup_steps": 1, "batch": 8, "min_count": 2}
+    )
     path = tmp_path / "demo-small.yaml"
-    path.write_text(yaml.safe_dump({"arch": "tiny", "seed": 0, "stages": stages,
-                                    "vision_warmup": warmup.model_dump()}))
+    path.write_text(
+        yaml.safe_dump(
+            {"arch": "tiny", "seed": 0, "stages": stages, "vision_warmup": warmup.model_dump()}
+        )
+    )
     return path
 
 
 def _demo_train(work, out, config, seed: int = 0) -> dict:
-    assert main(["demo-train", "--work", str(work), "--output", str(out), "--seed", str(seed),
-                 "--n-per-pair", "3", "--config", str(config)]) == 0
+    assert (
+        main(
+            [
+                "demo-train",
+                "--work",
+                str(work),
+                "--output",
+                str(out),
+                "--seed",
+                str(seed),
+                "--n-per-pair",
+                "3",
+                "--config",
+                str(config),
+            ]
+        )
+        == 0
+    )
     return json.loads((work / "demo_summary.json").read_text())
 
 

@@ -20,10 +20,12 @@ phantom = pytest.importorskip("harness.phantom")
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory):
     base = tmp_path_factory.mktemp("phantom")
-    train = phantom.generate_phantom(base / "train", n_per_pair=2, seed=1, image_size=64,
-                                     split="train", n_text=2, n_fairness=0)
-    test = phantom.generate_phantom(base / "test", n_per_pair=2, seed=0, image_size=64,
-                                    split="test", n_text=0, n_fairness=0)
+    train = phantom.generate_phantom(
+        base / "train", n_per_pair=2, seed=1, image_size=64, split="train", n_text=2, n_fairness=0
+    )
+    test = phantom.generate_phantom(
+        base / "test", n_per_pair=2, seed=0, image_size=64, split="test", n_text=0, n_fairness=0
+    )
     return train, test
 
 
@@ -48,16 +50,21 @@ def test_phantom_processor_covers_benchmark_items_and_truth(splits):
 def test_phantom_build_is_leakage_guarded(splits, tmp_path):
     train, test = splits
     out = tmp_path / "ci"
-    summary = build(out, {"phantom": train.out_dir}, benchmarks=[test.data_json],
-                    ratio_overrides=PHANTOM_RATIOS)
+    summary = build(
+        out, {"phantom": train.out_dir}, benchmarks=[test.data_json], ratio_overrides=PHANTOM_RATIOS
+    )
     assert summary["leakage_removed"] == 0  # train patients are disjoint from test
     assert summary["stage3_train"] == summary["instances"]
     # plant one test image inside the train folder under its own name: removed by content
     item = load_data(test.data_json).perception[0]
     victim = next(i for i in InstanceStore(out / "instances") if i.task == "ViewClassification")
     shutil.copyfile(test.out_dir / item.image_paths[0], victim.images[0])
-    summary2 = build(tmp_path / "ci2", {"phantom": train.out_dir}, benchmarks=[test.data_json],
-                     ratio_overrides=PHANTOM_RATIOS)
+    summary2 = build(
+        tmp_path / "ci2",
+        {"phantom": train.out_dir},
+        benchmarks=[test.data_json],
+        ratio_overrides=PHANTOM_RATIOS,
+    )
     assert summary2["leakage_removed"] >= 1
     kept = {p for i in InstanceStore(tmp_path / "ci2" / "stage3-train") for p in i.images}
     assert victim.images[0] not in kept
@@ -73,8 +80,10 @@ def test_truth_rows_give_sided_captions_labels_and_reasoning_that_match_the_trut
 
     SIDES = ("left", "right")
     train, _ = splits
-    truth = {json.loads(line)["image_path"]: json.loads(line)
-             for line in train.truth_jsonl.read_text().splitlines()}
+    truth = {
+        json.loads(line)["image_path"]: json.loads(line)
+        for line in train.truth_jsonl.read_text().splitlines()
+    }
     instances = list(process(train.out_dir, 0))
     by_image = {}
     for inst in instances:
@@ -89,12 +98,23 @@ def test_truth_rows_give_sided_captions_labels_and_reasoning_that_match_the_trut
         assert set(row["findings"]) - {"no finding"} <= set(labels)
         details = row["details"]
         frontal = row["view"] in ("PA", "AP")
-        sided = {details[k] for k in ("effusion", "pneumothorax", "consolidation", "pneumonia",
-                                      "atelectasis", "lesion", "elevated_diaphragm")
-                 if details.get(k) in SIDES}
+        sided = {
+            details[k]
+            for k in (
+                "effusion",
+                "pneumothorax",
+                "consolidation",
+                "pneumonia",
+                "atelectasis",
+                "lesion",
+                "elevated_diaphragm",
+            )
+            if details.get(k) in SIDES
+        }
         if sided:
             named = {w for w in SIDES if f" {w} " in f" {cap.answer} "} | {
-                label.rsplit(": ", 1)[1] for label in labels if label.endswith(SIDES)}
+                label.rsplit(": ", 1)[1] for label in labels if label.endswith(SIDES)
+            }
             assert named == (sided if frontal else set()), (cap.answer, labels, details)
             checked_sides[frontal] += 1
         for inst in found:
@@ -106,8 +126,11 @@ def test_truth_rows_give_sided_captions_labels_and_reasoning_that_match_the_trut
             assert frontal
             attr = inst.instance_id.rsplit("reasoning-", 1)[1]
             kind = next(k for k in REASONING_KINDS if k.attr == attr)
-            value = details.get(attr) if attr != "heart" else (
-                "mild" if row["ctr"] < 0.56 else "severe")
+            value = (
+                details.get(attr)
+                if attr != "heart"
+                else ("mild" if row["ctr"] < 0.56 else "severe")
+            )
             assert inst.answer == kind.phrase(value)
             assert sorted(inst.options) == sorted(kind.phrase(v) for v in kind.values)
             checked_reasoning += 1
@@ -117,10 +140,21 @@ def test_truth_rows_give_sided_captions_labels_and_reasoning_that_match_the_trut
 def _vqa_answer_is_true(question: str, answer: str, row: dict) -> int:
     """Check the closed questions whose truth follows from the labels alone (1 when checked)."""
     findings = set(row["findings"])
-    lung = {"pleural effusion", "pneumothorax", "consolidation", "pneumonia", "edema",
-            "atelectasis", "lung lesion"}
-    named = {"cardiomegaly": "cardiomegaly", "pleural effusion": "pleural effusion",
-             "pneumothorax": "pneumothorax", "a nodule": "lung lesion"}
+    lung = {
+        "pleural effusion",
+        "pneumothorax",
+        "consolidation",
+        "pneumonia",
+        "edema",
+        "atelectasis",
+        "lung lesion",
+    }
+    named = {
+        "cardiomegaly": "cardiomegaly",
+        "pleural effusion": "pleural effusion",
+        "pneumothorax": "pneumothorax",
+        "a nodule": "lung lesion",
+    }
     if "Is the heart enlarged?" in question:
         truth = "cardiomegaly" in findings
     elif "Is the lung healthy?" in question:

@@ -69,9 +69,12 @@ def _edit_weights(folder: Path, out: Path, edit) -> Path:
 
 # ----- sources -----------------------------------------------------------------------------
 def _bert_config(**sizes) -> BertConfig:
-    base = {"hidden_size": TINY.qformer_hidden, "num_hidden_layers": TINY.qformer_layers,
-            "num_attention_heads": TINY.qformer_heads,
-            "intermediate_size": TINY.qformer_intermediate}
+    base = {
+        "hidden_size": TINY.qformer_hidden,
+        "num_hidden_layers": TINY.qformer_layers,
+        "num_attention_heads": TINY.qformer_heads,
+        "intermediate_size": TINY.qformer_intermediate,
+    }
     return BertConfig(vocab_size=BERT_VOCAB, **{**base, **sizes})
 
 
@@ -85,9 +88,13 @@ def bert_dir(tmp_path_factory) -> Path:
 
 
 def _vision_config(image_size: int, **sizes) -> Blip2VisionConfig:
-    base = {"hidden_size": TINY.vision_hidden, "num_hidden_layers": TINY.vision_layers,
-            "num_attention_heads": TINY.vision_heads,
-            "intermediate_size": TINY.vision_intermediate, "patch_size": TINY.patch_size}
+    base = {
+        "hidden_size": TINY.vision_hidden,
+        "num_hidden_layers": TINY.vision_layers,
+        "num_attention_heads": TINY.vision_heads,
+        "intermediate_size": TINY.vision_intermediate,
+        "patch_size": TINY.patch_size,
+    }
     return Blip2VisionConfig(image_size=image_size, **{**base, **sizes})
 
 
@@ -101,12 +108,25 @@ def _write_vision(path: Path, image_size: int, seed: int = 2, **sizes) -> Path:
 def blip2_dir(tmp_path_factory) -> Path:
     """A whole BLIP-2 checkpoint (vision + Q-Former + LM) whose ViT runs at 32 px, not 64."""
     path = tmp_path_factory.mktemp("blip2") / "blip2"
-    text = MistralConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2)
-    config = Blip2Config(vision_config=_vision_config(32).to_dict(),
-                         qformer_config={"hidden_size": 32, "num_hidden_layers": 1,
-                                         "num_attention_heads": 2, "intermediate_size": 64},
-                         text_config=text.to_dict(), num_query_tokens=4)
+    text = MistralConfig(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    config = Blip2Config(
+        vision_config=_vision_config(32).to_dict(),
+        qformer_config={
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
+        text_config=text.to_dict(),
+        num_query_tokens=4,
+    )
     torch.manual_seed(0)
     _spread(Blip2ForConditionalGeneration(config), seed=3).save_pretrained(path)
     return path
@@ -117,24 +137,41 @@ def _mistral_tokenizer() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tok.train_from_iterator(["USER: Is there a pleural effusion? ASSISTANT: No",
-                             "the lungs are clear, no pneumothorax"] * 5, trainer=trainer)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(
+        ["USER: Is there a pleural effusion? ASSISTANT: No", "the lungs are clear, no pneumothorax"]
+        * 5,
+        trainer=trainer,
+    )
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>")
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 def _write_lm(path: Path, tok: PreTrainedTokenizerFast, **sizes) -> Path:
-    base = {"hidden_size": TINY.text_hidden, "intermediate_size": TINY.text_intermediate,
-            "num_hidden_layers": TINY.text_layers, "num_attention_heads": TINY.text_heads,
-            "num_key_value_heads": TINY.text_kv_heads}
-    config = MistralConfig(vocab_size=len(tok), rope_theta=1e6, bos_token_id=tok.bos_token_id,
-                           eos_token_id=tok.eos_token_id, tie_word_embeddings=False,
-                           **{**base, **sizes})
+    base = {
+        "hidden_size": TINY.text_hidden,
+        "intermediate_size": TINY.text_intermediate,
+        "num_hidden_layers": TINY.text_layers,
+        "num_attention_heads": TINY.text_heads,
+        "num_key_value_heads": TINY.text_kv_heads,
+    }
+    config = MistralConfig(
+        vocab_size=len(tok),
+        rope_theta=1e6,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+        **{**base, **sizes},
+    )
     torch.manual_seed(0)
     _spread(MistralForCausalLM(config), seed=4).save_pretrained(path)
     tok.save_pretrained(path)
@@ -147,8 +184,12 @@ def lm_dir(tmp_path_factory) -> Path:
 
 
 # ----- Q-Former ------------------------------------------------------------------------------
-FFN_FROM_BERT = {"intermediate_query": "intermediate", "output_query": "output",
-                 "intermediate": "intermediate", "output": "output"}
+FFN_FROM_BERT = {
+    "intermediate_query": "intermediate",
+    "output_query": "output",
+    "intermediate": "intermediate",
+    "output": "output",
+}
 
 
 @pytest.mark.parametrize("text_input", [True, False])
@@ -198,6 +239,7 @@ def test_qformer_takes_bert_as_blip2_did(bert_dir, text_input):
 
 def test_qformer_reads_tf_era_layernorm_names(bert_dir, tmp_path):
     """bert-base-uncased stores LayerNorm.gamma / .beta; they map like weight / bias."""
+
     def legacy(state):
         for k in [k for k in state if "LayerNorm" in k]:
             state[k.replace(".weight", ".gamma").replace(".bias", ".beta")] = state.pop(k)
@@ -209,18 +251,24 @@ def test_qformer_reads_tf_era_layernorm_names(bert_dir, tmp_path):
     bert = BertModel.from_pretrained(bert_dir).state_dict()
     ours = bundle.model.qformer.state_dict()
     assert torch.equal(ours["layernorm.weight"], bert["embeddings.LayerNorm.weight"])
-    assert torch.equal(ours["encoder.layer.1.output_query.LayerNorm.bias"],
-                       bert["encoder.layer.1.output.LayerNorm.bias"])
+    assert torch.equal(
+        ours["encoder.layer.1.output_query.LayerNorm.bias"],
+        bert["encoder.layer.1.output.LayerNorm.bias"],
+    )
 
 
 def test_qformer_refuses_unexpected_missing_and_misfit(bert_dir, tmp_path):
-    extra = _edit_weights(bert_dir, tmp_path / "extra", lambda s: s.update(
-        {"bert.encoder.layer.0.attention.self.mystery.weight": torch.zeros(2)}))
+    extra = _edit_weights(
+        bert_dir,
+        tmp_path / "extra",
+        lambda s: s.update({"bert.encoder.layer.0.attention.self.mystery.weight": torch.zeros(2)}),
+    )
     with pytest.raises(PretrainedInitError, match=r"unexpected.*attention\.self\.mystery"):
         init_from_pretrained(build_model("tiny", seed=0), qformer=str(extra))
 
-    gone = _edit_weights(bert_dir, tmp_path / "gone",
-                         lambda s: s.pop("bert.encoder.layer.1.output.dense.bias"))
+    gone = _edit_weights(
+        bert_dir, tmp_path / "gone", lambda s: s.pop("bert.encoder.layer.1.output.dense.bias")
+    )
     with pytest.raises(PretrainedInitError, match=r"missing.*encoder\.layer\.1\.output\.dense"):
         init_from_pretrained(build_model("tiny", seed=0), qformer=str(gone))
 
@@ -235,10 +283,12 @@ def test_text_embeddings_take_bert_word_and_position_embeddings(bert_dir):
     heads = Stage1Heads(bundle.model, text_vocab=BERT_VOCAB)
     assert init_text_embeddings(heads.embeddings, str(bert_dir))["tensors"] == 2
     bert = BertModel.from_pretrained(bert_dir).state_dict()
-    assert torch.equal(heads.embeddings.word_embeddings.weight,
-                       bert["embeddings.word_embeddings.weight"])
-    assert torch.equal(heads.embeddings.position_embeddings.weight,
-                       bert["embeddings.position_embeddings.weight"])
+    assert torch.equal(
+        heads.embeddings.word_embeddings.weight, bert["embeddings.word_embeddings.weight"]
+    )
+    assert torch.equal(
+        heads.embeddings.position_embeddings.weight, bert["embeddings.position_embeddings.weight"]
+    )
     other_vocab = Stage1Heads(bundle.model, text_vocab=BERT_VOCAB - 20)
     with pytest.raises(PretrainedInitError, match=r"\(120, 64\) vs the model's \(100, 64\)"):
         init_text_embeddings(other_vocab.embeddings, str(bert_dir))
@@ -260,8 +310,9 @@ def test_vision_from_blip2_checkpoint_resizes_positions(blip2_dir):
     assert torch.equal(ours[pos][:, 0], theirs[pos][:, 0])  # the class token is kept
     # what transformers computes on the fly for a 64 px image, and the same tower output
     dummy = torch.zeros(1, 1 + 64, TINY.vision_hidden)
-    assert torch.allclose(ours[pos], source.embeddings.interpolate_pos_encoding(dummy, 64, 64),
-                          atol=1e-6)
+    assert torch.allclose(
+        ours[pos], source.embeddings.interpolate_pos_encoding(dummy, 64, 64), atol=1e-6
+    )
     pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = source(pixel_values=pixels, interpolate_pos_encoding=True).last_hidden_state
@@ -293,13 +344,18 @@ def test_vision_refuses_misfit_unexpected_and_wrong_kind(blip2_dir, bert_dir, tm
     deeper = _write_vision(tmp_path / "deeper", image_size=32, num_hidden_layers=3)
     with pytest.raises(ValueError, match=r"layers 3.*model's \(hidden 64, layers 2"):
         init_from_pretrained(build_model("tiny", seed=0), vision=str(deeper))
-    extra = _edit_weights(blip2_dir, tmp_path / "extra", lambda s: s.update(
-        {"vision_model.encoder.layers.0.mystery": torch.zeros(2)}))
-    with pytest.raises(PretrainedInitError,
-                       match=r"unexpected.*vision_model\.encoder\.layers\.0\.mystery"):
+    extra = _edit_weights(
+        blip2_dir,
+        tmp_path / "extra",
+        lambda s: s.update({"vision_model.encoder.layers.0.mystery": torch.zeros(2)}),
+    )
+    with pytest.raises(
+        PretrainedInitError, match=r"unexpected.*vision_model\.encoder\.layers\.0\.mystery"
+    ):
         init_from_pretrained(build_model("tiny", seed=0), vision=str(extra))
-    gone = _edit_weights(blip2_dir, tmp_path / "gone",
-                         lambda s: s.pop("vision_model.post_layernorm.bias"))
+    gone = _edit_weights(
+        blip2_dir, tmp_path / "gone", lambda s: s.pop("vision_model.post_layernorm.bias")
+    )
     with pytest.raises(PretrainedInitError, match=r"missing.*vision_model\.post_layernorm\.bias"):
         init_from_pretrained(build_model("tiny", seed=0), vision=str(gone))
     with pytest.raises(PretrainedInitError, match="model_type 'bert'"):
@@ -307,11 +363,13 @@ def test_vision_refuses_misfit_unexpected_and_wrong_kind(blip2_dir, bert_dir, tm
 
 
 # ----- language model ------------------------------------------------------------------------
-def test_lm_and_tokenizer_gain_image_token_and_the_model_runs(lm_dir, bert_dir, blip2_dir,
-                                                              tmp_path):
+def test_lm_and_tokenizer_gain_image_token_and_the_model_runs(
+    lm_dir, bert_dir, blip2_dir, tmp_path
+):
     bundle = build_model("tiny", seed=0, qformer_text_input=True)
-    report = init_from_pretrained(bundle, vision=str(blip2_dir), qformer=str(bert_dir),
-                                  lm=str(lm_dir))
+    report = init_from_pretrained(
+        bundle, vision=str(blip2_dir), qformer=str(bert_dir), lm=str(lm_dir)
+    )
     assert report["random_init"] == ["language_projection"]
     source = MistralForCausalLM.from_pretrained(lm_dir)
     vocab = source.config.vocab_size
@@ -330,8 +388,13 @@ def test_lm_and_tokenizer_gain_image_token_and_the_model_runs(lm_dir, bert_dir, 
 
     img = Image.fromarray((np.random.default_rng(0).random((48, 48)) * 255).astype("uint8"))
     pixels = bundle.image_processor(images=[img], return_tensors="pt")["pixel_values"]
-    built = build_inputs(tok, "Is there a pleural effusion?", "No", num_images=1,
-                         num_query_tokens=TINY.num_query_tokens)
+    built = build_inputs(
+        tok,
+        "Is there a pleural effusion?",
+        "No",
+        num_images=1,
+        num_query_tokens=TINY.num_query_tokens,
+    )
     inputs = built.tensors()
     assert (inputs["input_ids"] == vocab).sum() == TINY.num_query_tokens
     with torch.no_grad():
@@ -359,9 +422,13 @@ def test_lm_tokenizer_that_has_image_token_is_not_resized(tmp_path):
 
 def test_lm_refuses_misfit_and_missing_weights(lm_dir, tmp_path):
     narrow = tmp_path / "narrow"
-    MistralConfig(hidden_size=64, intermediate_size=TINY.text_intermediate,
-                  num_hidden_layers=TINY.text_layers, num_attention_heads=TINY.text_heads,
-                  num_key_value_heads=TINY.text_kv_heads).save_pretrained(narrow)
+    MistralConfig(
+        hidden_size=64,
+        intermediate_size=TINY.text_intermediate,
+        num_hidden_layers=TINY.text_layers,
+        num_attention_heads=TINY.text_heads,
+        num_key_value_heads=TINY.text_kv_heads,
+    ).save_pretrained(narrow)
     with pytest.raises(ValueError, match=r"sizes \(hidden 64.*model's \(hidden 96"):
         init_from_pretrained(build_model("tiny", seed=0), lm=str(narrow))
     gone = _edit_weights(lm_dir, tmp_path / "gone", lambda s: s.pop("model.norm.weight"))
@@ -369,9 +436,14 @@ def test_lm_refuses_misfit_and_missing_weights(lm_dir, tmp_path):
         init_from_pretrained(build_model("tiny", seed=0), lm=str(gone))
 
 
-@pytest.mark.parametrize("part, hub_id", [("vision", "Salesforce/blip2-opt-2.7b"),
-                                          ("qformer", "bert-base-uncased"),
-                                          ("lm", "mistralai/Mistral-7B-v0.1")])
+@pytest.mark.parametrize(
+    "part, hub_id",
+    [
+        ("vision", "Salesforce/blip2-opt-2.7b"),
+        ("qformer", "bert-base-uncased"),
+        ("lm", "mistralai/Mistral-7B-v0.1"),
+    ],
+)
 def test_absent_weights_say_what_to_download(part, hub_id, tmp_path):
     flag = {"vision": "--init-vision", "qformer": "--init-qformer", "lm": "--init-lm"}[part]
     local = f"models/{hub_id.split('/')[-1]}"
@@ -384,25 +456,70 @@ def test_absent_weights_say_what_to_download(part, hub_id, tmp_path):
 # ----- CLI -----------------------------------------------------------------------------------
 def test_cli_train_starts_from_pretrained_parts(bert_dir, lm_dir, tmp_path, capsys):
     store = tmp_path / "store"
-    write_store(store, [Instance(instance_id=f"p/{i}", task="FindingsGeneration",
-                                 dataset="Phantom", split="train",
-                                 question="Describe the findings.", answer=answer,
-                                 template_format="findings_generation", template_index=0)
-                        for i, answer in enumerate(["no finding.", "pleural effusion."] * 2)])
+    write_store(
+        store,
+        [
+            Instance(
+                instance_id=f"p/{i}",
+                task="FindingsGeneration",
+                dataset="Phantom",
+                split="train",
+                question="Describe the findings.",
+                answer=answer,
+                template_format="findings_generation",
+                template_index=0,
+            )
+            for i, answer in enumerate(["no finding.", "pleural effusion."] * 2)
+        ],
+    )
     out = tmp_path / "run"
-    rc = main(["train", "--stage", "0", "--config", "tiny", "--data", str(store), "--output", str(out),
-               "--init-qformer", str(bert_dir), "--init-lm", str(lm_dir), "--max-steps", "1",
-               "--backend", "torch", "--threads", "1"])
+    rc = main(
+        [
+            "train",
+            "--stage",
+            "0",
+            "--config",
+            "tiny",
+            "--data",
+            str(store),
+            "--output",
+            str(out),
+            "--init-qformer",
+            str(bert_dir),
+            "--init-lm",
+            str(lm_dir),
+            "--max-steps",
+            "1",
+            "--backend",
+            "torch",
+            "--threads",
+            "1",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0 and '"qformer"' in printed and '"image_token_index"' in printed
     saved = load_bundle(out / "model")
     bert = BertModel.from_pretrained(bert_dir).state_dict()
-    assert torch.equal(saved.model.qformer.state_dict()["encoder.layer.0.attention.attention."
-                                                        "query.weight"],
-                       bert["encoder.layer.0.attention.self.query.weight"])
+    assert torch.equal(
+        saved.model.qformer.state_dict()["encoder.layer.0.attention.attention.query.weight"],
+        bert["encoder.layer.0.attention.self.query.weight"],
+    )
     image_id = saved.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     assert image_id == saved.model.config.image_token_index == len(saved.tokenizer) - 1
 
-    rc = main(["train", "--stage", "0", "--data", str(store), "--output", str(tmp_path / "x"),
-               "--init", str(out / "model"), "--init-qformer", str(bert_dir)])
+    rc = main(
+        [
+            "train",
+            "--stage",
+            "0",
+            "--data",
+            str(store),
+            "--output",
+            str(tmp_path / "x"),
+            "--init",
+            str(out / "model"),
+            "--init-qformer",
+            str(bert_dir),
+        ]
+    )
     assert rc == 2 and "--init" in capsys.readouterr().err

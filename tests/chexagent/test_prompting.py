@@ -17,15 +17,16 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def test_layout_images_then_template_then_answer():
     tok = load_tokenizer()
-    built = build_inputs(tok, "What is the view of this chest X-ray?", "PA", num_images=2,
-                         num_query_tokens=8)
+    built = build_inputs(
+        tok, "What is the view of this chest X-ray?", "PA", num_images=2, num_query_tokens=8
+    )
     image_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
     assert built.input_ids[:16] == [image_id] * 16 and built.input_ids[16] != image_id
     context = tok(PROMPT_TEMPLATE.format(prompt="What is the view of this chest X-ray?"))
-    assert built.input_ids[16: built.answer_start] == context["input_ids"]
-    assert tok.decode(built.input_ids[16: built.answer_start]).endswith("ASSISTANT: <s>")
+    assert built.input_ids[16 : built.answer_start] == context["input_ids"]
+    assert tok.decode(built.input_ids[16 : built.answer_start]).endswith("ASSISTANT: <s>")
     answer = tok(" PA", add_special_tokens=False)["input_ids"]
-    assert built.input_ids[built.answer_start:] == answer
+    assert built.input_ids[built.answer_start :] == answer
     assert built.labels == [IGNORE_INDEX] * built.answer_start + answer
     assert built.num_answer_tokens == len(answer)
     with_eos = build_inputs(tok, "q", "PA", num_images=0, num_query_tokens=8, add_eos=True)
@@ -38,8 +39,9 @@ def test_prompt_that_does_not_fit_is_an_error_not_a_cut():
     tok = load_tokenizer()
     with pytest.raises(ValueError, match="does not fit max_length=20"):
         build_inputs(tok, "word " * 40, "yes", num_images=1, num_query_tokens=8, max_length=20)
-    cut = build_inputs(tok, "q", "a long answer " * 20, num_images=0, num_query_tokens=8,
-                       max_length=30)
+    cut = build_inputs(
+        tok, "q", "a long answer " * 20, num_images=0, num_query_tokens=8, max_length=30
+    )
     assert len(cut.input_ids) == 30
 
 
@@ -49,8 +51,13 @@ def test_option_scores_match_one_by_one_scoring():
     options = ["AP", "PA", "Lateral", "LL"]
     batched = option_scores(bundle, pixels, "What is the view of this chest X-ray?", options)
     for option, score in zip(options, batched, strict=True):
-        b = build_inputs(bundle.tokenizer, "What is the view of this chest X-ray?", option,
-                         num_images=1, num_query_tokens=bundle.arch.num_query_tokens)
+        b = build_inputs(
+            bundle.tokenizer,
+            "What is the view of this chest X-ray?",
+            option,
+            num_images=1,
+            num_query_tokens=bundle.arch.num_query_tokens,
+        )
         t = b.tensors()
         with torch.no_grad():
             logits = lm_logits(bundle.model, t["input_ids"], t["attention_mask"], pixels)

@@ -48,13 +48,16 @@ def visible_options():
 
 # Concept -> (pattern an option of that concept matches, the one allowed spelling(s)).
 CONCEPTS = {
-    "bootstrap samples": (re.compile(r"^--(b|bootstrap.*|.*resamples?)$", re.I),
-                          {"--bootstrap-samples"}),
-    "output location": (re.compile(r"^--(out|output|output-.*|out-.*)$"),
-                        {"--output"}),
+    "bootstrap samples": (
+        re.compile(r"^--(b|bootstrap.*|.*resamples?)$", re.I),
+        {"--bootstrap-samples"},
+    ),
+    "output location": (re.compile(r"^--(out|output|output-.*|out-.*)$"), {"--output"}),
     "seed": (re.compile(r"seed"), {"--seed", "--api-seed", "--phantom-seed", "--subset-seed"}),
-    "model name": (re.compile(r"^--(model|model-name|name|judge-model|display-name)$"),
-                   {"--model", "--judge-model", "--display-name"}),
+    "model name": (
+        re.compile(r"^--(model|model-name|name|judge-model|display-name)$"),
+        {"--model", "--judge-model", "--display-name"},
+    ),
 }
 
 
@@ -69,14 +72,20 @@ def test_one_spelling_per_concept():
 
 
 def test_bootstrap_samples_is_one_dest_everywhere():
-    dests = {action.dest for _, action in visible_options()
-             if "--bootstrap-samples" in action.option_strings}
+    dests = {
+        action.dest
+        for _, action in visible_options()
+        if "--bootstrap-samples" in action.option_strings
+    }
     assert dests == {"bootstrap_samples"}
 
 
 def test_every_flag_has_help():
-    missing = [f"{command} {'/'.join(a.option_strings) or a.dest}"
-               for command, a in visible_options() if not a.help]
+    missing = [
+        f"{command} {'/'.join(a.option_strings) or a.dest}"
+        for command, a in visible_options()
+        if not a.help
+    ]
     assert not missing, "\n".join(missing)
 
 
@@ -91,8 +100,10 @@ def test_old_spellings_work_with_a_deprecation_line(capsys):
 
 def _help_commands() -> list[list[str]]:
     out = []
-    for prog, parser in (("harness.cli", chexbench_parser()),
-                         ("chexagent.cli", _chexagent_parser())):
+    for prog, parser in (
+        ("harness.cli", chexbench_parser()),
+        ("chexagent.cli", _chexagent_parser()),
+    ):
         for path, _ in walk(parser):
             out.append([prog, *path])
     return out
@@ -100,10 +111,17 @@ def _help_commands() -> list[list[str]]:
 
 @pytest.mark.parametrize("command", _help_commands(), ids=lambda c: " ".join(c))
 def test_help_imports_no_heavy_library(command):
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", *command, "--help"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
-              if line.startswith("import time:")}
+    loaded = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     heavy = sorted({m.split(".")[0] for m in loaded} & set(HEAVY))
     assert not heavy, f"{' '.join(command)} --help imports {heavy}"

@@ -24,31 +24,67 @@ from harness.taxonomy import SUBTASK_BY_NAME
 N = 240
 
 
-def _write_run(folder: Path, name: str, p_view: float, p_binary: float, rouge_shift: float,
-               seed: int, drop: int = 0) -> Path:
+def _write_run(
+    folder: Path,
+    name: str,
+    p_view: float,
+    p_binary: float,
+    rouge_shift: float,
+    seed: int,
+    drop: int = 0,
+) -> Path:
     """A saved run: answers drawn at known accuracies, text metrics with a known shift."""
     rng = np.random.default_rng(seed)
     rows = []
-    for task, p in (("chexbench_view_classification_mimic_cxr", p_view),
-                    ("chexbench_binary_disease_classification_rsna", p_binary)):
+    for task, p in (
+        ("chexbench_view_classification_mimic_cxr", p_view),
+        ("chexbench_binary_disease_classification_rsna", p_binary),
+    ):
         for i in range(drop, N):
             correct = bool(rng.random() < p)
-            rows.append({"task": task, "item_id": f"{task}/{i}", "doc_id": i,
-                         "cluster_id": f"p{i // 2}", "answer": 0, "prediction": 0 if correct else 1,
-                         "correct": correct})
+            rows.append(
+                {
+                    "task": task,
+                    "item_id": f"{task}/{i}",
+                    "doc_id": i,
+                    "cluster_id": f"p{i // 2}",
+                    "answer": 0,
+                    "prediction": 0 if correct else 1,
+                    "correct": correct,
+                }
+            )
     base = np.random.default_rng(99).random(N)  # item difficulty shared by both runs
     for i in range(N):
-        rows.append({"task": "chexbench_findings_generation", "item_id": f"fg/{i}", "doc_id": i,
-                     "cluster_id": f"q{i}", "prediction": "text", "reference": "text",
-                     "metrics": {"rougeL": float(base[i] + rouge_shift + 0.02 * rng.random()),
-                                 "bertscore_f1": float(base[i] + 0.02 * rng.random())}})
+        rows.append(
+            {
+                "task": "chexbench_findings_generation",
+                "item_id": f"fg/{i}",
+                "doc_id": i,
+                "cluster_id": f"q{i}",
+                "prediction": "text",
+                "reference": "text",
+                "metrics": {
+                    "rougeL": float(base[i] + rouge_shift + 0.02 * rng.random()),
+                    "bertscore_f1": float(base[i] + 0.02 * rng.random()),
+                },
+            }
+        )
     samples = folder / f"{name}.samples.jsonl"
     atomic_write_jsonl(samples, rows)
     results = Results(
-        run_id=f"run-{name}", source="demo", model=ModelInfo(name=name),
-        run_card=RunCard(harness_version="0.1.0", harness_commit=None, packages={},
-                         created_at="2025-01-01T00:00:00+00:00", seed=seed),
-        subtasks=_subtasks(rows), samples_file=samples.name)
+        run_id=f"run-{name}",
+        source="demo",
+        model=ModelInfo(name=name),
+        run_card=RunCard(
+            harness_version="0.1.0",
+            harness_commit=None,
+            packages={},
+            created_at="2025-01-01T00:00:00+00:00",
+            seed=seed,
+        ),
+        subtasks=_subtasks(rows),
+        samples_file=samples.name,
+    )
     path = folder / f"{name}.json"
     atomic_write_json(path, results.model_dump(mode="json"))
     return path
@@ -61,14 +97,21 @@ def _subtasks(rows: list[dict]) -> dict[str, SubtaskResult]:
         mine = [r for r in rows if r["task"] == task]
         sub = SUBTASK_BY_NAME[task] if task in SUBTASK_BY_NAME else None
         text = "correct" not in mine[0]
-        value = (np.mean([r["metrics"]["rougeL"] for r in mine]) if text
-                 else np.mean([r["correct"] for r in mine]))
+        value = (
+            np.mean([r["metrics"]["rougeL"] for r in mine])
+            if text
+            else np.mean([r["correct"] for r in mine])
+        )
         metric = "rougeL" if text else "acc_chexbench"
         out[task] = SubtaskResult(
-            name=task, task=sub.task.slug if sub else "findings_generation",
+            name=task,
+            task=sub.task.slug if sub else "findings_generation",
             dataset=sub.dataset.slug if sub else "mimic_cxr",
-            kind="text" if text else "perception", n=len(mine), headline=metric,
-            metrics={metric: MetricValue(value=float(value), n=len(mine))})
+            kind="text" if text else "perception",
+            n=len(mine),
+            headline=metric,
+            metrics={metric: MetricValue(value=float(value), n=len(mine))},
+        )
     return out
 
 
@@ -84,8 +127,19 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 def test_compare_two_runs_finds_the_real_difference_and_not_the_null(runs, tmp_path, capsys):
     out = tmp_path / "cmp.json"
-    rc = main(["compare", str(runs["strong"]), str(runs["weak"]), "-o", str(out), "-B", "500",
-               "--permutations", "2000"])
+    rc = main(
+        [
+            "compare",
+            str(runs["strong"]),
+            str(runs["weak"]),
+            "-o",
+            str(out),
+            "-B",
+            "500",
+            "--permutations",
+            "2000",
+        ]
+    )
     assert rc == 0
     obj = json.loads(out.read_text())
     assert validate_results(obj) == []
@@ -96,7 +150,8 @@ def test_compare_two_runs_finds_the_real_difference_and_not_the_null(runs, tmp_p
         ("chexbench_view_classification_mimic_cxr", "acc_chexbench"),
         ("chexbench_binary_disease_classification_rsna", "acc_chexbench"),
         ("chexbench_findings_generation", "bertscore_f1"),
-        ("chexbench_findings_generation", "rougeL")}
+        ("chexbench_findings_generation", "rougeL"),
+    }
     view = rows[("chexbench_view_classification_mimic_cxr", "acc_chexbench")]
     assert view["n"] == N - 10 and view["test"] == "mcnemar-exact"
     assert view["delta"] > 0.15 and view["ci"][0] > 0 and view["p_holm"] < 0.001
@@ -105,8 +160,9 @@ def test_compare_two_runs_finds_the_real_difference_and_not_the_null(runs, tmp_p
     rouge = rows[("chexbench_findings_generation", "rougeL")]
     assert rouge["delta"] == pytest.approx(0.05, abs=0.01) and rouge["p_holm"] < 0.01
     assert rouge["test"].startswith("paired-permutation")
-    np.testing.assert_allclose([r["p_holm"] for r in block["rows"]],
-                               holm([r["p"] for r in block["rows"]]))
+    np.testing.assert_allclose(
+        [r["p_holm"] for r in block["rows"]], holm([r["p"] for r in block["rows"]])
+    )
     assert block["unmatched"] == {"only_a": 20, "only_b": 0}
     assert "view_classification_mimic_cxr" in capsys.readouterr().out
 
@@ -115,16 +171,39 @@ def test_compare_is_deterministic_for_a_seed(runs, tmp_path):
     outs = []
     for i in range(2):
         out = tmp_path / f"c{i}.json"
-        main(["compare", str(runs["strong"]), str(runs["weak"]), "-o", str(out), "-B", "200",
-              "--permutations", "500", "--seed", "7"])
+        main(
+            [
+                "compare",
+                str(runs["strong"]),
+                str(runs["weak"]),
+                "-o",
+                str(out),
+                "-B",
+                "200",
+                "--permutations",
+                "500",
+                "--seed",
+                "7",
+            ]
+        )
         outs.append(json.loads(out.read_text())["comparison"])
     assert outs[0] == outs[1]
 
 
 def test_compare_many_runs_gives_rank_table_with_intervals(runs, tmp_path):
     out = tmp_path / "rank.json"
-    rc = main(["compare", str(runs["weak"]), str(runs["strong"]), str(runs["middle"]),
-               "-o", str(out), "-B", "300"])
+    rc = main(
+        [
+            "compare",
+            str(runs["weak"]),
+            str(runs["strong"]),
+            str(runs["middle"]),
+            "-o",
+            str(out),
+            "-B",
+            "300",
+        ]
+    )
     assert rc == 0
     obj = json.loads(out.read_text())
     assert validate_results(obj) == []

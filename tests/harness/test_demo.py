@@ -10,8 +10,23 @@ from harness.runner import ALL_TASKS
 
 
 def test_demo_runs_all_tasks_and_writes_valid_results(tmp_path, capsys):
-    assert main(["demo", "--output", str(tmp_path), "--n-per-pair", "2", "--max-gen-toks", "8",
-                 "--smoke", "--n-fairness", "30"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--output",
+                str(tmp_path),
+                "--n-per-pair",
+                "2",
+                "--max-gen-toks",
+                "8",
+                "--smoke",
+                "--n-fairness",
+                "30",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Image perception" in out and "Text tasks" in out and "smoke" in out.lower()
     (results_path,) = tmp_path.glob("runs/*/results.json")
@@ -25,8 +40,7 @@ def test_demo_runs_all_tasks_and_writes_valid_results(tmp_path, capsys):
         assert shown["value"] is not None and shown["ci"] is not None
         for metric in sub["metrics"].values():
             # Offline, model-based text metrics are unavailable with the fix, never zero.
-            assert metric["value"] is not None or "chexbench scorers fetch" in metric[
-                "unavailable"]
+            assert metric["value"] is not None or "chexbench scorers fetch" in metric["unavailable"]
     perception = results["groups"]["chexbench_perception"]["metrics"]["acc_chexbench"]
     assert 0.0 <= perception["ci"][0] <= perception["value"] <= perception["ci"][1] <= 1.0
     rows = (results_path.parent / "samples.jsonl").read_text().splitlines()

@@ -56,20 +56,41 @@ def test_per_stratum_rules():
 
 def test_demographic_values_are_normalised_and_unknowns_never_guessed():
     assert [normalise_sex(v) for v in ("F", "Male", "", "Unknown", "x")] == [
-        "female", "male", None, None, "other"]
-    assert [normalise_race(v) for v in ("White, non-Hispanic", "Black or African American",
-                                        "Asian", "Asian, Hispanic", "Native Hawaiian or Other "
-                                        "Pacific Islander", "Patient Refused", "")] == [
-        "White", "Black", "Asian", "Asian", "Other", None, None]
+        "female",
+        "male",
+        None,
+        None,
+        "other",
+    ]
+    assert [
+        normalise_race(v)
+        for v in (
+            "White, non-Hispanic",
+            "Black or African American",
+            "Asian",
+            "Asian, Hispanic",
+            "Native Hawaiian or Other Pacific Islander",
+            "Patient Refused",
+            "",
+        )
+    ] == ["White", "Black", "Asian", "Asian", "Other", None, None]
     assert bin_ages([0, 64.9, 65, 90, None, -3], (0, 65)) == [
-        "0-65", "0-65", "65+", "65+", None, None]
+        "0-65",
+        "0-65",
+        "65+",
+        "65+",
+        None,
+        None,
+    ]
 
 
 def test_chexpert_style_columns_and_study_level_join(tmp_path):
     csv = tmp_path / "demo.csv"
-    csv.write_text("PATIENT,GENDER,PRIMARY_RACE,AGE_AT_CXR\n"
-                   "patient64741,Female,\"White, non-Hispanic\",70\n"
-                   "patient64742,Male,Unknown,90+\n")
+    csv.write_text(
+        "PATIENT,GENDER,PRIMARY_RACE,AGE_AT_CXR\n"
+        'patient64741,Female,"White, non-Hispanic",70\n'
+        "patient64742,Male,Unknown,90+\n"
+    )
     demo = load_demographics(csv, ["sex", "race", "age"])
     assert demo.id_column == "PATIENT"
     assert demo.table.loc["patient64741"].tolist() == ["female", "White", "65+"]
@@ -112,8 +133,10 @@ def test_analysis_is_deterministic_and_warns_about_small_subgroups():
 
 def test_group_without_both_classes_is_reported_not_scored():
     table = _table({"a": 60, "b": 60}, {"a": 0.9, "b": 0.9}, seed=4)
-    table = pd.concat([table, pd.DataFrame([{"subject": "z1", "y": True, "pred": True,
-                                             "grp": "c"}])], ignore_index=True)
+    table = pd.concat(
+        [table, pd.DataFrame([{"subject": "z1", "y": True, "pred": True, "grp": "c"}])],
+        ignore_index=True,
+    )
     result = analyse(table, ["grp"], B=200, seed=1)
     assert set(result.attributes["grp"].groups) == {"a", "b"}
     assert result.attributes["grp"].not_analysed == {"c": 1}
@@ -129,19 +152,46 @@ def test_generic_binary_task_with_custom_columns_via_cli(tmp_path, capsys):
         ins = ["public", "private"][i % 4 // 2]
         right = rng.random() < (0.95 if ins == "private" else 0.6)
         says_present = sick if right else not sick
-        rows.append({"task": "chexbench_binary_disease_classification_siim",
-                     "item_id": f"b/{i}", "cluster_id": f"pat{i}",
-                     "question": "Is there a pneumothorax?", "options": ["Absent", "Present"],
-                     "answer": 1 if sick else 0, "prediction": 1 if says_present else 0,
-                     "image_paths": [f"siim/pat{i}/img.png"], "correct": right})
+        rows.append(
+            {
+                "task": "chexbench_binary_disease_classification_siim",
+                "item_id": f"b/{i}",
+                "cluster_id": f"pat{i}",
+                "question": "Is there a pneumothorax?",
+                "options": ["Absent", "Present"],
+                "answer": 1 if sick else 0,
+                "prediction": 1 if says_present else 0,
+                "image_paths": [f"siim/pat{i}/img.png"],
+                "correct": right,
+            }
+        )
         demo.append(f"pat{i},{ins},{'' if i % 10 == 0 else 18 + i % 20}")
     samples = tmp_path / "siim.samples.jsonl"
     atomic_write_jsonl(samples, rows)
     (tmp_path / "demo.csv").write_text("\n".join(demo) + "\n")
     out = tmp_path / "out"
-    rc = main(["fairness", str(samples), "--demographics", str(tmp_path / "demo.csv"),
-               "--question", "pneumothorax", "--positive", "Present", "--attribute", "insurance",
-               "--attribute", "bmi", "--bins", "bmi=0,25", "-B", "500", "-o", str(out)])
+    rc = main(
+        [
+            "fairness",
+            str(samples),
+            "--demographics",
+            str(tmp_path / "demo.csv"),
+            "--question",
+            "pneumothorax",
+            "--positive",
+            "Present",
+            "--attribute",
+            "insurance",
+            "--attribute",
+            "bmi",
+            "--bins",
+            "bmi=0,25",
+            "-B",
+            "500",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     obj = json.loads((out / "fairness.json").read_text())
     assert validate_results(obj) == []
@@ -157,14 +207,35 @@ def test_generic_binary_task_with_custom_columns_via_cli(tmp_path, capsys):
 
 def test_bad_fairness_input_is_a_clear_error(tmp_path, capsys):
     samples = tmp_path / "x.samples.jsonl"
-    atomic_write_jsonl(samples, [{"task": "t", "item_id": "1", "question":
-                                  "Does this chest X-ray contain cardiomegaly?",
-                                  "options": ["Yes", "No", "Maybe"], "answer": 0,
-                                  "prediction": 0, "image_paths": ["a/p1/x.png"],
-                                  "cluster_id": "p1"}])
+    atomic_write_jsonl(
+        samples,
+        [
+            {
+                "task": "t",
+                "item_id": "1",
+                "question": "Does this chest X-ray contain cardiomegaly?",
+                "options": ["Yes", "No", "Maybe"],
+                "answer": 0,
+                "prediction": 0,
+                "image_paths": ["a/p1/x.png"],
+                "cluster_id": "p1",
+            }
+        ],
+    )
     (tmp_path / "d.csv").write_text("patient_id,sex,race,age\np1,female,White,40\n")
-    assert main(["fairness", str(samples), "--demographics", str(tmp_path / "d.csv"),
-                 "-o", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "fairness",
+                str(samples),
+                "--demographics",
+                str(tmp_path / "d.csv"),
+                "-o",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "line 1" in err and "exactly 2 options" in err
     assert not (tmp_path / "o").exists()

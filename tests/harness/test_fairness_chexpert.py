@@ -314,7 +314,9 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(files, tmp_path, capsy
     assert "row 2: Frontal/Lateral says 'Lateral'" in _error(capsys, "--labels", str(bad), *base)
 
     no_race = _write_csv(tmp_path / "d.csv", ["PATIENT", "GENDER"], [["patient64741", "Male"]])
-    err = _error(capsys, "--labels", str(labels), "--demographics", str(no_race), "--output", str(out))
+    err = _error(
+        capsys, "--labels", str(labels), "--demographics", str(no_race), "--output", str(out)
+    )
     assert "needs PATIENT and PRIMARY_RACE" in err
 
     clash = _write_csv(
@@ -322,7 +324,9 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(files, tmp_path, capsy
         DEMO_LAYOUT,
         [list(r) for r in DEMOGRAPHICS] + [["patient64742", "Male", "65", "Asian", "Unknown"]],
     )
-    err = _error(capsys, "--labels", str(labels), "--demographics", str(clash), "--output", str(out))
+    err = _error(
+        capsys, "--labels", str(labels), "--demographics", str(clash), "--output", str(out)
+    )
     assert f"row {len(DEMOGRAPHICS) + 2}: PATIENT 'patient64742' disagrees with row 3" in err
 
     assert "refusing to overwrite" in _error(

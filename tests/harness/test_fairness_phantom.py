@@ -27,13 +27,19 @@ from harness.results_schema import validate_results
 TASK = "chexbench_binary_disease_classification_chexpert"
 
 
-def measure_ctr(path: Path, sigma: float = 0.5, lung_level: float = 0.3,
-                window: tuple[float, float] = (0.6, 0.8)) -> float:
+def measure_ctr(
+    path: Path,
+    sigma: float = 0.5,
+    lung_level: float = 0.3,
+    window: tuple[float, float] = (0.6, 0.8),
+) -> float:
     """Cardiothoracic ratio read off the image; NaN when two lungs cannot be found."""
     pixels = np.asarray(Image.open(path).convert("L"), dtype=float)
     smooth = ndimage.gaussian_filter(pixels, sigma)
     h, w = smooth.shape
-    lo, hi = np.percentile(smooth[int(0.3 * h):int(0.85 * h), int(0.1 * w):int(0.9 * w)], [10, 90])
+    lo, hi = np.percentile(
+        smooth[int(0.3 * h) : int(0.85 * h), int(0.1 * w) : int(0.9 * w)], [10, 90]
+    )
     dark = smooth < lo + lung_level * (hi - lo)
     labels, n = ndimage.label(dark)
     edge = set(np.unique(np.r_[labels[0], labels[-1], labels[:, 0], labels[:, -1]]).tolist())
@@ -41,14 +47,17 @@ def measure_ctr(path: Path, sigma: float = 0.5, lung_level: float = 0.3,
     regions = sorted(((s, i + 1) for i, s in enumerate(sizes) if i + 1 not in edge), reverse=True)
     if len(regions) < 2:
         return float("nan")
-    lungs = sorted((labels == regions[0][1], labels == regions[1][1]),
-                   key=lambda m: np.nonzero(m)[1].mean())
+    lungs = sorted(
+        (labels == regions[0][1], labels == regions[1][1]), key=lambda m: np.nonzero(m)[1].mean()
+    )
     left, right = lungs
     rows = np.nonzero(left | right)[0]
     top, bottom = rows.min(), rows.max()
     thorax = np.nonzero(right)[1].max() - np.nonzero(left)[1].min()
     spans = []
-    for y in range(top + int(window[0] * (bottom - top)), top + int(window[1] * (bottom - top)) + 1):
+    for y in range(
+        top + int(window[0] * (bottom - top)), top + int(window[1] * (bottom - top)) + 1
+    ):
         lc, rc = np.nonzero(left[y])[0], np.nonzero(right[y])[0]
         if len(lc) and len(rc):
             spans.append((rc.min() - lc.max()) / thorax)
@@ -77,11 +86,21 @@ def _classify_and_save(root: Path, threshold: float, out: Path) -> Path:
     for item, ratio in zip(items, ratios, strict=True):
         says_yes = bool(np.nan_to_num(ratio) > threshold)
         prediction = item.options.index("Yes" if says_yes else "No")
-        rows.append({"task": TASK, "item_id": item.item_id, "doc_id": item.index,
-                     "dataset": item.dataset, "cluster_id": item.cluster_id,
-                     "question": item.question, "options": item.options, "answer": item.answer,
-                     "image_paths": item.image_paths, "prediction": prediction,
-                     "correct": prediction == item.answer})
+        rows.append(
+            {
+                "task": TASK,
+                "item_id": item.item_id,
+                "doc_id": item.index,
+                "dataset": item.dataset,
+                "cluster_id": item.cluster_id,
+                "question": item.question,
+                "options": item.options,
+                "answer": item.answer,
+                "image_paths": item.image_paths,
+                "prediction": prediction,
+                "correct": prediction == item.answer,
+            }
+        )
     atomic_write_jsonl(out, rows)
     return out
 
@@ -98,8 +117,19 @@ def _fairness(tmp: Path, disparity: Disparity | None, threshold: float) -> dict:
     generate_phantom(root, n_per_pair=1, n_text=0, n_fairness=240, seed=0, disparity=disparity)
     samples = _classify_and_save(root, threshold, tmp / "run.samples.jsonl")
     out = tmp / "fairness"
-    assert main(["fairness", str(samples), "--demographics", str(root / "demographics.csv"),
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fairness",
+                str(samples),
+                "--demographics",
+                str(root / "demographics.csv"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     obj = json.loads((out / "fairness.json").read_text())
     assert validate_results(obj) == []
     with Image.open(out / "fairness.png") as png:

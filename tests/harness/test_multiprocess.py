@@ -30,24 +30,57 @@ from harness.errors import UserError
 from harness.io import read_jsonl
 from harness.multiprocess import DataParallel
 
-TASKS = ["chexbench_view_classification_mimic_cxr",
-         "chexbench_visual_question_answering_rad_restruct", "chexbench_findings_generation"]
+TASKS = [
+    "chexbench_view_classification_mimic_cxr",
+    "chexbench_visual_question_answering_rad_restruct",
+    "chexbench_findings_generation",
+]
 
 
 def _spec(data: Path, output: Path):
     from harness.runner import RunConfig, RunOptions, RunSpec
 
-    return RunSpec(RunConfig(model="chexagent", model_args={"pretrained": "smoke"},
-                             data=str(data), tasks=tuple(TASKS), max_gen_toks=8,
-                             bootstrap_samples=200, text_metrics="rouge"),
-                   RunOptions(output=str(output), batch_size=8, show_progress=False))
+    return RunSpec(
+        RunConfig(
+            model="chexagent",
+            model_args={"pretrained": "smoke"},
+            data=str(data),
+            tasks=tuple(TASKS),
+            max_gen_toks=8,
+            bootstrap_samples=200,
+            text_metrics="rouge",
+        ),
+        RunOptions(output=str(output), batch_size=8, show_progress=False),
+    )
 
 
 def _cli(data: Path, output: Path) -> list[str]:
-    return [sys.executable, "-m", "harness.cli", "run", "--model", "chexagent", "--model-args",
-            "pretrained=smoke", "--data", str(data), "--tasks", ",".join(TASKS), "--output",
-            str(output), "--batch-size", "8", "--max-gen-toks", "8", "--bootstrap-samples", "200",
-            "--text-metrics", "rouge", "--num-processes", "2"]
+    return [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "--model",
+        "chexagent",
+        "--model-args",
+        "pretrained=smoke",
+        "--data",
+        str(data),
+        "--tasks",
+        ",".join(TASKS),
+        "--output",
+        str(output),
+        "--batch-size",
+        "8",
+        "--max-gen-toks",
+        "8",
+        "--bootstrap-samples",
+        "200",
+        "--text-metrics",
+        "rouge",
+        "--num-processes",
+        "2",
+    ]
 
 
 def _assert_same_rows(rows: list[dict], ref: list[dict]) -> None:
@@ -74,11 +107,15 @@ def phantom(tmp_path_factory) -> Path:
 def test_two_processes_equal_one(phantom, tmp_path):
     from harness.runner import run_benchmark
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     # The 2-process run goes in the background while this process makes the reference.
-    proc = subprocess.Popen(_cli(phantom, tmp_path / "dp"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        _cli(phantom, tmp_path / "dp"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         ref_path = run_benchmark(_spec(phantom, tmp_path / "single")).results
         log, _ = proc.communicate(timeout=400)
@@ -127,8 +164,10 @@ def test_two_processes_equal_one(phantom, tmp_path):
 def test_rank_placement_and_refusals(phantom, tmp_path):
     single = DataParallel()
     assert single.journal_path(tmp_path) == tmp_path / "journal.jsonl"
-    assert DataParallel(rank=1, world_size=2, local_rank=1).journal_path(tmp_path) == \
-        tmp_path / "journal.rank1.jsonl"
+    assert (
+        DataParallel(rank=1, world_size=2, local_rank=1).journal_path(tmp_path)
+        == tmp_path / "journal.rank1.jsonl"
+    )
     rank1 = DataParallel(rank=1, world_size=2, local_rank=1)
     with pytest.raises(UserError, match="device_map"):
         rank1.model_args("chexagent", {"pretrained": "smoke", "device_map": "auto"})
@@ -146,13 +185,21 @@ def _engine_outputs(adapter) -> tuple[list, list[str], float]:
     from model_adapters.engine import CheXbenchLM
 
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
-              for _ in range(3)]
+    images = [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(3)]
     options = [" left", " right", " both sides", " no effusion"]
-    scored = [(f"Where is the effusion? Case {i}.", o, {"visual": [img]})
-              for i, img in enumerate(images) for o in options]
-    prompts = [(f"Describe the findings. Case {i}.", {"until": ["\n"], "max_gen_toks": 8},
-                {"visual": [img]}) for i, img in enumerate(images)]
+    scored = [
+        (f"Where is the effusion? Case {i}.", o, {"visual": [img]})
+        for i, img in enumerate(images)
+        for o in options
+    ]
+    prompts = [
+        (
+            f"Describe the findings. Case {i}.",
+            {"until": ["\n"], "max_gen_toks": 8},
+            {"visual": [img]},
+        )
+        for i, img in enumerate(images)
+    ]
     lm = CheXbenchLM(adapter, batch_size=2, show_progress=False)
     naive = lm.score_naive(scored[0][0], scored[0][1], [images[0]])
     return lm.loglikelihood(scored), lm.generate_until(prompts), naive[0]
@@ -173,14 +220,24 @@ def test_model_split_across_devices_scores_like_one_device():
 
     adapter = CheXagentAdapter(pretrained="smoke", device="cuda:0", dtype="float32")
     n_layers = len(adapter.model.language_model.model.layers)
-    placement = {"query_tokens": 0, "vision_model": 0, "qformer": 0, "language_projection": 0,
-                 "language_model.model.embed_tokens": 0, "language_model.model.rotary_emb": 0,
-                 "language_model.model.norm": "cpu", "language_model.lm_head": "cpu",
-                 **{f"language_model.model.layers.{i}": 0 if i < n_layers // 2 else "cpu"
-                    for i in range(n_layers)}}
+    placement = {
+        "query_tokens": 0,
+        "vision_model": 0,
+        "qformer": 0,
+        "language_projection": 0,
+        "language_model.model.embed_tokens": 0,
+        "language_model.model.rotary_emb": 0,
+        "language_model.model.norm": "cpu",
+        "language_model.lm_head": "cpu",
+        **{
+            f"language_model.model.layers.{i}": 0 if i < n_layers // 2 else "cpu"
+            for i in range(n_layers)
+        },
+    }
     # main_device="cpu": modules placed on the CPU run there (not GPU offload).
-    dispatch_model(adapter.model, device_map=placement, main_device="cpu",
-                   skip_keys="past_key_values")
+    dispatch_model(
+        adapter.model, device_map=placement, main_device="cpu", skip_keys="past_key_values"
+    )
     text = adapter.model.language_model
     assert text.model.embed_tokens.weight.device.type == "cuda"
     assert text.lm_head.weight.device.type == "cpu"

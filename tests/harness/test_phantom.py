@@ -24,8 +24,9 @@ SMALL = dict(n_per_pair=N, image_size=SIZE, n_text=5, n_fairness=40)
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def _truth(res) -> dict[str, dict]:
@@ -45,10 +46,18 @@ def test_same_arguments_give_byte_identical_files_and_seeds_differ(phantom, tmp_
     assert [k for k in first if first[k] != second[k]] == []
     other = generate_phantom(tmp_path / "other", seed=1, **SMALL)
     assert other.data_json.read_bytes() != phantom.data_json.read_bytes()
-    a = np.asarray(Image.open(phantom.out_dir / json.loads(
-        phantom.data_json.read_text())["View Classification"][0]["image_path"]))
-    b = np.asarray(Image.open(other.out_dir / json.loads(
-        other.data_json.read_text())["View Classification"][0]["image_path"]))
+    a = np.asarray(
+        Image.open(
+            phantom.out_dir
+            / json.loads(phantom.data_json.read_text())["View Classification"][0]["image_path"]
+        )
+    )
+    b = np.asarray(
+        Image.open(
+            other.out_dir
+            / json.loads(other.data_json.read_text())["View Classification"][0]["image_path"]
+        )
+    )
     assert not np.array_equal(a, b)
 
 
@@ -58,8 +67,10 @@ def test_another_process_with_other_string_hashing_writes_the_same_bytes(phantom
     import subprocess
     import sys
 
-    code = ("import sys; from harness.phantom import generate_phantom; "
-            f"generate_phantom(sys.argv[1], seed=0, **{SMALL!r})")
+    code = (
+        "import sys; from harness.phantom import generate_phantom; "
+        f"generate_phantom(sys.argv[1], seed=0, **{SMALL!r})"
+    )
     for salt in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": salt}
         subprocess.run([sys.executable, "-c", code, str(tmp_path / salt)], check=True, env=env)
@@ -107,8 +118,11 @@ def test_every_answer_matches_the_drawn_attributes(phantom):
             assert not any(o in findings for i, o in enumerate(item.options) if i != item.answer)
         elif item.task == "multi_disease_identification":
             assert set(answer.split(", ")) == findings
-            assert all(set(o.split(", ")) != findings
-                       for i, o in enumerate(item.options) if i != item.answer)
+            assert all(
+                set(o.split(", ")) != findings
+                for i, o in enumerate(item.options)
+                if i != item.answer
+            )
         assert item.cluster_id == rows[0]["patient_id"]
     for row in truth.values():
         assert (row["ctr"] > 0.5) == ("cardiomegaly" in row["findings"])
@@ -123,8 +137,9 @@ def test_report_text_follows_the_attributes(phantom):
             text = item["section_findings"]
             assert ("enlarged" in text) == ("cardiomegaly" in row["findings"])
             has_effusion = "pleural effusion" in row["findings"]
-            assert ("No pleural effusion" not in text
-                    and "no pleural effusion" not in text) == has_effusion
+            assert (
+                "No pleural effusion" not in text and "no pleural effusion" not in text
+            ) == has_effusion
             if has_effusion:
                 assert row["details"]["effusion"] in text
             if "pneumothorax" in row["findings"]:
@@ -140,8 +155,8 @@ def test_views_have_distinct_geometry():
     size = 128
 
     def heart_width(im: np.ndarray) -> float:
-        row = im[int(0.6 * size) - 1:int(0.6 * size) + 2].mean(0)
-        inner = row[size // 10:9 * size // 10]
+        row = im[int(0.6 * size) - 1 : int(0.6 * size) + 2].mean(0)
+        inner = row[size // 10 : 9 * size // 10]
         threshold = (np.percentile(inner, 20) + np.percentile(inner, 90)) / 2
         left = right = size // 2
         while left > 0 and row[left] > threshold:
@@ -151,17 +166,30 @@ def test_views_have_distinct_geometry():
         return (right - left) / size
 
     def edge_ratio(im: np.ndarray) -> float:  # body reaches the film edges only on frontals
-        band = im[int(0.4 * size):int(0.6 * size)]
+        band = im[int(0.4 * size) : int(0.6 * size)]
         return np.r_[band[:, :8].ravel(), band[:, -8:].ravel()].mean() / im.mean()
 
     def spine_side(im: np.ndarray) -> float:  # posterior spine: right on LATERAL, left on LL
-        band = im[int(0.3 * size):int(0.7 * size)]
-        return band[:, int(0.78 * size):int(0.86 * size)].mean() - band[
-            :, int(0.14 * size):int(0.22 * size)].mean()
+        band = im[int(0.3 * size) : int(0.7 * size)]
+        return (
+            band[:, int(0.78 * size) : int(0.86 * size)].mean()
+            - band[:, int(0.14 * size) : int(0.22 * size)].mean()
+        )
 
-    imgs = {v: [render(Findings(ctr=0.45), v, size, female=i % 2 == 0, hard=0.0,
-                       rng=np.random.default_rng(i)).astype(float) for i in range(12)]
-            for v in ("PA", "AP", "LATERAL", "LL")}
+    imgs = {
+        v: [
+            render(
+                Findings(ctr=0.45),
+                v,
+                size,
+                female=i % 2 == 0,
+                hard=0.0,
+                rng=np.random.default_rng(i),
+            ).astype(float)
+            for i in range(12)
+        ]
+        for v in ("PA", "AP", "LATERAL", "LL")
+    }
     # AP magnifies the heart: at the same CTR every AP heart is wider than every PA heart.
     assert max(map(heart_width, imgs["PA"])) < min(map(heart_width, imgs["AP"]))
     frontal = [edge_ratio(im) for v in ("PA", "AP") for im in imgs[v]]
@@ -175,12 +203,19 @@ def test_heart_width_follows_the_cardiothoracic_ratio():
     ctrs = np.linspace(0.4, 0.65, 12)
     widths = []
     for i, ctr in enumerate(ctrs):
-        im = render(Findings(ctr=float(ctr)), "PA", size, female=False, hard=0.0,
-                    rng=np.random.default_rng(i)).astype(float)
-        row = im[int(0.6 * size) - 1:int(0.6 * size) + 2].mean(0)
-        inner = row[size // 10:9 * size // 10]
-        widths.append(int((inner > (np.percentile(inner, 20) + np.percentile(inner, 90)) / 2)
-                          .sum()))
+        im = render(
+            Findings(ctr=float(ctr)),
+            "PA",
+            size,
+            female=False,
+            hard=0.0,
+            rng=np.random.default_rng(i),
+        ).astype(float)
+        row = im[int(0.6 * size) - 1 : int(0.6 * size) + 2].mean(0)
+        inner = row[size // 10 : 9 * size // 10]
+        widths.append(
+            int((inner > (np.percentile(inner, 20) + np.percentile(inner, 90)) / 2).sum())
+        )
     assert spearmanr(ctrs, widths).statistic > 0.9
 
 
@@ -188,8 +223,10 @@ def test_train_and_test_splits_share_no_patient_or_image(phantom, tmp_path):
     train = generate_phantom(tmp_path / "train", seed=0, split="train", **SMALL)
     test_rows, train_rows = _truth(phantom), _truth(train)
     assert not set(test_rows) & set(train_rows)
-    assert not ({r["patient_id"] for r in test_rows.values()}
-                & {r["patient_id"] for r in train_rows.values()})
+    assert not (
+        {r["patient_id"] for r in test_rows.values()}
+        & {r["patient_id"] for r in train_rows.values()}
+    )
     assert {r["split"] for r in train_rows.values()} == {"train"}
 
 
@@ -215,8 +252,15 @@ def test_fairness_set_and_demographics(phantom):
 
 
 def test_disparity_marks_exactly_the_chosen_subgroup_and_makes_it_harder(tmp_path):
-    res = generate_phantom(tmp_path / "d", seed=0, n_per_pair=1, image_size=SIZE, n_text=0,
-                           n_fairness=60, disparity=Disparity("race", "Black", 0.8))
+    res = generate_phantom(
+        tmp_path / "d",
+        seed=0,
+        n_per_pair=1,
+        image_size=SIZE,
+        n_text=0,
+        n_fairness=60,
+        disparity=Disparity("race", "Black", 0.8),
+    )
     rows = list(_truth(res).values())
     assert any(r["hard"] for r in rows) and not all(r["hard"] for r in rows)
     assert all(r["hard"] == (r["race"] == "Black") for r in rows)

@@ -40,8 +40,9 @@ def study(tmp_path_factory):
     data_path = phantom.data_json
     run = _write_run(root / "run", data_path)
     out = root / "export"
-    key = write_export(ExportConfig(runs=[str(run)], task=TASK, n=21, readers=2, seed=11,
-                                    out=out, force=True))
+    key = write_export(
+        ExportConfig(runs=[str(run)], task=TASK, n=21, readers=2, seed=11, out=out, force=True)
+    )
     return {"root": root, "data": data_path, "run": run, "out": out, "key": key}
 
 
@@ -54,8 +55,16 @@ def _packet_files(out: Path) -> list[Path]:
 
 def test_no_packet_file_holds_the_side_mapping_or_a_model_name(study):
     key = study["key"]
-    forbidden = [MODEL_NAME.casefold(), "acmecxr", "physician", "x_side", "reference",
-                 "findings_generation/", "data/mimic-cxr", str(study["run"]).casefold()]
+    forbidden = [
+        MODEL_NAME.casefold(),
+        "acmecxr",
+        "physician",
+        "x_side",
+        "reference",
+        "findings_generation/",
+        "data/mimic-cxr",
+        str(study["run"]).casefold(),
+    ]
     forbidden += [Path(raw).stem.casefold() for it in key["items"] for raw in it["images"].values()]
     forbidden += [it["cluster_id"].casefold() for it in key["items"]]
     files = _packet_files(study["out"])
@@ -74,24 +83,40 @@ def test_no_packet_file_holds_the_side_mapping_or_a_model_name(study):
 
 def test_thumbnails_are_embedded_and_images_renamed(study):
     html = (study["out"] / "packets" / "R1.html").read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") == sum(len(it["images"])
-                                                        for it in study["key"]["items"]) > 0
+    assert (
+        html.count("data:image/png;base64,")
+        == sum(len(it["images"]) for it in study["key"]["items"])
+        > 0
+    )
     pngs = sorted((study["out"] / "redcap" / "images").glob("*.png"))
     assert pngs and all(p.stem.startswith("fg") for p in pngs)
 
 
 def test_scrubber_removes_planted_cues():
-    report = ("FINDINGS:\n1. Compared to the prior study, the heart size is normal.\n"
-              "2) No pleural effusion, as compared with the previous radiograph.\n"
-              "3. Lungs are clear (compared to prior).\n\n"
-              "IMPRESSION: No acute process.\n\nElectronically signed by: Dr. John Smith")
+    report = (
+        "FINDINGS:\n1. Compared to the prior study, the heart size is normal.\n"
+        "2) No pleural effusion, as compared with the previous radiograph.\n"
+        "3. Lungs are clear (compared to prior).\n\n"
+        "IMPRESSION: No acute process.\n\nElectronically signed by: Dr. John Smith"
+    )
     res = scrub(report)
     low = res.text.lower()
-    for cue in ("findings:", "impression:", "1.", "2)", "3.", "compared", "prior",
-                "previous", "signed", "smith"):
+    for cue in (
+        "findings:",
+        "impression:",
+        "1.",
+        "2)",
+        "3.",
+        "compared",
+        "prior",
+        "previous",
+        "signed",
+        "smith",
+    ):
         assert cue not in low, (cue, res.text)
-    assert res.text == ("The heart size is normal. No pleural effusion. Lungs are clear. "
-                        "No acute process.")
+    assert res.text == (
+        "The heart size is normal. No pleural effusion. Lungs are clear. No acute process."
+    )
     rules = {c["rule"] for c in res.changes}
     assert rules >= {"section_header", "list_numbering", "prior_comparison", "signature"}
     # A reference that cannot be cut cleanly is flagged and left as written.
@@ -99,26 +124,38 @@ def test_scrubber_removes_planted_cues():
     assert flagged.text == "Interval increase in the right pleural effusion."
     assert flagged.flags and flagged.flags[0]["rule"] == "prior_reference"
     # Case and whitespace style are normalised the same way for every author.
-    assert scrub("no   pneumothorax.\nPICC line   tip in the svc").text == \
-        "No pneumothorax. PICC line tip in the SVC."
+    assert (
+        scrub("no   pneumothorax.\nPICC line   tip in the svc").text
+        == "No pneumothorax. PICC line tip in the SVC."
+    )
 
 
 def test_planted_cues_in_model_text_never_reach_packets(study):
-    text = "\n".join(p.read_text(encoding="utf-8") for p in _packet_files(study["out"])
-                     if p.suffix == ".csv")
+    text = "\n".join(
+        p.read_text(encoding="utf-8") for p in _packet_files(study["out"]) if p.suffix == ".csv"
+    )
     assert "FINDINGS:" not in text and "Electronically" not in text and "Roe" not in text
     log = json.loads((study["out"] / "key" / "scrub_log.json").read_text())
     assert any(c["rule"] == "signature" for it in log["items"] for c in it["x"]["changes"])
 
 
-@pytest.mark.parametrize("planted", ["MRN 1234567", "patient p10000032 seen", "DOB: 01/02/1950",
-                                     "accession # 99887766", "patient64741"])
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "MRN 1234567",
+        "patient p10000032 seen",
+        "DOB: 01/02/1950",
+        "accession # 99887766",
+        "patient64741",
+    ],
+)
 def test_planted_identifier_makes_export_refuse(study, tmp_path, planted):
     run = _write_run(tmp_path / "run", study["data"], plant={3: f" {planted}."})
     out = tmp_path / "out"
     with pytest.raises(UserError, match="patient identifier"):
-        write_export(ExportConfig(runs=[str(run)], task=TASK, n=24, readers=2, seed=1, out=out,
-                                  force=True))
+        write_export(
+            ExportConfig(runs=[str(run)], task=TASK, n=24, readers=2, seed=1, out=out, force=True)
+        )
     assert not out.exists(), "a refused export must not write anything"
 
 
@@ -126,16 +163,38 @@ def test_planted_identifier_makes_export_refuse(study, tmp_path, planted):
 
 
 def test_same_seed_gives_byte_identical_packets(study, tmp_path):
-    again = write_export(ExportConfig(runs=[str(study["run"])], task=TASK, n=21, readers=2,
-                                      seed=11, out=tmp_path / "again", force=True))
+    again = write_export(
+        ExportConfig(
+            runs=[str(study["run"])],
+            task=TASK,
+            n=21,
+            readers=2,
+            seed=11,
+            out=tmp_path / "again",
+            force=True,
+        )
+    )
     assert again["study_id"] == study["key"]["study_id"]
-    first = {p.relative_to(study["out"]): p.read_bytes() for p in study["out"].rglob("*")
-             if p.is_file()}
-    second = {p.relative_to(tmp_path / "again"): p.read_bytes()
-              for p in (tmp_path / "again").rglob("*") if p.is_file()}
+    first = {
+        p.relative_to(study["out"]): p.read_bytes() for p in study["out"].rglob("*") if p.is_file()
+    }
+    second = {
+        p.relative_to(tmp_path / "again"): p.read_bytes()
+        for p in (tmp_path / "again").rglob("*")
+        if p.is_file()
+    }
     assert first == second
-    other = build_export(ExportConfig(runs=[str(study["run"])], task=TASK, n=21, readers=2,
-                                      seed=12, out=tmp_path / "unused", force=True))
+    other = build_export(
+        ExportConfig(
+            runs=[str(study["run"])],
+            task=TASK,
+            n=21,
+            readers=2,
+            seed=12,
+            out=tmp_path / "unused",
+            force=True,
+        )
+    )
     assert other["packets/R1.csv"] != first[Path("packets/R1.csv")]
 
 
@@ -159,8 +218,13 @@ def test_redcap_dictionary_and_template(study):
     with open(folder / "data_dictionary.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert tuple(rows[0]) == DICTIONARY_COLUMNS
-    assert rows[0][:5] == ["Variable / Field Name", "Form Name", "Section Header", "Field Type",
-                           "Field Label"]
+    assert rows[0][:5] == [
+        "Variable / Field Name",
+        "Form Name",
+        "Section Header",
+        "Field Type",
+        "Field Label",
+    ]
     assert rows[0][-1] == "Field Annotation" and len(rows[0]) == 18
     body = rows[1:]
     assert body[0][0] == "record_id"
@@ -192,8 +256,9 @@ def _fill(study, tmp_path: Path, prefers: dict[str, str], seed: int = 5) -> list
     rng = random.Random(seed)
     paths = []
     for reader in key["readers"]:
-        rows = list(csv.DictReader(open(study["out"] / "packets" / f"{reader}.csv",
-                                        encoding="utf-8")))
+        rows = list(
+            csv.DictReader(open(study["out"] / "packets" / f"{reader}.csv", encoding="utf-8"))
+        )
         for row in rows:
             for attr in ATTRIBUTES:
                 if prefers.get(reader) == attr:
@@ -214,8 +279,23 @@ def test_round_trip_recovers_the_planted_preference(study, tmp_path):
     paths = _fill(study, tmp_path, {"R1": "completeness"})
     key_path = study["out"] / "key" / "key.json"
     out = tmp_path / "analysis"
-    assert main(["reader-study", "analyze", "--key", str(key_path), "--ratings",
-                 *map(str, paths), "--output", str(out), "--bootstrap-samples", "400"]) == 0
+    assert (
+        main(
+            [
+                "reader-study",
+                "analyze",
+                "--key",
+                str(key_path),
+                "--ratings",
+                *map(str, paths),
+                "--output",
+                str(out),
+                "--bootstrap-samples",
+                "400",
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "reader_study.json").read_text())
     assert validate_results(res) == []
     assert res["kind"] == "reader_study" and res["model"]["name"] == MODEL_NAME
@@ -243,8 +323,14 @@ def test_redcap_export_reads_back_like_the_packets(study, tmp_path):
         w.writerow(header)
         for row in template[1:]:
             reader = row[0]
-            w.writerow([answers.get((reader, c), v) if c.endswith(ATTRIBUTES) else
-                        ("2" if c.endswith("_complete") else v) for c, v in zip(header, row, strict=True)])
+            w.writerow(
+                [
+                    answers.get((reader, c), v)
+                    if c.endswith(ATTRIBUTES)
+                    else ("2" if c.endswith("_complete") else v)
+                    for c, v in zip(header, row, strict=True)
+                ]
+            )
     from_redcap = read_ratings([export], keys)
     ident = sorted((r.reader, r.opaque_id, r.attribute, r.code) for r in from_csv)
     assert sorted((r.reader, r.opaque_id, r.attribute, r.code) for r in from_redcap) == ident
@@ -268,8 +354,18 @@ def test_validation_errors_name_file_and_row(study, tmp_path, capsys):
     assert f"{paths[0]} row 3: item {rows[1]['item_id']}: missing answer for correctness" in msg
     assert f"{paths[0]} row 4: item {rows[2]['item_id']}: conciseness = '7' is out of range" in msg
     assert "no answers for items" in msg  # the row replaced by fg99 is now missing
-    code = main(["reader-study", "analyze", "--key", str(study["out"] / "key" / "key.json"),
-                 "--ratings", *map(str, paths), "--output", str(tmp_path / "x")])
+    code = main(
+        [
+            "reader-study",
+            "analyze",
+            "--key",
+            str(study["out"] / "key" / "key.json"),
+            "--ratings",
+            *map(str, paths),
+            "--output",
+            str(tmp_path / "x"),
+        ]
+    )
     assert code == 2 and "row 4" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
@@ -299,8 +395,9 @@ def test_two_way_bootstrap_resamples_readers_as_well_as_items():
     assert reps.std() > 1 and reps.min() < 0 < reps.max()
     assert np.allclose(two_way_replicates(np.full((12, 3), 5.0), None, 50, 1), 5.0)
     # Clusters: two items of one patient always travel together.
-    clustered = two_way_replicates(np.array([[10.0], [10.0], [-10.0]]), ["p1", "p1", "p2"],
-                                   B=200, seed=2)
+    clustered = two_way_replicates(
+        np.array([[10.0], [10.0], [-10.0]]), ["p1", "p1", "p2"], B=200, seed=2
+    )
     # p1 twice -> 10, p2 twice -> -10, one of each -> (10 + 10 - 10) / 3; never (10 - 10) / 2.
     assert set(np.round(clustered, 6)) == {10.0, -10.0, round(10 / 3, 6)}
 
@@ -317,7 +414,10 @@ def test_kendall_tau_with_ci():
 
 def test_build_results_refuses_two_keys_for_one_task(study):
     key = load_key(study["out"] / "key" / "key.json")
-    other = {**key, "study_id": "rsother", "items": [{**it, "opaque_id": "zz" + it["opaque_id"]}
-                                                     for it in key["items"]]}
+    other = {
+        **key,
+        "study_id": "rsother",
+        "items": [{**it, "opaque_id": "zz" + it["opaque_id"]} for it in key["items"]],
+    }
     with pytest.raises(UserError, match="same task"):
         build_results([key, other], [], 10, 0, [])

@@ -15,15 +15,18 @@ from harness.io import read_jsonl
 from harness.phantom import generate_phantom
 from harness.results_schema import validate_results
 
-TASKS = ("chexbench_view_classification_mimic_cxr,chexbench_single_disease_identification_openi,"
-         "chexbench_findings_summarization")
+TASKS = (
+    "chexbench_view_classification_mimic_cxr,chexbench_single_disease_identification_openi,"
+    "chexbench_findings_summarization"
+)
 
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phantom")
-    return generate_phantom(out, n_per_pair=6, seed=3, image_size=64, n_text=3,
-                            n_fairness=0).data_json
+    return generate_phantom(
+        out, n_per_pair=6, seed=3, image_size=64, n_text=3, n_fairness=0
+    ).data_json
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +38,30 @@ def reference(phantom, tmp_path_factory) -> Path:
 
 
 def _cmd(data: Path, output: Path, batch_size: int) -> list[str]:
-    return [sys.executable, "-m", "harness.cli", "run", "--model", "chexagent", "--model-args",
-            "pretrained=smoke", "--data", str(data), "--tasks", TASKS, "--output", str(output),
-            "--batch-size", str(batch_size), "--text-metrics", "rouge", "--max-gen-toks", "6",
-            "--bootstrap-samples", "200"]
+    return [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "--model",
+        "chexagent",
+        "--model-args",
+        "pretrained=smoke",
+        "--data",
+        str(data),
+        "--tasks",
+        TASKS,
+        "--output",
+        str(output),
+        "--batch-size",
+        str(batch_size),
+        "--text-metrics",
+        "rouge",
+        "--max-gen-toks",
+        "6",
+        "--bootstrap-samples",
+        "200",
+    ]
 
 
 def _run(cmd: list[str]) -> None:
@@ -97,8 +120,9 @@ def test_killed_run_resumes_to_identical_results(phantom, reference, tmp_path):
     cmd = _cmd(phantom, out, 1)
     cmd[cmd.index("chexagent")] = "killing_chexagent"
     cmd += ["--adapter-file", str(plugin)]
-    killed = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "KILL_AT_FORWARD": "7"})
+    killed = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "KILL_AT_FORWARD": "7"}
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     total = len(read_jsonl(_journal(reference.parent)))
     assert not list(out.glob("*/results.json"))

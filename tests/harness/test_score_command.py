@@ -17,8 +17,15 @@ FINDINGS = ["Small left pleural effusion.", "Cardiomegaly.", "", "The lungs are 
 
 @pytest.fixture()
 def data_file(tmp_path):
-    items = [{"data_source": "MIMIC-CXR", "image_path": f"files/p10/p1000000{i}/s1/a.jpg",
-              "section_indication": "dyspnea", "section_findings": f} for i, f in enumerate(FINDINGS)]
+    items = [
+        {
+            "data_source": "MIMIC-CXR",
+            "image_path": f"files/p10/p1000000{i}/s1/a.jpg",
+            "section_indication": "dyspnea",
+            "section_findings": f,
+        }
+        for i, f in enumerate(FINDINGS)
+    ]
     path = tmp_path / "data.json"
     path.write_text(json.dumps({"Findings Generation": items}))
     return path
@@ -32,17 +39,39 @@ def _write(path, rows):
 def test_score_end_to_end(tmp_path, data_file, tmp_path_factory, monkeypatch):
     root = shared_scorer_cache(tmp_path_factory)
     monkeypatch.chdir(tmp_path)  # a relative --cache-dir must survive the scorers' chdir
-    preds = _write(tmp_path / "preds.jsonl", [
-        {"id": "findings_generation/0", "prediction": "No effusion."},
-        {"id": 1, "prediction": "Cardiomegaly."},
-        {"id": "2", "prediction": "anything"},
-        {"id": "findings_generation/3", "prediction": "lungs are clear",
-         "reference": "The lungs are clear."},
-    ])
+    preds = _write(
+        tmp_path / "preds.jsonl",
+        [
+            {"id": "findings_generation/0", "prediction": "No effusion."},
+            {"id": 1, "prediction": "Cardiomegaly."},
+            {"id": "2", "prediction": "anything"},
+            {
+                "id": "findings_generation/3",
+                "prediction": "lungs are clear",
+                "reference": "The lungs are clear.",
+            },
+        ],
+    )
     out = tmp_path / "out"
-    rc = main(["score", "--task", "findings_generation", "--predictions", str(preds),
-               "--references", str(data_file), "--output", str(out),
-               "--cache-dir", os.path.relpath(root), "--metrics", "rougeL,chexbert", "--bootstrap-samples", "50"])
+    rc = main(
+        [
+            "score",
+            "--task",
+            "findings_generation",
+            "--predictions",
+            str(preds),
+            "--references",
+            str(data_file),
+            "--output",
+            str(out),
+            "--cache-dir",
+            os.path.relpath(root),
+            "--metrics",
+            "rougeL,chexbert",
+            "--bootstrap-samples",
+            "50",
+        ]
+    )
     assert rc == 0
     [results_path] = out.glob("*.json")
     results = json.loads(results_path.read_text())
@@ -64,17 +93,33 @@ def test_score_end_to_end(tmp_path, data_file, tmp_path_factory, monkeypatch):
 
 
 def test_score_reports_every_bad_line_and_writes_nothing(tmp_path, data_file, capsys):
-    preds = _write(tmp_path / "preds.jsonl", [
-        {"id": "findings_generation/0", "prediction": "x"},
-        {"id": "findings_generation/9", "prediction": "x"},
-        {"id": 0, "prediction": "y"},
-        "{not json",
-        {"id": "findings_summarization/1", "prediction": "z"},
-        {"id": 1, "prediction": "z"},
-    ])
+    preds = _write(
+        tmp_path / "preds.jsonl",
+        [
+            {"id": "findings_generation/0", "prediction": "x"},
+            {"id": "findings_generation/9", "prediction": "x"},
+            {"id": 0, "prediction": "y"},
+            "{not json",
+            {"id": "findings_summarization/1", "prediction": "z"},
+            {"id": 1, "prediction": "z"},
+        ],
+    )
     out = tmp_path / "out"
-    rc = main(["score", "--task", "findings_generation", "--predictions", str(preds),
-               "--references", str(data_file), "--output", str(out), "--metrics", "rougeL"])
+    rc = main(
+        [
+            "score",
+            "--task",
+            "findings_generation",
+            "--predictions",
+            str(preds),
+            "--references",
+            str(data_file),
+            "--output",
+            str(out),
+            "--metrics",
+            "rougeL",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert f"{preds}:2: unknown id findings_generation/9" in err
@@ -86,24 +131,57 @@ def test_score_reports_every_bad_line_and_writes_nothing(tmp_path, data_file, ca
 
 
 def test_score_missing_reference_without_data_file(tmp_path, capsys):
-    preds = _write(tmp_path / "preds.jsonl", [
-        {"id": 0, "prediction": "x", "reference": "x"},
-        {"id": 1, "prediction": "y"},
-    ])
-    rc = main(["score", "--task", "findings_summarization", "--predictions", str(preds),
-               "--output", str(tmp_path / "o"), "--metrics", "rougeL"])
+    preds = _write(
+        tmp_path / "preds.jsonl",
+        [
+            {"id": 0, "prediction": "x", "reference": "x"},
+            {"id": 1, "prediction": "y"},
+        ],
+    )
+    rc = main(
+        [
+            "score",
+            "--task",
+            "findings_summarization",
+            "--predictions",
+            str(preds),
+            "--output",
+            str(tmp_path / "o"),
+            "--metrics",
+            "rougeL",
+        ]
+    )
     assert rc == 2
     assert f"{preds}:2: no reference for findings_summarization/1" in capsys.readouterr().err
 
 
 def test_score_without_data_and_with_a_missing_scorer(tmp_path, capsys):
-    preds = _write(tmp_path / "preds.jsonl", [
-        {"id": 0, "prediction": "Impression: no acute process.", "reference": "No acute process."},
-        {"id": 1, "prediction": "stable", "reference": "Stable cardiomegaly."},
-    ])
-    rc = main(["score", "--task", "findings_summarization", "--predictions", str(preds),
-               "--cache-dir", str(tmp_path / "empty-cache"), "--metrics", "rougeL,radgraph",
-               "--bootstrap-samples", "20"])
+    preds = _write(
+        tmp_path / "preds.jsonl",
+        [
+            {
+                "id": 0,
+                "prediction": "Impression: no acute process.",
+                "reference": "No acute process.",
+            },
+            {"id": 1, "prediction": "stable", "reference": "Stable cardiomegaly."},
+        ],
+    )
+    rc = main(
+        [
+            "score",
+            "--task",
+            "findings_summarization",
+            "--predictions",
+            str(preds),
+            "--cache-dir",
+            str(tmp_path / "empty-cache"),
+            "--metrics",
+            "rougeL,radgraph",
+            "--bootstrap-samples",
+            "20",
+        ]
+    )
     assert rc == 0
     [path] = [p for p in tmp_path.glob("score-*.json")]
     results = json.loads(path.read_text())
@@ -121,6 +199,7 @@ def test_scorers_status_and_offline_fetch(tmp_path, capsys, monkeypatch):
     assert "MISSING" in out and "chexbert.pth" in out
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants as hub_constants
+
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     rc = main(["scorers", "fetch", "--cache-dir", str(tmp_path), "--only", "chexbert"])
     err = capsys.readouterr().err

@@ -10,8 +10,7 @@ from harness.scoring import MissingTokenCount, OptionScore, predictions
 def test_mean_token_rule_and_its_siblings():
     scores = [OptionScore(-4.0, False, 4), OptionScore(-2.0, False, 1), OptionScore(-3.0, True, 6)]
     # per token: -1.0, -2.0, -0.5; summed: -4, -2, -3; per character: -4, -1, -1 (tie: first)
-    assert predictions(scores, ["a", "bb", "ccc"]) == {"acc_chexbench": 2, "acc": 1,
-                                                       "acc_norm": 1}
+    assert predictions(scores, ["a", "bb", "ccc"]) == {"acc_chexbench": 2, "acc": 1, "acc_norm": 1}
 
 
 def test_plain_pairs_are_refused_not_scored_as_one_token_each():

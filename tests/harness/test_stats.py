@@ -58,8 +58,10 @@ def test_group_mean_ci_is_mean_of_subtasks_and_reuses_subtask_replicates():
     parts = [((rng.random(n) < p).astype(float), None) for n, p in ((100, 0.4), (300, 0.9))]
     value, ci = group_mean_ci(parts, B=500, seed=5, names=["x", "y"])
     assert value == pytest.approx((parts[0][0].mean() + parts[1][0].mean()) / 2)
-    manual = (bootstrap_means(parts[0][0], None, 500, derive_seed(5, "x"))
-              + bootstrap_means(parts[1][0], None, 500, derive_seed(5, "y"))) / 2
+    manual = (
+        bootstrap_means(parts[0][0], None, 500, derive_seed(5, "x"))
+        + bootstrap_means(parts[1][0], None, 500, derive_seed(5, "y"))
+    ) / 2
     assert ci.low == pytest.approx(np.quantile(manual, 0.025))
     assert ci.high == pytest.approx(np.quantile(manual, 0.975))
     # Averaging two independent subtasks narrows the CI relative to the small one alone.
@@ -89,14 +91,17 @@ def test_same_seed_same_numbers_and_different_seed_different_numbers():
     parts = [(values, clusters), (values[:50], None)]
     assert group_mean_ci(parts, 300, 1) == group_mean_ci(parts, 300, 1)
     assert derive_seed(1234, "chexbench_view_classification_mimic_cxr") == derive_seed(
-        1234, "chexbench_view_classification_mimic_cxr")
+        1234, "chexbench_view_classification_mimic_cxr"
+    )
     assert derive_seed(1234, "a") != derive_seed(1234, "b")
 
 
 def test_subtask_and_group_metrics_equal_the_separate_calls():
     rng = np.random.default_rng(12)
-    parts = {"s1": ((rng.random(80) < 0.6).astype(float), np.repeat(np.arange(40), 2)),
-             "s2": ((rng.random(50) < 0.8).astype(float), None)}
+    parts = {
+        "s1": ((rng.random(80) < 0.6).astype(float), np.repeat(np.arange(40), 2)),
+        "s2": ((rng.random(50) < 0.8).astype(float), None),
+    }
     metrics, group = subtask_and_group_metrics(parts, B=300, seed=4)
     for name, (values, clusters) in parts.items():
         alone = metric_value(values, clusters, 300, derive_seed(4, name))

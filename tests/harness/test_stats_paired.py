@@ -12,8 +12,9 @@ from harness.stats.bootstrap import bootstrap_means
 from harness.stats.ranking import RankPart, paired_replicate_means, rank_table
 
 
-@pytest.mark.parametrize("n,pa,pb,seed", [(50, 0.6, 0.6, 0), (200, 0.8, 0.7, 1),
-                                          (30, 0.5, 0.9, 2), (500, 0.55, 0.5, 3)])
+@pytest.mark.parametrize(
+    "n,pa,pb,seed", [(50, 0.6, 0.6, 0), (200, 0.8, 0.7, 1), (30, 0.5, 0.9, 2), (500, 0.55, 0.5, 3)]
+)
 def test_mcnemar_exact_equals_scipy_binomtest_on_discordant_pairs(n, pa, pb, seed):
     rng = np.random.default_rng(seed)
     a, b = rng.random(n) < pa, rng.random(n) < pb
@@ -62,9 +63,13 @@ def test_permutation_test_agrees_with_scipy_exact_enumeration():
     rng = np.random.default_rng(5)
     a = rng.normal(0.5, 0.1, 12)
     b = a - rng.normal(0.04, 0.05, 12)
-    exact = permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis),
-                             permutation_type="samples", vectorized=True,
-                             alternative="two-sided").pvalue  # 2**12 flips: exact
+    exact = permutation_test(
+        (a, b),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        alternative="two-sided",
+    ).pvalue  # 2**12 flips: exact
     ours = paired_permutation_test(a, b, n_permutations=20_000, seed=3)
     assert ours == pytest.approx(exact, abs=0.01)
     assert paired_permutation_test(a, a) == 1.0
@@ -91,8 +96,9 @@ def test_rank_intervals_separate_clear_winner_and_overlap_for_ties():
     assert rows["mid1"].rank_ci == (2, 3) and rows["mid2"].rank_ci == (2, 3)
     again = rank_table(["best", "mid1", "mid2", "worst"], parts, B=500, seed=2)
     assert [(r.run, r.rank_ci, r.score_ci) for r in again] == [
-        (r.run, r.rank_ci, r.score_ci) for r in rank_table(["best", "mid1", "mid2", "worst"],
-                                                            parts, B=500, seed=2)]
+        (r.run, r.rank_ci, r.score_ci)
+        for r in rank_table(["best", "mid1", "mid2", "worst"], parts, B=500, seed=2)
+    ]
 
 
 def test_paired_replicates_match_single_run_bootstrap_draws():

@@ -16,8 +16,10 @@ from harness.text_metrics.cache import scorer_files
 
 
 def test_clean_report_official_rules():
-    assert clean_report("  **Findings:** [...] Small  LEFT\n effusion. [redacted] ") == \
-        "findings: small left effusion."
+    assert (
+        clean_report("  **Findings:** [...] Small  LEFT\n effusion. [redacted] ")
+        == "findings: small left effusion."
+    )
     assert clean_report(None) == ""
     assert clean_report("[...] ** \n") == ""
     # Removed, not replaced by a space, as the official re.sub("\[.*?\]", "", x) does; its "."
@@ -31,8 +33,10 @@ def test_rouge_l_equals_rouge_score_reference_first():
     refs = ["Heart size normal, no effusion.", "small left pleural effusion", "clear lungs"]
     out = score_texts(preds, refs, TextMetricsConfig(metrics=["rougeL"]), bootstrap_B=50)
     scorer = RougeScorer(["rougeL"], use_stemmer=True)
-    expected = [scorer.score(clean_report(r), clean_report(p))["rougeL"].fmeasure
-                for p, r in zip(preds, refs, strict=True)]
+    expected = [
+        scorer.score(clean_report(r), clean_report(p))["rougeL"].fmeasure
+        for p, r in zip(preds, refs, strict=True)
+    ]
     assert [s["rougeL"] for s in out.per_sample] == pytest.approx(expected)
     assert out.metrics["rougeL"].value == pytest.approx(np.mean(expected))
     # Reference-first matters: precision and recall swap otherwise.
@@ -42,8 +46,12 @@ def test_rouge_l_equals_rouge_score_reference_first():
 
 
 def test_empty_reference_dropped_and_empty_hypothesis_scores_minimum():
-    out = score_texts(["no effusion", "", "x"], ["no effusion", "lungs clear", "[...] **"],
-                      TextMetricsConfig(metrics=["rougeL"]), bootstrap_B=50)
+    out = score_texts(
+        ["no effusion", "", "x"],
+        ["no effusion", "lungs clear", "[...] **"],
+        TextMetricsConfig(metrics=["rougeL"]),
+        bootstrap_B=50,
+    )
     assert out.excluded == {"empty_reference": 1}
     assert out.per_sample[0]["rougeL"] == 1.0
     assert out.per_sample[1]["rougeL"] == 0.0
@@ -53,8 +61,14 @@ def test_empty_reference_dropped_and_empty_hypothesis_scores_minimum():
 
 def test_identical_texts_give_rouge_maximum_with_cluster_ci():
     texts = ["no acute process", "stable cardiomegaly", "small effusion", "clear lungs"]
-    out = score_texts(texts, texts, TextMetricsConfig(metrics=["rougeL"]),
-                      clusters=["p1", "p1", "p2", "p3"], bootstrap_B=100, seed=7)
+    out = score_texts(
+        texts,
+        texts,
+        TextMetricsConfig(metrics=["rougeL"]),
+        clusters=["p1", "p1", "p2", "p3"],
+        bootstrap_B=100,
+        seed=7,
+    )
     m = out.metrics["rougeL"]
     assert m.value == 1.0 and m.ci == (1.0, 1.0) and m.ci_method.endswith("cluster")
 
@@ -63,8 +77,13 @@ def test_missing_checkpoints_are_unavailable_and_rouge_still_runs(tmp_path):
     cfg = TextMetricsConfig(cache_dir=tmp_path)
     out = score_texts(["small effusion"], ["small left effusion"], cfg, bootstrap_B=20)
     assert out.metrics["rougeL"].value > 0
-    for name in ("bertscore_f1", "chexbert_f1_micro14", "chexbert_accuracy", "radgraph_partial",
-                 "radcliq_v1"):
+    for name in (
+        "bertscore_f1",
+        "chexbert_f1_micro14",
+        "chexbert_accuracy",
+        "radgraph_partial",
+        "radcliq_v1",
+    ):
         m = out.metrics[name]
         assert m.value is None, name
         reason, path, command = m.unavailable.split("; ")
@@ -95,15 +114,18 @@ def test_bertscore_presets():
 
 
 def _random_labels(rng, n, k):
-    return rng.integers(0, 2, size=(n, k)).astype(bool), rng.integers(0, 2, size=(n, k)).astype(bool)
+    return rng.integers(0, 2, size=(n, k)).astype(bool), rng.integers(0, 2, size=(n, k)).astype(
+        bool
+    )
 
 
 def test_label_f1_matches_sklearn_classification_report():
     rng = np.random.default_rng(0)
     hyp, ref = _random_labels(rng, 40, 14)
     ref[:, 3] = hyp[:, 3] = False  # a label nobody has: sklearn counts it as F1 = 0 in macro
-    report = classification_report(ref.astype(int), hyp.astype(int), output_dict=True,
-                                    zero_division=0)
+    report = classification_report(
+        ref.astype(int), hyp.astype(int), output_dict=True, zero_division=0
+    )
     assert label_f1(hyp, ref, "micro") == pytest.approx(report["micro avg"]["f1-score"])
     assert label_f1(hyp, ref, "macro") == pytest.approx(report["macro avg"]["f1-score"])
 

@@ -18,10 +18,18 @@ from harness.text_metrics.chexbert import CheXbertScorer
 from harness.text_metrics.config import BertScoreConfig
 from harness.text_metrics.radcliq import COEF, INTERCEPT, MEAN, SCALE
 
-REFS = ["Small left pleural effusion.", "Cardiomegaly.", "The lungs are clear.",
-        "Mild cardiomegaly and small effusion."]
-NEGATED = ["No effusion.", "Cardiomegaly.", "The lungs are clear.",
-           "Mild cardiomegaly and small effusion."]
+REFS = [
+    "Small left pleural effusion.",
+    "Cardiomegaly.",
+    "The lungs are clear.",
+    "Mild cardiomegaly and small effusion.",
+]
+NEGATED = [
+    "No effusion.",
+    "Cardiomegaly.",
+    "The lungs are clear.",
+    "Mild cardiomegaly and small effusion.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +49,16 @@ def negated(root):
 
 def test_identical_texts_give_each_metric_its_maximum(identical):
     m = identical.metrics
-    for name in ("rougeL", "bertscore_f1", "radgraph_simple", "radgraph_partial",
-                 "radgraph_complete", "chexbert_f1_micro14", "chexbert_f1_micro5",
-                 "chexbert_accuracy"):
+    for name in (
+        "rougeL",
+        "bertscore_f1",
+        "radgraph_simple",
+        "radgraph_partial",
+        "radgraph_complete",
+        "chexbert_f1_micro14",
+        "chexbert_f1_micro5",
+        "chexbert_accuracy",
+    ):
         assert m[name].value == pytest.approx(1.0), name
     # Macro F1 averages over all 14 (5) labels; labels absent from both sides count as 0
     # (sklearn), so its maximum here is (#labels present) / 14 and / 5.
@@ -53,8 +68,12 @@ def test_identical_texts_give_each_metric_its_maximum(identical):
 
 
 def test_negated_finding_lowers_chexbert_f1(identical, negated):
-    for name in ("chexbert_f1_micro14", "chexbert_f1_micro5", "chexbert_f1_macro5",
-                 "chexbert_accuracy"):
+    for name in (
+        "chexbert_f1_micro14",
+        "chexbert_f1_micro5",
+        "chexbert_f1_macro5",
+        "chexbert_accuracy",
+    ):
         assert negated.metrics[name].value < identical.metrics[name].value, name
     # "no effusion" drops the only effusion positive of report 0: 3 TP, 1 FN -> 6/7.
     assert negated.metrics["chexbert_f1_micro14"].value == pytest.approx(6 / 7)
@@ -63,8 +82,12 @@ def test_negated_finding_lowers_chexbert_f1(identical, negated):
 
 
 def test_swapped_findings_score_zero_chexbert_f1(root):
-    out = score_texts(["cardiomegaly", "small effusion"], ["small effusion", "cardiomegaly"],
-                      TextMetricsConfig(cache_dir=root, metrics=["chexbert"]), bootstrap_B=50)
+    out = score_texts(
+        ["cardiomegaly", "small effusion"],
+        ["small effusion", "cardiomegaly"],
+        TextMetricsConfig(cache_dir=root, metrics=["chexbert"]),
+        bootstrap_B=50,
+    )
     assert out.metrics["chexbert_f1_micro14"].value == 0.0
 
 
@@ -114,18 +137,24 @@ def test_radgraph_levels_and_case(root, negated):
     cfg = negated.metrics["radgraph_partial"].config
     assert cfg["reward_level"] == "partial" and cfg["headline"] and cfg["model_type"] == "radgraph"
     # Cleaning lowercases, so casing cannot change RadGraph (0.1.18 is case-sensitive).
-    upper = score_texts([r.upper() for r in REFS], REFS,
-                        TextMetricsConfig(cache_dir=root, metrics=["radgraph"]), bootstrap_B=20)
+    upper = score_texts(
+        [r.upper() for r in REFS],
+        REFS,
+        TextMetricsConfig(cache_dir=root, metrics=["radgraph"]),
+        bootstrap_B=20,
+    )
     assert upper.metrics["radgraph_simple"].value == pytest.approx(1.0)
 
 
 def test_radcliq_v1_is_the_published_linear_model_of_its_inputs(identical, negated):
     for out in (identical, negated):
         for row in out.per_sample:
-            x = np.array([row["radcliq_radgraph"], row["radcliq_bertscore_f1"], row["semb"],
-                          row["bleu2"]])
-            assert row["radcliq_v1"] == pytest.approx(float(((x - MEAN) / SCALE) @ COEF
-                                                            + INTERCEPT))
+            x = np.array(
+                [row["radcliq_radgraph"], row["radcliq_bertscore_f1"], row["semb"], row["bleu2"]]
+            )
+            assert row["radcliq_v1"] == pytest.approx(
+                float(((x - MEAN) / SCALE) @ COEF + INTERCEPT)
+            )
     # Lower is better: the negated report scores worse than the identical one.
     assert negated.per_sample[0]["radcliq_v1"] > identical.per_sample[0]["radcliq_v1"]
     assert identical.metrics["radcliq_v1"].config["lower_is_better"] is True
@@ -134,8 +163,12 @@ def test_radcliq_v1_is_the_published_linear_model_of_its_inputs(identical, negat
 def test_one_missing_scorer_leaves_the_others(root, tmp_path):
     partial = tmp_path / "cache"
     shutil.copytree(root / "hf", partial / "hf")
-    out = score_texts(REFS[:2], REFS[:2], TextMetricsConfig(cache_dir=partial,
-                      metrics=["rougeL", "bertscore", "chexbert"]), bootstrap_B=20)
+    out = score_texts(
+        REFS[:2],
+        REFS[:2],
+        TextMetricsConfig(cache_dir=partial, metrics=["rougeL", "bertscore", "chexbert"]),
+        bootstrap_B=20,
+    )
     assert out.metrics["bertscore_f1"].value == pytest.approx(1.0)
     assert out.metrics["chexbert_f1_micro14"].value is None
     assert "chexbert.pth" in out.metrics["chexbert_f1_micro14"].unavailable

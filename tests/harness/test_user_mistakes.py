@@ -19,37 +19,87 @@ pytestmark = pytest.mark.slow  # a fresh interpreter per mistake: ~50 s in all
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("phantom")
-    return generate_phantom(root, n_per_pair=2, seed=5, image_size=32, n_text=1,
-                            n_fairness=0).data_json
+    return generate_phantom(
+        root, n_per_pair=2, seed=5, image_size=32, n_text=1, n_fairness=0
+    ).data_json
 
 
 def _run(data, out, *args: str) -> subprocess.CompletedProcess:
     argv = [a.format(data=data, out=out) for a in args]
-    return subprocess.run([sys.executable, "-m", "harness.cli", *argv], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *argv], capture_output=True, text=True, timeout=300
+    )
 
 
 RUN = ("run", "--data", "{data}", "--output", "{out}")
 MISTAKES = {
-    "unknown model arg": ((*RUN, "--model", "chexagent", "--model-args", "pretrained=smoke,foo=1",
-                           "--tasks", "chexbench_view_classification_mimic_cxr"), "foo"),
-    "unknown model arg in check-adapter": (("check-adapter", "chexagent", "--model-args",
-                                            "pretrained=smoke,foo=1"), "foo"),
-    "misspelt task": ((*RUN, "--model", "chexagent", "--model-args", "pretrained=smoke",
-                       "--tasks", "chexbench_view_clasification_mimic_cxr"),
-                      "did you mean 'chexbench_view_classification_mimic_cxr'"),
-    "unknown adapter": ((*RUN, "--model", "chexagnet", "--tasks",
-                         "chexbench_view_classification_mimic_cxr"), "did you mean 'chexagent'"),
+    "unknown model arg": (
+        (
+            *RUN,
+            "--model",
+            "chexagent",
+            "--model-args",
+            "pretrained=smoke,foo=1",
+            "--tasks",
+            "chexbench_view_classification_mimic_cxr",
+        ),
+        "foo",
+    ),
+    "unknown model arg in check-adapter": (
+        ("check-adapter", "chexagent", "--model-args", "pretrained=smoke,foo=1"),
+        "foo",
+    ),
+    "misspelt task": (
+        (
+            *RUN,
+            "--model",
+            "chexagent",
+            "--model-args",
+            "pretrained=smoke",
+            "--tasks",
+            "chexbench_view_clasification_mimic_cxr",
+        ),
+        "did you mean 'chexbench_view_classification_mimic_cxr'",
+    ),
+    "unknown adapter": (
+        (*RUN, "--model", "chexagnet", "--tasks", "chexbench_view_classification_mimic_cxr"),
+        "did you mean 'chexagent'",
+    ),
     "negative limit": ((*RUN, "--model", "chexagent", "--limit", "-1"), "--limit"),
-    "zero bootstrap samples": ((*RUN, "--model", "chexagent", "--bootstrap-samples", "0"),
-                               "--bootstrap-samples"),
-    "missing data file": (("run", "--data", "{out}/absent.json", "--output", "{out}", "--model",
-                           "chexagent", "--model-args", "pretrained=smoke"), "absent.json"),
-    "missing weights": ((*RUN, "--model", "blip2", "--model-args", "pretrained={out}/no-model",
-                         "--tasks", "chexbench_view_classification_mimic_cxr"), "no-model"),
-    "remote code without the flag": ((*RUN, "--model", "chexagent-8b", "--tasks",
-                                      "chexbench_view_classification_mimic_cxr"),
-                                     "--trust-remote-code"),
+    "zero bootstrap samples": (
+        (*RUN, "--model", "chexagent", "--bootstrap-samples", "0"),
+        "--bootstrap-samples",
+    ),
+    "missing data file": (
+        (
+            "run",
+            "--data",
+            "{out}/absent.json",
+            "--output",
+            "{out}",
+            "--model",
+            "chexagent",
+            "--model-args",
+            "pretrained=smoke",
+        ),
+        "absent.json",
+    ),
+    "missing weights": (
+        (
+            *RUN,
+            "--model",
+            "blip2",
+            "--model-args",
+            "pretrained={out}/no-model",
+            "--tasks",
+            "chexbench_view_classification_mimic_cxr",
+        ),
+        "no-model",
+    ),
+    "remote code without the flag": (
+        (*RUN, "--model", "chexagent-8b", "--tasks", "chexbench_view_classification_mimic_cxr"),
+        "--trust-remote-code",
+    ),
     "missing run file": (("compare", "{out}/a.json", "{out}/b.json"), "a.json"),
 }
 

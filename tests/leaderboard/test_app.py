@@ -90,14 +90,16 @@ def _html_rows(html: str) -> list[list[str]]:
 
 def test_text_tab_shows_tables_3_and_4_and_the_judge(stages):
     tab = stages["initial"]["tabs"]["Text"]
-    assert [s.value for s in tab.subheader][:2] == ["Findings Generation",
-                                                    "Findings Summarization"]
+    assert [s.value for s in tab.subheader][:2] == ["Findings Generation", "Findings Summarization"]
     gen_html, summ_html = (h.proto.body for h in tab.get("html"))
     header = re.findall(r"<th[^>]*>([^<]*)</th>", gen_html.split("<tbody>")[0])
     rows = {(r[0], r[1]): dict(zip(header, r, strict=True)) for r in _html_rows(gen_html)}
     chexagent = rows[("MIMIC-CXR", "CheXagent · paper")]
-    assert (chexagent["bertscore_paper"], chexagent["chexbert_score_paper"],
-            chexagent["radgraph_score_paper"]) == ("50.4", "24.9", "18.6")
+    assert (
+        chexagent["bertscore_paper"],
+        chexagent["chexbert_score_paper"],
+        chexagent["radgraph_score_paper"],
+    ) == ("50.4", "24.9", "18.6")
     assert "rougeL" not in header  # columns nobody reports for a task are dropped
     assert ["MIMIC-CXR", "FLAN-T5 · paper", "paper", "42.5"] in _html_rows(summ_html)
     assert len(tab.get("plotly_chart")) == 1  # judge bars
@@ -127,8 +129,7 @@ def test_drilldown_filters_wrong_answers(stages):
     assert total == 20 and 0 < right < 20
     assert len(tab.expander) == 10  # one page
     first = tab.expander[0]
-    assert list(first.dataframe[0].value["option"]) == ["(A) AP", "(B) PA", "(C) Lateral",
-                                                        "(D) LL"]
+    assert list(first.dataframe[0].value["option"]) == ["(A) AP", "(B) PA", "(C) Lateral", "(D) LL"]
     assert len(first.get("image")) == 1  # the thumbnail resolved beside the results file
     wrong = stages["toggled"]["tabs"]["Drill-down"]
     assert f"showing {total - right} items" in wrong.caption[0].value

@@ -64,7 +64,8 @@ def test_text_tab_shows_table3(page):
 def _upload(page, path: Path) -> None:
     page.get_by_role("tab", name="Submit").click()
     page.get_by_role("tabpanel", name="Submit").locator("input[type=file]").set_input_files(
-        str(path))
+        str(path)
+    )
 
 
 def test_valid_bundle_lands_as_pending(page, server):
@@ -79,10 +80,13 @@ def test_valid_bundle_lands_as_pending(page, server):
     assert len(statuses) == 1 and '"status": "pending"' in statuses[0].read_text()
 
 
-@pytest.mark.parametrize("members, reason", [
-    ({"../evil.json": b"{}"}, "path traversal"),
-    ({"results.json": b'{"run_id": "x", "source": "reproduced"}'}, "schema:"),
-])
+@pytest.mark.parametrize(
+    "members, reason",
+    [
+        ({"../evil.json": b"{}"}, "path traversal"),
+        ({"results.json": b'{"run_id": "x", "source": "reproduced"}'}, "schema:"),
+    ],
+)
 def test_invalid_bundle_is_rejected_and_writes_nothing(page, server, members, reason):
     from playwright.sync_api import expect
 

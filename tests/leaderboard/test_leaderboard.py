@@ -48,12 +48,15 @@ def _entry(loaded, label):
 
 # ---------------------------------------------------------------- loading and rejection
 
+
 def test_invalid_files_are_rejected_with_reasons(loaded):
     reasons = {r.path.name: r.reason for r in loaded.rejected}
     assert set(reasons) == {"bad_schema.json", "broken.json"}
     assert "not valid JSON" in reasons["broken.json"]
-    assert "schema:" in reasons["bad_schema.json"] and "'model' is a required property" in (
-        reasons["bad_schema.json"])
+    assert (
+        "schema:" in reasons["bad_schema.json"]
+        and "'model' is a required property" in (reasons["bad_schema.json"])
+    )
 
 
 def test_provenance_comes_from_source_and_location(loaded, folder, tmp_path):
@@ -85,6 +88,7 @@ def test_missing_folder_is_a_rejection_not_a_crash(tmp_path):
 
 # ---------------------------------------------------------------- pivots
 
+
 def test_overview_pivot_against_hand_computed_values():
     m = lambda v: MetricValue(value=v)  # noqa: E731
     subs = {
@@ -94,18 +98,38 @@ def test_overview_pivot_against_hand_computed_values():
     }
 
     def results(model, col):
-        return Results(run_id=model, source="reproduced", model=ModelInfo(name=model),
-                       subtasks={k: SubtaskResult(name=k, task=t, dataset=d, kind="perception",
-                                                  n=10, metrics={"acc_chexbench": m(v[col])})
-                                 for k, (t, d, *v) in subs.items() if v[col] is not None})
+        return Results(
+            run_id=model,
+            source="reproduced",
+            model=ModelInfo(name=model),
+            subtasks={
+                k: SubtaskResult(
+                    name=k,
+                    task=t,
+                    dataset=d,
+                    kind="perception",
+                    n=10,
+                    metrics={"acc_chexbench": m(v[col])},
+                )
+                for k, (t, d, *v) in subs.items()
+                if v[col] is not None
+            },
+        )
 
     from leaderboard.loader import Entry
 
-    entries = [Entry(results("X", 0), Path("x.json"), REPRODUCED, "X"),
-               Entry(results("Y", 1), Path("y.json"), REPRODUCED, "Y")]
+    entries = [
+        Entry(results("X", 0), Path("x.json"), REPRODUCED, "X"),
+        Entry(results("Y", 1), Path("y.json"), REPRODUCED, "Y"),
+    ]
     wide = tables.overview(tables.long_frame(entries, "perception", "acc_chexbench"))
-    assert list(wide.index.get_level_values("Dataset")) == ["MIMIC-CXR", "CheXpert", "OpenI",
-                                                           "2 tasks", "3 pairs"]
+    assert list(wide.index.get_level_values("Dataset")) == [
+        "MIMIC-CXR",
+        "CheXpert",
+        "OpenI",
+        "2 tasks",
+        "3 pairs",
+    ]
     assert wide.loc[("View Classification", "MIMIC-CXR"), "Y"] == pytest.approx(80.0)
     # X: tasks (50+70)/2=60 and 30 -> mean 45; pairs (50+70+30)/3 = 50.
     assert wide.loc[(tables.MEAN_TASKS, "2 tasks"), "X"] == pytest.approx(45.0)
@@ -113,7 +137,10 @@ def test_overview_pivot_against_hand_computed_values():
     assert math.isnan(wide.loc[(tables.MEAN_TASKS, "2 tasks"), "Y"])  # misses a row
     best = tables.best_marks(tables.long_frame(entries, "perception", "acc_chexbench"), wide)
     assert best["Y"].tolist()[:3] == ["best", "", ""] and best["X"].tolist()[:3] == [
-        "", "best", "best"]
+        "",
+        "best",
+        "best",
+    ]
 
 
 def test_overview_of_the_paper_rows(loaded):
@@ -137,12 +164,23 @@ def test_overview_of_the_paper_rows(loaded):
 def test_a_new_task_and_metric_appear_without_code_changes():
     from leaderboard.loader import Entry
 
-    sub = SubtaskResult(name="chexbench_temporal_classification_mimic_cxr",
-                        task="temporal_classification", dataset="mimic_cxr", kind="perception",
-                        n=5, headline="f1_macro",
-                        metrics={"f1_macro": MetricValue(value=0.4, ci=(0.3, 0.5))})
-    entry = Entry(Results(run_id="r", source="reproduced", model=ModelInfo(name="M"),
-                          subtasks={sub.name: sub}), Path("r.json"), REPRODUCED, "M")
+    sub = SubtaskResult(
+        name="chexbench_temporal_classification_mimic_cxr",
+        task="temporal_classification",
+        dataset="mimic_cxr",
+        kind="perception",
+        n=5,
+        headline="f1_macro",
+        metrics={"f1_macro": MetricValue(value=0.4, ci=(0.3, 0.5))},
+    )
+    entry = Entry(
+        Results(
+            run_id="r", source="reproduced", model=ModelInfo(name="M"), subtasks={sub.name: sub}
+        ),
+        Path("r.json"),
+        REPRODUCED,
+        "M",
+    )
     assert tables.metric_names([entry], "perception") == ["f1_macro"]
     wide = tables.overview(tables.long_frame([entry], "perception", "f1_macro"))
     assert wide.loc[("Temporal Classification", "MIMIC-CXR"), "M"] == pytest.approx(40.0)
@@ -152,8 +190,11 @@ def test_a_new_task_and_metric_appear_without_code_changes():
 
 def test_paper_vs_reproduced_delta(loaded):
     deltas = tables.paper_deltas(loaded.entries)
-    row = deltas[(deltas["model"] == CHEXAGENT_RUN) & (deltas["Dataset"] == "MIMIC-CXR")
-                 & (deltas["metric"] == "acc_chexbench")].iloc[0]
+    row = deltas[
+        (deltas["model"] == CHEXAGENT_RUN)
+        & (deltas["Dataset"] == "MIMIC-CXR")
+        & (deltas["metric"] == "acc_chexbench")
+    ].iloc[0]
     mine = _entry(loaded, CHEXAGENT_RUN).results.subtasks[VIEW_MIMIC]
     value = mine.metrics["acc_chexbench"].value
     assert row["delta"] == pytest.approx((value - 0.975) * 100)
@@ -173,13 +214,16 @@ def test_text_table_judge_and_fairness_frames(loaded):
 
 # ---------------------------------------------------------------- compare
 
+
 def test_compare_prefers_the_comparison_block_and_flips_its_sign(loaded):
     a, b = _entry(loaded, CHEXAGENT_RUN), _entry(loaded, BLIP_RUN)
     frame = compare(a, b, loaded.entries)
     row = frame.iloc[0]
     assert row["ci_source"] == FROM_BLOCK
     assert row["delta"] == pytest.approx(12.3) and (row["ci_lo"], row["ci_hi"]) == (
-        pytest.approx(4.0), pytest.approx(20.0))
+        pytest.approx(4.0),
+        pytest.approx(20.0),
+    )
 
 
 def test_compare_bootstraps_paired_samples_without_a_block(loaded):
@@ -191,12 +235,12 @@ def test_compare_bootstraps_paired_samples_without_a_block(loaded):
     vb = b.results.subtasks[VIEW_MIMIC].metrics["acc_chexbench"].value
     assert row["delta"] == pytest.approx((va - vb) * 100)
     assert row["ci_lo"] <= row["delta"] <= row["ci_hi"]
-    paper = compare(_entry(loaded, "CheXagent · paper"), _entry(loaded, "RadFM · paper"),
-                    entries)
+    paper = compare(_entry(loaded, "CheXagent · paper"), _entry(loaded, "RadFM · paper"), entries)
     assert (paper["ci_source"] == POINT_ONLY).all() and len(paper) == 14
 
 
 # ---------------------------------------------------------------- submissions
+
 
 def _outside_snapshot(root: Path) -> set[Path]:
     """Everything under the temp dir except the submissions folder."""
@@ -211,7 +255,10 @@ def test_valid_bundle_lands_as_pending(tmp_path):
     status = json.loads((sub.folder / "status.json").read_text())
     assert status["status"] == "pending" and status["results"][0]["model"] == "MyModel"
     assert sorted(p.name for p in sub.folder.iterdir()) == [
-        "my-run.json", "my-run.samples.jsonl", "status.json"]
+        "my-run.json",
+        "my-run.samples.jsonl",
+        "status.json",
+    ]
     [entry] = load_folder(results).entries
     assert entry.provenance == PENDING and entry.samples_path is not None
     # Review: accepted shows as accepted, rejected disappears.
@@ -220,20 +267,26 @@ def test_valid_bundle_lands_as_pending(tmp_path):
     submission.set_status(results, sub.id, "rejected")
     assert load_folder(results).entries == ()
     assert [h["status"] for h in submission.list_submissions(results)[0]["history"]] == [
-        "pending", "accepted", "rejected"]
+        "pending",
+        "accepted",
+        "rejected",
+    ]
 
 
-@pytest.mark.parametrize("members, reason", [
-    ({"../evil.json": b"{}"}, "path traversal"),
-    ({"ok/../../evil.json": b"{}"}, "path traversal"),
-    ({"/tmp/evil.json": b"{}"}, "absolute"),
-    ({"run.py": b"print(1)"}, "only .json and .jsonl"),
-    ({"model.pkl": b"\x80\x04"}, "only .json and .jsonl"),
-    ({"r.json": b'{"run_id": 1}'}, "schema:"),
-    ({"r.json": b"[1, 2]"}, "expected a JSON object"),
-    ({"s.jsonl": b'{"a": 1}\n'}, "no results JSON"),
-    ({"bad name!.json": b"{}"}, "file name must match"),
-])
+@pytest.mark.parametrize(
+    "members, reason",
+    [
+        ({"../evil.json": b"{}"}, "path traversal"),
+        ({"ok/../../evil.json": b"{}"}, "path traversal"),
+        ({"/tmp/evil.json": b"{}"}, "absolute"),
+        ({"run.py": b"print(1)"}, "only .json and .jsonl"),
+        ({"model.pkl": b"\x80\x04"}, "only .json and .jsonl"),
+        ({"r.json": b'{"run_id": 1}'}, "schema:"),
+        ({"r.json": b"[1, 2]"}, "expected a JSON object"),
+        ({"s.jsonl": b'{"a": 1}\n'}, "no results JSON"),
+        ({"bad name!.json": b"{}"}, "file name must match"),
+    ],
+)
 def test_bad_bundles_are_refused_and_write_nothing(tmp_path, members, reason):
     results = tmp_path / "results"
     results.mkdir()
@@ -242,8 +295,11 @@ def test_bad_bundles_are_refused_and_write_nothing(tmp_path, members, reason):
     with pytest.raises(submission.BundleError, match=reason):
         submission.submit_bundle(data, results, "b.zip")
     assert _outside_snapshot(results) == before
-    assert not list((results / "submissions").glob("*")) if (results / "submissions").exists() \
+    assert (
+        not list((results / "submissions").glob("*"))
+        if (results / "submissions").exists()
         else True
+    )
 
 
 def test_bundle_rules_beyond_names(tmp_path, monkeypatch):
@@ -262,7 +318,7 @@ def test_bundle_rules_beyond_names(tmp_path, monkeypatch):
     link = tmp_path / "link.zip"
     with zipfile.ZipFile(link, "w") as archive:
         info = zipfile.ZipInfo("l.json")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         archive.writestr(info, "/etc/passwd")
     with pytest.raises(submission.BundleError, match="symbolic links"):
         submission.submit_bundle(link.read_bytes(), results)
@@ -308,6 +364,7 @@ def test_leaderboard_command_builds_the_streamlit_line(tmp_path):
 
 
 # ---------------------------------------------------------------- exports
+
 
 def test_overview_csv(loaded):
     paper = [e for e in loaded.entries if e.provenance == PAPER]

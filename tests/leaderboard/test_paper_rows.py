@@ -13,13 +13,21 @@ from harness.taxonomy import PERCEPTION_SUBTASKS, subtask_for
 from leaderboard.loader import PAPER, load_folder
 
 PAPER_TEXT = REPO.parent / "shared" / "seeds" / "chexagent-paper.txt"
-TABLE2_MODELS = ["BLIP-2", "InstructBLIP", "XrayGPT", "MedFlamingo", "RadFM", "LLaVA-Med",
-                 "CheXagent"]
+TABLE2_MODELS = [
+    "BLIP-2",
+    "InstructBLIP",
+    "XrayGPT",
+    "MedFlamingo",
+    "RadFM",
+    "LLaVA-Med",
+    "CheXagent",
+]
 _NUMBERS7 = re.compile(r"^(.*?)((?:\s+\d+\.\d){7})\s*$")
 _TABLE34 = re.compile(r"^(\S+) (\d+B)((?: \d+\.\d){6}) (\S+) (\d+B) (\d+\.\d)$")
 
 
 # ---------------------------------------------------------------- the paper rows
+
 
 @functools.cache
 def _paper_rows() -> dict[str, Results]:
@@ -52,7 +60,7 @@ def test_table2_matches_the_paper_text():
     header = next(line for line in lines[start:] if line.startswith("BLIP-2"))
     assert header.split()[:6] == TABLE2_MODELS[:6]
     rows = []
-    for line in lines[start:start + 30]:
+    for line in lines[start : start + 30]:
         match = _NUMBERS7.match(line)
         if match:
             rows.append((match.group(1).split()[-1], [float(x) for x in match.group(2).split()]))
@@ -66,8 +74,11 @@ def test_table2_matches_the_paper_text():
 
 @pytest.mark.skipif(not PAPER_TEXT.is_file(), reason=f"paper text not at {PAPER_TEXT}")
 def test_tables_3_and_4_match_the_paper_text():
-    rows = [m for line in PAPER_TEXT.read_text(encoding="utf-8").splitlines()
-            if (m := _TABLE34.match(line))]
+    rows = [
+        m
+        for line in PAPER_TEXT.read_text(encoding="utf-8").splitlines()
+        if (m := _TABLE34.match(line))
+    ]
     assert len(rows) == 5
     gen_private = subtask_for("findings_generation", "private").name
     gen_mimic = subtask_for("findings_generation", "mimic_cxr").name

@@ -29,11 +29,20 @@ def test_remote_code_only_with_the_explicit_flag(folder):
 def test_chat_template_with_system_turn_and_image_slots(folder):
     a = CheXagent2Adapter(pretrained=str(folder), device="cpu", trust_remote_code=True)
     segs = a.prompt_segments("Is there effusion?", 2)
-    start, end = (TokenIds((a.tokenizer.convert_tokens_to_ids(t),)) for t in ("<|img|>", "<|/img|>"))
+    start, end = (
+        TokenIds((a.tokenizer.convert_tokens_to_ids(t),)) for t in ("<|img|>", "<|/img|>")
+    )
     assert segs == [
         "<|system|>\nYou are a helpful assistant.<|endoftext|>\n<|user|>\nPicture 1:",
-        start, ImageSlot(0), end, "\nPicture 2:", start, ImageSlot(1), end,
-        "\nIs there effusion?<|endoftext|>\n<|assistant|>\n"]
+        start,
+        ImageSlot(0),
+        end,
+        "\nPicture 2:",
+        start,
+        ImageSlot(1),
+        end,
+        "\nIs there effusion?<|endoftext|>\n<|assistant|>\n",
+    ]
 
 
 def test_generate_mode_counts_unparseable_and_loglikelihood_equals_naive(folder):
@@ -53,5 +62,9 @@ def test_generate_mode_counts_unparseable_and_loglikelihood_equals_naive(folder)
 def test_chexbench_run_end_to_end_generate_mode(tmp_path, folder):
     from helpers.runs import run_e2e
 
-    run_e2e(tmp_path, "chexagent2", f"pretrained={folder},device=cpu,dtype=float32",
-            ("--trust-remote-code", "--mc-mode", "generate"))
+    run_e2e(
+        tmp_path,
+        "chexagent2",
+        f"pretrained={folder},device=cpu,dtype=float32",
+        ("--trust-remote-code", "--mc-mode", "generate"),
+    )

@@ -21,8 +21,11 @@ def adapter(tmp_path_factory):
 
 def test_prompt_and_qformer_text(adapter):
     bos = TokenIds((adapter.tokenizer.bos_token_id,))
-    assert adapter.prompt_segments("Is there effusion?", 1) == [ImageSlot(0), bos,
-                                                                "Is there effusion?"]
+    assert adapter.prompt_segments("Is there effusion?", 1) == [
+        ImageSlot(0),
+        bos,
+        "Is there effusion?",
+    ]
     assert adapter.image_text("Is there effusion?") == "Is there effusion?"
 
 
@@ -42,9 +45,11 @@ def test_qformer_reads_the_instruction_and_matches_hf_get_image_features(adapter
         adapter.encode_images(px)
 
 
-@pytest.mark.skipif(not hasattr(CheXbenchLM, "image_text_aware"),
-                    reason="engine does not yet pass adapter.image_text() to encode_images "
-                           "(interface change requested in the adapter report)")
+@pytest.mark.skipif(
+    not hasattr(CheXbenchLM, "image_text_aware"),
+    reason="engine does not yet pass adapter.image_text() to encode_images "
+    "(interface change requested in the adapter report)",
+)
 def test_chexbench_run_end_to_end(tmp_path, adapter):
     from helpers.runs import run_e2e
 

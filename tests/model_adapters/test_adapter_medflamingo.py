@@ -70,11 +70,14 @@ def test_open_clip_visual_names_map_onto_clip_vision_model(bundle):
     clip = bundle[4]
     hf = clip.state_dict()
     v = "vision_model."
-    oc = {"vision_encoder.visual.class_embedding": hf[v + "embeddings.class_embedding"],
-          "vision_encoder.visual.positional_embedding":
-              hf[v + "embeddings.position_embedding.weight"],
-          "vision_encoder.visual.conv1.weight": hf[v + "embeddings.patch_embedding.weight"],
-          "vision_encoder.visual.proj": torch.zeros(VIS, 8)}
+    oc = {
+        "vision_encoder.visual.class_embedding": hf[v + "embeddings.class_embedding"],
+        "vision_encoder.visual.positional_embedding": hf[
+            v + "embeddings.position_embedding.weight"
+        ],
+        "vision_encoder.visual.conv1.weight": hf[v + "embeddings.patch_embedding.weight"],
+        "vision_encoder.visual.proj": torch.zeros(VIS, 8),
+    }
     for a, b in (("ln_pre", "pre_layrnorm"), ("ln_post", "post_layernorm")):
         for p in ("weight", "bias"):
             oc[f"vision_encoder.visual.{a}.{p}"] = hf[f"{v}{b}.{p}"]
@@ -82,10 +85,15 @@ def test_open_clip_visual_names_map_onto_clip_vision_model(bundle):
         s, d = f"vision_encoder.visual.transformer.resblocks.{i}.", f"{v}encoder.layers.{i}."
         for p in ("weight", "bias"):
             oc[f"{s}attn.in_proj_{p}"] = torch.cat(
-                [hf[f"{d}self_attn.{n}_proj.{p}"] for n in "qkv"])
-            for a, b in (("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
-                         ("attn.out_proj", "self_attn.out_proj"), ("mlp.c_fc", "mlp.fc1"),
-                         ("mlp.c_proj", "mlp.fc2")):
+                [hf[f"{d}self_attn.{n}_proj.{p}"] for n in "qkv"]
+            )
+            for a, b in (
+                ("ln_1", "layer_norm1"),
+                ("ln_2", "layer_norm2"),
+                ("attn.out_proj", "self_attn.out_proj"),
+                ("mlp.c_fc", "mlp.fc1"),
+                ("mlp.c_proj", "mlp.fc2"),
+            ):
                 oc[f"{s}{a}.{p}"] = hf[f"{d}{b}.{p}"]
     out = convert_open_clip_visual(oc)
     assert sorted(out) == sorted("vision_encoder." + k for k in hf)
@@ -156,8 +164,9 @@ def _ref_logits(sd, llama, clip, pixels, ids, media_id, attend_previous):
 def _prompt_ids(adapter, question, option, n_images):
     tok = adapter.tokenizer
     ids = [tok.bos_token_id] + adapter.tokenize("You are a helpful medical assistant.")
-    ids += [adapter.media_token_id] * n_images + adapter.tokenize(f"Question: {question} "
-                                                                  f"Answer: {option}")
+    ids += [adapter.media_token_id] * n_images + adapter.tokenize(
+        f"Question: {question} Answer: {option}"
+    )
     return torch.tensor([ids])
 
 
@@ -170,16 +179,22 @@ def test_converted_model_matches_reference_forward(bundle, rule, attend_previous
     adapter.model.media_attention = rule
     try:
         media = torch.stack([e.media for e in adapter.encode_images(pixels)])[None]
-        ours, _ = adapter.lm_forward(adapter.embed_tokens(ids), torch.ones_like(ids),
-                                     torch.arange(ids.shape[1])[None], None, media)
+        ours, _ = adapter.lm_forward(
+            adapter.embed_tokens(ids),
+            torch.ones_like(ids),
+            torch.arange(ids.shape[1])[None],
+            None,
+            media,
+        )
     finally:
         adapter.model.media_attention = "released"
     ref = _ref_logits(state, llama, clip, pixels, ids, adapter.media_token_id, attend_previous)
     assert ours.shape == ref.shape
     assert torch.allclose(ours, ref, atol=1e-5, rtol=0), (ours - ref).abs().max()
     # the cross-attention is live: dropping the images changes the logits
-    no_img = _ref_logits(state, llama, clip, pixels[:1] * 0, ids, adapter.media_token_id,
-                         attend_previous)
+    no_img = _ref_logits(
+        state, llama, clip, pixels[:1] * 0, ids, adapter.media_token_id, attend_previous
+    )
     assert (no_img - ref).abs().max() > 1e-3
 
 
@@ -187,9 +202,11 @@ def test_converted_model_matches_reference_forward(bundle, rule, attend_previous
 def test_engine_scores_equal_naive_full_forward(bundle):
     adapter = bundle[2]
     a, b = _images()
-    items = [("Is there cardiomegaly?", [" yes", " no"], [a]),
-             ("Which view is this?", [" PA", " AP", " lateral view"], [b]),
-             ("Is there an effusion?", [" left pleural effusion", " none"], [b])]
+    items = [
+        ("Is there cardiomegaly?", [" yes", " no"], [a]),
+        ("Which view is this?", [" PA", " AP", " lateral view"], [b]),
+        ("Is there an effusion?", [" left pleural effusion", " none"], [b]),
+    ]
     reqs = [(q, opt, {"visual": imgs}) for q, opts, imgs in items for opt in opts]
     lm = CheXbenchLM(adapter, batch_size=2, show_progress=False)
     scores = lm.loglikelihood(reqs)
@@ -201,8 +218,9 @@ def test_engine_scores_equal_naive_full_forward(bundle):
         assert s.n_tokens == naive.n_tokens and s[0] < 0
     swapped = lm.score_naive(items[0][0], " yes", [b])
     assert abs(swapped[0] - scores[0][0]) > 1e-4  # the image reaches the model
-    text = lm.generate_until([("Describe the image.", {"until": ["\n"], "max_gen_toks": 4},
-                               {"visual": [a]})])
+    text = lm.generate_until(
+        [("Describe the image.", {"until": ["\n"], "max_gen_toks": 4}, {"visual": [a]})]
+    )
     assert isinstance(text[0], str)
 
 

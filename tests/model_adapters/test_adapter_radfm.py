@@ -39,8 +39,13 @@ def test_every_released_key_is_mapped_aliased_or_dropped(bundle):
     _, state, adapter, _ = bundle
     conv = convert_state_dict(state, released_key_plan(adapter.model), "pytorch_model.bin")
     assert sorted(conv.dropped) == sorted(
-        k for k in state if k.endswith("inv_freq") or k.startswith(
-            (E + "bert", E + "transformer_decoder", E + "output_upscaling", E + "cls_head")))
+        k
+        for k in state
+        if k.endswith("inv_freq")
+        or k.startswith(
+            (E + "bert", E + "transformer_decoder", E + "output_upscaling", E + "cls_head")
+        )
+    )
     assert len(conv.state_dict) == len(state) - len(conv.dropped) - 1  # - the tied alias
     native = adapter.model.state_dict()
     assert sorted(native) == sorted(conv.state_dict)
@@ -80,18 +85,39 @@ def _ref_vision(sd, vol):
     v = E + "vision_encoder."
     b, c, H, W, D = vol.shape
     h, w, d = H // 32, W // 32, D // 4
-    x = torch.stack([vol[:, :, i * 32:(i + 1) * 32, j * 32:(j + 1) * 32, k * 4:(k + 1) * 4]
-                     .permute(0, 2, 3, 4, 1).reshape(b, -1)
-                     for i in range(h) for j in range(w) for k in range(d)], dim=1)
-    x = _ln(sd, v + "to_patch_embedding.3", _lin(sd, v + "to_patch_embedding.2",
-                                                 _ln(sd, v + "to_patch_embedding.1", x)))
+    x = torch.stack(
+        [
+            vol[:, :, i * 32 : (i + 1) * 32, j * 32 : (j + 1) * 32, k * 4 : (k + 1) * 4]
+            .permute(0, 2, 3, 4, 1)
+            .reshape(b, -1)
+            for i in range(h)
+            for j in range(w)
+            for k in range(d)
+        ],
+        dim=1,
+    )
+    x = _ln(
+        sd,
+        v + "to_patch_embedding.3",
+        _lin(sd, v + "to_patch_embedding.2", _ln(sd, v + "to_patch_embedding.1", x)),
+    )
     rows = sd[v + "pos_embedding.row_embed.weight"]
     cols = sd[v + "pos_embedding.col_embed.weight"]
     deps = sd[v + "pos_embedding.dep_embed.weight"]
-    pos = torch.stack([torch.cat([rows[(i + 1) * (len(rows) // h) - 1],
-                                  cols[(j + 1) * (len(cols) // w) - 1],
-                                  deps[(k + 1) * (len(deps) // d) - 1]])
-                       for i in range(h) for j in range(w) for k in range(d)])
+    pos = torch.stack(
+        [
+            torch.cat(
+                [
+                    rows[(i + 1) * (len(rows) // h) - 1],
+                    cols[(j + 1) * (len(cols) // w) - 1],
+                    deps[(k + 1) * (len(deps) // d) - 1],
+                ]
+            )
+            for i in range(h)
+            for j in range(w)
+            for k in range(d)
+        ]
+    )
     x = x + pos
     for i in range(SPEC["depth"]):
         p = f"{v}transformer.layers.{i}."
@@ -111,8 +137,10 @@ def _ref_perceiver(sd, x):
         k, v = _lin(sd, q + "0.to_kv", torch.cat([xm, ll], 1), False).chunk(2, -1)
         out = _mha(_lin(sd, q + "0.to_q", ll, False), k, v, SPEC["perceiver_heads"])
         lat = _lin(sd, q + "0.to_out", out, False) + lat
-        lat = _lin(sd, q + "1.3", F.gelu(_lin(sd, q + "1.1", _ln(sd, q + "1.0", lat), False)),
-                   False) + lat
+        lat = (
+            _lin(sd, q + "1.3", F.gelu(_lin(sd, q + "1.1", _ln(sd, q + "1.0", lat), False)), False)
+            + lat
+        )
     return _ln(sd, p + "norm", lat)
 
 
@@ -137,12 +165,17 @@ def test_converted_model_matches_reference_forward(bundle):
     ids = torch.tensor([ids + text])
     ref = _ref_logits(state, llama, vols, ids)
     encs = adapter.encode_images(vols)
-    pieces = [adapter.embed_tokens(torch.tensor([[ids[0, 0].item(), vocab]]))[0], encs[0].slot_embeds,
-              adapter.embed_tokens(torch.tensor([[vocab + 1, vocab]]))[0], encs[1].slot_embeds,
-              adapter.embed_tokens(torch.tensor([[vocab + 1] + text]))[0]]
+    pieces = [
+        adapter.embed_tokens(torch.tensor([[ids[0, 0].item(), vocab]]))[0],
+        encs[0].slot_embeds,
+        adapter.embed_tokens(torch.tensor([[vocab + 1, vocab]]))[0],
+        encs[1].slot_embeds,
+        adapter.embed_tokens(torch.tensor([[vocab + 1] + text]))[0],
+    ]
     embeds = torch.cat(pieces)[None]
-    ours, _ = adapter.lm_forward(embeds, torch.ones(embeds.shape[:2], dtype=torch.long),
-                                 torch.arange(embeds.shape[1])[None])
+    ours, _ = adapter.lm_forward(
+        embeds, torch.ones(embeds.shape[:2], dtype=torch.long), torch.arange(embeds.shape[1])[None]
+    )
     assert torch.allclose(ours, ref, atol=1e-5, rtol=0), (ours - ref).abs().max()
     # and the prompt the adapter builds (one image, as the official code) tokenises to these ids
     segs = adapter.prompt_segments("Is there cardiomegaly?", 1)
@@ -161,9 +194,11 @@ def test_preprocess_is_deterministic_resize_in_unit_range(bundle):
 def test_engine_scores_equal_naive_full_forward(bundle):
     adapter = bundle[2]
     a, b = _images()
-    items = [("Is there cardiomegaly?", [" yes", " no"], [a]),
-             ("Which view is this?", [" PA", " AP", " lateral view"], [b]),
-             ("Compare the two images.", [" worse", " unchanged"], [a, b])]
+    items = [
+        ("Is there cardiomegaly?", [" yes", " no"], [a]),
+        ("Which view is this?", [" PA", " AP", " lateral view"], [b]),
+        ("Compare the two images.", [" worse", " unchanged"], [a, b]),
+    ]
     reqs = [(q, opt, {"visual": imgs}) for q, opts, imgs in items for opt in opts]
     lm = CheXbenchLM(adapter, batch_size=1, show_progress=False)
     scores = lm.loglikelihood(reqs)

@@ -20,15 +20,24 @@ from model_adapters.xraygpt import XrayGPTAdapter
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("xraygpt")
     src = write_tiny_xraygpt_release(root / "src")
-    convert_xraygpt(src, root / "model", vit_heads=VISION["heads"],
-                    qformer_heads=QFORMER["heads"], vit_depth=VISION["layers"])
+    convert_xraygpt(
+        src,
+        root / "model",
+        vit_heads=VISION["heads"],
+        qformer_heads=QFORMER["heads"],
+        vit_depth=VISION["layers"],
+    )
     return root / "model"
 
 
 def test_official_template_and_engine_equals_naive(folder):
     a = XrayGPTAdapter(pretrained=str(folder), device="cpu", dtype="float32")
     assert a.prompt_segments("Is there effusion?", 1) == [
-        TokenIds((a.tokenizer.bos_token_id,)), "<Img>", ImageSlot(0), "</Img> Is there effusion?"]
+        TokenIds((a.tokenizer.bos_token_id,)),
+        "<Img>",
+        ImageSlot(0),
+        "</Img> Is there effusion?",
+    ]
     assert a.model.vision_model.post_layernorm.eps == 1e-5
     lm = CheXbenchLM(a, batch_size=2, show_progress=False)
     img = Image.new("RGB", (40, 52), (20, 140, 90))
@@ -48,4 +57,6 @@ def test_chexbench_run_end_to_end(tmp_path, folder):
     from helpers.runs import run_e2e
 
     run_e2e(tmp_path, "xraygpt", f"pretrained={folder},device=cpu,dtype=float32")
-    assert main(["run", "--model", "xraygpt", "--model-args", "device=cpu", "--data", "x.json"]) == 2
+    assert (
+        main(["run", "--model", "xraygpt", "--model-args", "device=cpu", "--data", "x.json"]) == 2
+    )

@@ -30,8 +30,9 @@ def failed(report: ConformanceReport) -> set[str]:
 
 
 def shown(report: ConformanceReport) -> str:
-    return "\n".join(f"{'PASS' if c.passed else 'FAIL'} {c.name}: {c.figure} {c.detail}"
-                     for c in report.checks)
+    return "\n".join(
+        f"{'PASS' if c.passed else 'FAIL'} {c.name}: {c.figure} {c.detail}" for c in report.checks
+    )
 
 
 # ----- every built-in adapter passes ----------------------------------------------------------
@@ -62,8 +63,9 @@ class ImageBlindAdapter(CheXagentAdapter):
     name = "broken_image_blind"
 
     def encode_images(self, pixels):
-        return [ImageEncoding(torch.zeros_like(e.slot_embeds))
-                for e in super().encode_images(pixels)]
+        return [
+            ImageEncoding(torch.zeros_like(e.slot_embeds)) for e in super().encode_images(pixels)
+        ]
 
 
 class DroppedTokenAdapter(CheXagentAdapter):
@@ -89,17 +91,22 @@ def chexagent_folder(tmp_path_factory):
     return write_tiny("chexagent", tmp_path_factory.mktemp("tiny") / "chexagent")
 
 
-@pytest.mark.parametrize(("cls", "expected", "figure"), [
-    # The model's own forward (Blip2ForConditionalGeneration on the tiny checkpoint) disagrees
-    # with each of them too.
-    (LossNotLogprobAdapter, {SIGN, REFERENCE}, "the rigged option lost"),
-    (ImageBlindAdapter, {IMAGE, REFERENCE}, "the image never reaches the model"),
-    (ExtraEosAdapter, {ALIGN, REFERENCE}, "'PA' scored as ' PA</s>'"),
-    # Every option collapses onto one token: alignment fails, and no option can be rigged apart.
-    (DroppedTokenAdapter, {ALIGN, SIGN, REFERENCE}, "'PA' scored as '<s>'"),
-], ids=["loss", "image_blind", "extra_eos", "dropped_token"])
-def test_broken_adapter_fails_its_check(cls, expected, figure, chexagent_folder,
-                                        phantom_conformance_items):
+@pytest.mark.parametrize(
+    ("cls", "expected", "figure"),
+    [
+        # The model's own forward (Blip2ForConditionalGeneration on the tiny checkpoint) disagrees
+        # with each of them too.
+        (LossNotLogprobAdapter, {SIGN, REFERENCE}, "the rigged option lost"),
+        (ImageBlindAdapter, {IMAGE, REFERENCE}, "the image never reaches the model"),
+        (ExtraEosAdapter, {ALIGN, REFERENCE}, "'PA' scored as ' PA</s>'"),
+        # Every option collapses onto one token: alignment fails, and no option can be rigged apart.
+        (DroppedTokenAdapter, {ALIGN, SIGN, REFERENCE}, "'PA' scored as '<s>'"),
+    ],
+    ids=["loss", "image_blind", "extra_eos", "dropped_token"],
+)
+def test_broken_adapter_fails_its_check(
+    cls, expected, figure, chexagent_folder, phantom_conformance_items
+):
     report = run_checks(cls(**chexagent_folder), phantom_conformance_items[:3])
     assert not report.passed
     assert failed(report) == expected, shown(report)
@@ -120,8 +127,18 @@ def test_adapter_that_crashes_gets_a_failing_report(chexagent_folder, phantom_co
 
 def test_cli_exits_nonzero_naming_the_failed_check(chexagent_folder, capsys):
     args = f"pretrained={chexagent_folder['pretrained']},device=cpu,dtype=float32"
-    rc = main(["check-adapter", "broken_image_blind", "--adapter-file", __file__,
-               "--model-args", args, "--items", "2"])
+    rc = main(
+        [
+            "check-adapter",
+            "broken_image_blind",
+            "--adapter-file",
+            __file__,
+            "--model-args",
+            args,
+            "--items",
+            "2",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 1
     assert "adapter FAILED" in out

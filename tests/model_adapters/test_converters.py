@@ -59,8 +59,16 @@ def _attn(x, kv, wq, bq, wk, bk, wv, bv, heads):
 
 def minigpt4_image_embeds(vit, qf, proj, pixels, depth, heads_v, heads_q):
     """MiniGPT-4 encode_img over the original key names (eva_vit.py, Qformer.py, mini_gpt4.py)."""
-    x = F.conv2d(pixels, vit["patch_embed.proj.weight"], vit["patch_embed.proj.bias"],
-                 stride=VISION["patch"]).flatten(2).transpose(1, 2)
+    x = (
+        F.conv2d(
+            pixels,
+            vit["patch_embed.proj.weight"],
+            vit["patch_embed.proj.bias"],
+            stride=VISION["patch"],
+        )
+        .flatten(2)
+        .transpose(1, 2)
+    )
     x = torch.cat([vit["cls_token"].expand(x.shape[0], -1, -1), x], 1) + vit["pos_embed"]
     d = x.shape[-1]
     for b in range(depth):
@@ -68,11 +76,16 @@ def minigpt4_image_embeds(vit, qf, proj, pixels, depth, heads_v, heads_q):
         h = F.layer_norm(x, (d,), vit[p + "norm1.weight"], vit[p + "norm1.bias"], 1e-6)
         bias = torch.cat([vit[p + "attn.q_bias"], torch.zeros(d), vit[p + "attn.v_bias"]])
         w = vit[p + "attn.qkv.weight"]
-        a = _attn(h, h, w[:d], bias[:d], w[d:2 * d], bias[d:2 * d], w[2 * d:], bias[2 * d:], heads_v)
+        a = _attn(
+            h, h, w[:d], bias[:d], w[d : 2 * d], bias[d : 2 * d], w[2 * d :], bias[2 * d :], heads_v
+        )
         x = x + F.linear(a, vit[p + "attn.proj.weight"], vit[p + "attn.proj.bias"])
         h = F.layer_norm(x, (d,), vit[p + "norm2.weight"], vit[p + "norm2.bias"], 1e-6)
-        x = x + F.linear(F.gelu(F.linear(h, vit[p + "mlp.fc1.weight"], vit[p + "mlp.fc1.bias"])),
-                         vit[p + "mlp.fc2.weight"], vit[p + "mlp.fc2.bias"])
+        x = x + F.linear(
+            F.gelu(F.linear(h, vit[p + "mlp.fc1.weight"], vit[p + "mlp.fc1.bias"])),
+            vit[p + "mlp.fc2.weight"],
+            vit[p + "mlp.fc2.bias"],
+        )
     img = F.layer_norm(x, (d,), qf["ln_vision.weight"], qf["ln_vision.bias"], 1e-5)
 
     def lin(name, t):
@@ -87,8 +100,17 @@ def minigpt4_image_embeds(vit, qf, proj, pixels, depth, heads_v, heads_q):
         for kind in ["attention"] + (["crossattention"] if n % 2 == 0 else []):
             kv = img if kind == "crossattention" else q
             s = p + kind + ".self."
-            a = _attn(q, kv, qf[s + "query.weight"], qf[s + "query.bias"], qf[s + "key.weight"],
-                      qf[s + "key.bias"], qf[s + "value.weight"], qf[s + "value.bias"], heads_q)
+            a = _attn(
+                q,
+                kv,
+                qf[s + "query.weight"],
+                qf[s + "query.bias"],
+                qf[s + "key.weight"],
+                qf[s + "key.bias"],
+                qf[s + "value.weight"],
+                qf[s + "value.bias"],
+                heads_q,
+            )
             q = ln(p + kind + ".output.LayerNorm", lin(p + kind + ".output.dense", a) + q)
         h = F.gelu(lin(p + "intermediate_query.dense", q))
         q = ln(p + "output_query.LayerNorm", lin(p + "output_query.dense", h) + q)
@@ -104,8 +126,13 @@ def test_xraygpt_every_key_mapped_and_documented_parts_dropped(xray):
     # The EVA block MiniGPT-4 never builds, EVA's final norm and the Q-Former text branch go.
     assert f"blocks.{VISION['layers']}.attn.qkv.weight" in manifest["discarded"]["vit"]
     assert "norm.weight" in manifest["discarded"]["vit"]
-    assert "Qformer.bert.encoder.layer.0.intermediate.dense.weight" in manifest["discarded"]["qformer"]
-    assert "Qformer.bert.encoder.layer.0.intermediate_query.dense.weight" not in manifest["discarded"]["qformer"]
+    assert (
+        "Qformer.bert.encoder.layer.0.intermediate.dense.weight" in manifest["discarded"]["qformer"]
+    )
+    assert (
+        "Qformer.bert.encoder.layer.0.intermediate_query.dense.weight"
+        not in manifest["discarded"]["qformer"]
+    )
 
 
 def test_xraygpt_logits_match_original_layout_reference(xray):
@@ -119,10 +146,13 @@ def test_xraygpt_logits_match_original_layout_reference(xray):
     proj = read_state_dict(src / "xraygpt_pretrained1.pth")
     llama = LlamaForCausalLM.from_pretrained(src / "Vicuna_Radiology_fp16").eval()
     adapter = XrayGPTAdapter(pretrained=str(dst), device="cpu", dtype="float32")
-    pixels = torch.randn(2, 3, VISION["image"], VISION["image"], generator=torch.Generator().manual_seed(5))
+    pixels = torch.randn(
+        2, 3, VISION["image"], VISION["image"], generator=torch.Generator().manual_seed(5)
+    )
     with torch.no_grad():
-        ref_img = minigpt4_image_embeds(vit, qf, proj, pixels, VISION["layers"], VISION["heads"],
-                                        QFORMER["heads"])
+        ref_img = minigpt4_image_embeds(
+            vit, qf, proj, pixels, VISION["layers"], VISION["heads"], QFORMER["heads"]
+        )
         got_img = torch.stack([e.slot_embeds for e in adapter.encode_images(pixels)])
         assert torch.allclose(got_img, ref_img, atol=1e-5), (got_img - ref_img).abs().max()
         tok = adapter.tokenizer
@@ -134,8 +164,11 @@ def test_xraygpt_logits_match_original_layout_reference(xray):
         ref = llama(inputs_embeds=torch.cat([emb(ids_b), ref_img[:1], emb(ids_a)], 1)).logits
         e = adapter.embed_tokens
         n = ids_b.shape[1] + ref_img.shape[1] + ids_a.shape[1]
-        got, _ = adapter.lm_forward(torch.cat([e(ids_b), got_img[:1], e(ids_a)], 1),
-                                    torch.ones(1, n, dtype=torch.long), torch.arange(n)[None])
+        got, _ = adapter.lm_forward(
+            torch.cat([e(ids_b), got_img[:1], e(ids_a)], 1),
+            torch.ones(1, n, dtype=torch.long),
+            torch.arange(n)[None],
+        )
     assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
 
 
@@ -146,12 +179,15 @@ def test_xraygpt_refuses_unexpected_and_missing_keys(xray, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(src, bad)
     ckpt = read_state_dict(bad / "xraygpt_pretrained1.pth")
-    torch.save({"model": {**ckpt, "llama_proj_extra.weight": torch.zeros(2)}},
-               bad / "xraygpt_pretrained1.pth")
+    torch.save(
+        {"model": {**ckpt, "llama_proj_extra.weight": torch.zeros(2)}},
+        bad / "xraygpt_pretrained1.pth",
+    )
     with pytest.raises(ConversionError, match="llama_proj_extra.weight"):
         convert_xraygpt(bad, tmp_path / "out1", vit_depth=VISION["layers"], **HEADS)
-    torch.save({"model": {"llama_proj.weight": ckpt["llama_proj.weight"]}},
-               bad / "xraygpt_pretrained1.pth")
+    torch.save(
+        {"model": {"llama_proj.weight": ckpt["llama_proj.weight"]}}, bad / "xraygpt_pretrained1.pth"
+    )
     with pytest.raises(ConversionError, match="missing keys: language_projection.bias"):
         convert_xraygpt(bad, tmp_path / "out2", vit_depth=VISION["layers"], **HEADS)
     assert not (tmp_path / "out1").exists() and not (tmp_path / "out2").exists()
@@ -172,23 +208,39 @@ def _llava_reference(src, pixels, ids_before, ids_after, v0):
         tower = CLIPVisionModel.from_pretrained(src / "clip").eval()
     else:
         pre = "model.vision_tower.vision_tower."
-        cfg = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                               num_attention_heads=1, image_size=VISION["image"],
-                               patch_size=VISION["patch"], hidden_act="quick_gelu")
+        cfg = CLIPVisionConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=3,
+            num_attention_heads=1,
+            image_size=VISION["image"],
+            patch_size=VISION["patch"],
+            hidden_act="quick_gelu",
+        )
         tower = CLIPVisionModel(cfg).eval()
-        tower.load_state_dict({k[len(pre):]: v for k, v in state.items() if k.startswith(pre)})
+        tower.load_state_dict({k[len(pre) :]: v for k, v in state.items() if k.startswith(pre)})
     feats = tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
     if v0:
         img = F.linear(feats, state["model.mm_projector.weight"], state["model.mm_projector.bias"])
     else:
-        h = F.gelu(F.linear(feats, state["model.mm_projector.0.weight"], state["model.mm_projector.0.bias"]))
+        h = F.gelu(
+            F.linear(
+                feats, state["model.mm_projector.0.weight"], state["model.mm_projector.0.bias"]
+            )
+        )
         img = F.linear(h, state["model.mm_projector.2.weight"], state["model.mm_projector.2.bias"])
     lm_cls = LlamaForCausalLM if v0 else MistralForCausalLM
     raw = json.loads((src / "config.json").read_text())
     known = set(lm_cls.config_class().to_dict()) - {"model_type", "architectures"}
     lm = lm_cls(lm_cls.config_class(**{k: v for k, v in raw.items() if k in known})).eval()
-    lm.load_state_dict({k: v for k, v in state.items() if not k.startswith("model.mm_projector")
-                        and not k.startswith("model.vision_tower")}, strict=True)
+    lm.load_state_dict(
+        {
+            k: v
+            for k, v in state.items()
+            if not k.startswith("model.mm_projector") and not k.startswith("model.vision_tower")
+        },
+        strict=True,
+    )
     emb = lm.get_input_embeddings()
     return lm(inputs_embeds=torch.cat([emb(ids_before), img, emb(ids_after)], 1)).logits
 
@@ -200,17 +252,24 @@ def test_llava_med_logits_match_original_layout_reference(llava, v0):
     src, dst = (llava / "src0", llava / "dst0") if v0 else (llava / "src", llava / "dst")
     cls = LlavaMedAdapter if v0 else LlavaMedV15Adapter
     adapter = cls(pretrained=str(dst), device="cpu", dtype="float32")
-    pixels = torch.randn(1, 3, VISION["image"], VISION["image"], generator=torch.Generator().manual_seed(2))
+    pixels = torch.randn(
+        1, 3, VISION["image"], VISION["image"], generator=torch.Generator().manual_seed(2)
+    )
     tok = adapter.tokenizer
-    ids_b = torch.tensor([[tok.bos_token_id, *tok("Is there effusion?\n", add_special_tokens=False)["input_ids"]]])
+    ids_b = torch.tensor(
+        [[tok.bos_token_id, *tok("Is there effusion?\n", add_special_tokens=False)["input_ids"]]]
+    )
     ids_a = torch.tensor([tok(" yes", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         ref = _llava_reference(src, pixels, ids_b, ids_a, v0)
         img = adapter.encode_images(pixels)[0].slot_embeds[None]
         n = ids_b.shape[1] + img.shape[1] + ids_a.shape[1]
         e = adapter.embed_tokens
-        got, _ = adapter.lm_forward(torch.cat([e(ids_b), img, e(ids_a)], 1),
-                                    torch.ones(1, n, dtype=torch.long), torch.arange(n)[None])
+        got, _ = adapter.lm_forward(
+            torch.cat([e(ids_b), img, e(ids_a)], 1),
+            torch.ones(1, n, dtype=torch.long),
+            torch.arange(n)[None],
+        )
     assert got.shape == ref.shape
     assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
 
@@ -223,7 +282,9 @@ def test_llava_med_refuses_strays_and_missing_tower(llava, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(llava / "src", bad)
     state = read_state_dict(bad)
-    save_file({**state, "model.mm_projector.5.weight": torch.zeros(2)}, str(bad / "model.safetensors"))
+    save_file(
+        {**state, "model.mm_projector.5.weight": torch.zeros(2)}, str(bad / "model.safetensors")
+    )
     with pytest.raises(ConversionError, match=r"model\.mm_projector\.5\.weight"):
         convert_llava_med(bad, tmp_path / "o1")
     state.pop("model.layers.1.mlp.up_proj.weight")

@@ -28,8 +28,11 @@ IMGS = _images(0, 4)
 ITEMS = [
     ("What is the view of this chest X-ray?", ["AP", "PA", "Lateral", "LL"], [IMGS[0]]),
     ("Does this chest X-ray contain pleural effusion? ünïcode", ["Yes", "No"], [IMGS[1], IMGS[2]]),
-    ("Which findings are present?",
-     ["cardiomegaly, pleural effusion, right-sided pneumothorax", "none", "atelectasis"], [IMGS[2]]),
+    (
+        "Which findings are present?",
+        ["cardiomegaly, pleural effusion, right-sided pneumothorax", "none", "atelectasis"],
+        [IMGS[2]],
+    ),
     ("Is the heart enlarged?", ["Yes", "No"], [IMGS[3]]),
     ("Which view?", ["Lateral", "PA", "AP"], [IMGS[0]]),
 ]
@@ -39,7 +42,9 @@ def _requests(items=ITEMS) -> list[Req]:
     return [Req(q, " " + o, {"visual": ims}) for q, opts, ims in items for o in opts]
 
 
-def _independent(adapter: CheXagentAdapter, question: str, option: str, images) -> tuple[float, int]:
+def _independent(
+    adapter: CheXagentAdapter, question: str, option: str, images
+) -> tuple[float, int]:
     """One full BLIP-2 forward (transformers' own image-token splicing) per option, in
     CheXagent-8b's released layout: its processor tokenises the prompt WITH special tokens
     (so BOS leads the text) and its `generate` puts the image queries before all of it."""
@@ -48,7 +53,7 @@ def _independent(adapter: CheXagentAdapter, question: str, option: str, images) 
     ctx = tok(prompt, add_special_tokens=True).input_ids
     whole = tok(prompt + " " + option, add_special_tokens=True).input_ids
     assert ctx[0] == tok.bos_token_id and whole[: len(ctx)] == ctx
-    cont = whole[len(ctx):]
+    cont = whole[len(ctx) :]
     ids = [model.config.image_token_index] * (model.config.num_query_tokens * len(images)) + whole
     pixels = torch.stack([adapter.preprocess(im.convert("RGB")) for im in images])
     with torch.no_grad():
@@ -56,7 +61,7 @@ def _independent(adapter: CheXagentAdapter, question: str, option: str, images) 
     logp = torch.log_softmax(logits.float(), -1)
     n = len(ids)
     target = torch.tensor(cont)
-    return float(logp[n - len(cont) - 1: n - 1].gather(-1, target[:, None]).sum()), len(cont)
+    return float(logp[n - len(cont) - 1 : n - 1].gather(-1, target[:, None]).sum()), len(cont)
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +111,12 @@ class _Planted(CheXagentAdapter):
 
     planted_token: int = 0
 
-    def lm_forward(self, inputs_embeds, attention_mask, position_ids, past_key_values=None,
-                   media=None):
-        logits, cache = super().lm_forward(inputs_embeds, attention_mask, position_ids,
-                                           past_key_values, media)
+    def lm_forward(
+        self, inputs_embeds, attention_mask, position_ids, past_key_values=None, media=None
+    ):
+        logits, cache = super().lm_forward(
+            inputs_embeds, attention_mask, position_ids, past_key_values, media
+        )
         logits = logits.clone()
         logits[..., self.planted_token] += 30.0
         return logits, cache
@@ -152,12 +159,14 @@ def test_generation_is_greedy_deterministic_and_batch_invariant(smoke_adapter):
 
 def test_generation_stops_at_until_string(smoke_adapter):
     lm = CheXbenchLM(smoke_adapter, show_progress=False)
-    free = lm.generate_until([Req(ITEMS[0][0], {"until": [], "max_gen_toks": 8},
-                                  {"visual": ITEMS[0][2]})])[0]
+    free = lm.generate_until(
+        [Req(ITEMS[0][0], {"until": [], "max_gen_toks": 8}, {"visual": ITEMS[0][2]})]
+    )[0]
     stop = free[2:4]
     assert stop
-    cut = lm.generate_until([Req(ITEMS[0][0], {"until": [stop], "max_gen_toks": 8},
-                                 {"visual": ITEMS[0][2]})])[0]
+    cut = lm.generate_until(
+        [Req(ITEMS[0][0], {"until": [stop], "max_gen_toks": 8}, {"visual": ITEMS[0][2]})]
+    )[0]
     assert cut == free[: free.index(stop)]
 
 

@@ -52,13 +52,31 @@ def test_readme_embeds_the_example_adapter_verbatim():
 
 # ----- --adapter-file ----------------------------------------------------------------------
 def test_adapter_file_runs_end_to_end(tmp_path, llava_args):
-    ph = generate_phantom(tmp_path / "phantom", n_per_pair=1, n_text=1, n_fairness=0,
-                          image_size=64)
+    ph = generate_phantom(tmp_path / "phantom", n_per_pair=1, n_text=1, n_fairness=0, image_size=64)
     out = tmp_path / "runs"
-    rc = main(["run", "--model", "my_llava", "--adapter-file", str(EXAMPLE),
-               "--model-args", llava_args, "--data", str(ph.data_json),
-               "--image-root", str(ph.out_dir), "--output", str(out), "--text-metrics", "rouge",
-               "--bootstrap-samples", "20", "--max-gen-toks", "8"])
+    rc = main(
+        [
+            "run",
+            "--model",
+            "my_llava",
+            "--adapter-file",
+            str(EXAMPLE),
+            "--model-args",
+            llava_args,
+            "--data",
+            str(ph.data_json),
+            "--image-root",
+            str(ph.out_dir),
+            "--output",
+            str(out),
+            "--text-metrics",
+            "rouge",
+            "--bootstrap-samples",
+            "20",
+            "--max-gen-toks",
+            "8",
+        ]
+    )
     assert rc == 0
     (path,) = out.glob("*/results.json")
     results = json.loads(path.read_text())
@@ -69,14 +87,23 @@ def test_adapter_file_runs_end_to_end(tmp_path, llava_args):
     data = load_data(ph.data_json)
     scored = [s for s in samples if "logprobs" in s]
     assert len(scored) == len(data.perception)  # every perception item, none dropped
-    assert all(len(s["logprobs"]) == len(s["options"]) and max(s["logprobs"]) < 0
-               for s in scored)
+    assert all(len(s["logprobs"]) == len(s["options"]) and max(s["logprobs"]) < 0 for s in scored)
     assert len(samples) - len(scored) == len(data.text)  # the reports were generated
 
 
 def test_adapter_file_passes_check_adapter(llava_args, capsys):
-    rc = main(["check-adapter", "my_llava", "--adapter-file", str(EXAMPLE),
-               "--model-args", llava_args, "--items", "2"])
+    rc = main(
+        [
+            "check-adapter",
+            "my_llava",
+            "--adapter-file",
+            str(EXAMPLE),
+            "--model-args",
+            llava_args,
+            "--items",
+            "2",
+        ]
+    )
     assert rc == 0, capsys.readouterr().out
     assert "all checks passed" in capsys.readouterr().out
 
@@ -101,9 +128,13 @@ def test_adapters_command_lists_the_file_and_its_path(capsys):
     listed = {s["name"]: s for s in json.loads(capsys.readouterr().out)["adapters"]}
     assert listed["my_llava"]["kind"] == "file"
     assert listed["my_llava"]["target"] == str(EXAMPLE)
-    assert listed["chexagent"] == {"name": "chexagent", "kind": "built-in",
-                                   "target": "model_adapters.chexagent:CheXagentAdapter",
-                                   "distribution": "", "note": ""}
+    assert listed["chexagent"] == {
+        "name": "chexagent",
+        "kind": "built-in",
+        "target": "model_adapters.chexagent:CheXagentAdapter",
+        "distribution": "",
+        "note": "",
+    }
 
 
 # ----- entry point of an installed package -------------------------------------------------
@@ -111,7 +142,9 @@ def install_plugin(site: Path) -> None:
     """What `pip install acme-chexbench` leaves behind: the module and its dist-info."""
     code = EXAMPLE.read_text()
     assert 'name = "my_llava"' in code
-    (site / "acme_chexbench.py").write_text(code.replace('name = "my_llava"', 'name = "acme_llava"'))
+    (site / "acme_chexbench.py").write_text(
+        code.replace('name = "my_llava"', 'name = "acme_llava"')
+    )
     info = site / "acme_chexbench-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-chexbench\nVersion: 0.1\n")
@@ -131,10 +164,16 @@ def test_entry_point_is_discovered_listed_and_built(tmp_path, monkeypatch, llava
     assert main(["adapters", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     acme = next(s for s in listed["adapters"] if s["name"] == "acme_llava")
-    assert acme == {"name": "acme_llava", "kind": "entry point",
-                    "target": "acme_chexbench:MyLlavaAdapter", "distribution": "acme-chexbench",
-                    "note": ""}
-    shadow = [s for s in listed["adapters"] if s["name"] == "chexagent" and s["kind"] == "entry point"]
+    assert acme == {
+        "name": "acme_llava",
+        "kind": "entry point",
+        "target": "acme_chexbench:MyLlavaAdapter",
+        "distribution": "acme-chexbench",
+        "note": "",
+    }
+    shadow = [
+        s for s in listed["adapters"] if s["name"] == "chexagent" and s["kind"] == "entry point"
+    ]
     assert shadow and "ignored" in shadow[0]["note"]
     assert registry.get_adapter_class("chexagent").__module__ == "model_adapters.chexagent"
 
@@ -153,10 +192,20 @@ def test_entry_point_is_discovered_listed_and_built(tmp_path, monkeypatch, llava
 
 def test_entry_point_listed_by_a_fresh_chexbench_process(tmp_path):
     install_plugin(tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    out = subprocess.run([sys.executable, "-m", "harness.cli", "adapters"], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "adapters"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     row = next(line for line in out.stdout.splitlines() if "acme_llava" in line)
     assert "entry point (acme-chexbench)" in row and "acme_chexbench:MyLlavaAdapter" in row

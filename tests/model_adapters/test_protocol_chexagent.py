@@ -31,35 +31,64 @@ PROMPT = " USER: <s>{question} ASSISTANT: <s>"  # CheXagent-8b demo.py (official
 def scored(tmp_path_factory):
     """A small phantom benchmark scored by `chexbench run` with the shipped demo model."""
     root = tmp_path_factory.mktemp("protocol-chexagent")
-    data = phantom.generate_phantom(root / "phantom", n_per_pair=2, seed=31, image_size=128,
-                                    split="test", n_text=0, n_fairness=0).data_json
-    assert main(["run", "--model", "chexagent", "--model-args",
-                 f"pretrained={DEMO_MODEL_DIR},dtype=float32,device=cpu", "--data", str(data),
-                 "--tasks", "chexbench_perception", "--output", str(root / "runs")]) == 0
+    data = phantom.generate_phantom(
+        root / "phantom",
+        n_per_pair=2,
+        seed=31,
+        image_size=128,
+        split="test",
+        n_text=0,
+        n_fairness=0,
+    ).data_json
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "chexagent",
+                "--model-args",
+                f"pretrained={DEMO_MODEL_DIR},dtype=float32,device=cpu",
+                "--data",
+                str(data),
+                "--tasks",
+                "chexbench_perception",
+                "--output",
+                str(root / "runs"),
+            ]
+        )
+        == 0
+    )
     (results,) = (root / "runs").glob("*/results.json")
-    rows = [json.loads(line) for line in (results.parent / "samples.jsonl").read_text()
-            .splitlines()]
+    rows = [
+        json.loads(line) for line in (results.parent / "samples.jsonl").read_text().splitlines()
+    ]
     return Path(data), rows
 
 
-def _released_layout_logprob(model, tok, processor, question: str, option: str,
-                             images: list[Path]) -> tuple[float, int]:
+def _released_layout_logprob(
+    model, tok, processor, question: str, option: str, images: list[Path]
+) -> tuple[float, int]:
     ctx = tok(PROMPT.format(question=question), add_special_tokens=True).input_ids
     whole = tok(PROMPT.format(question=question) + " " + option, add_special_tokens=True).input_ids
     assert ctx[0] == tok.bos_token_id and whole[: len(ctx)] == ctx
-    option_ids = whole[len(ctx):]
+    option_ids = whole[len(ctx) :]
     queries = [model.config.image_token_index] * (model.config.num_query_tokens * len(images))
     ids = torch.tensor([queries + whole])
-    pixels = processor(images=[Image.open(p).convert("RGB") for p in images],
-                       return_tensors="pt")["pixel_values"]
+    pixels = processor(images=[Image.open(p).convert("RGB") for p in images], return_tensors="pt")[
+        "pixel_values"
+    ]
     with torch.no_grad():
-        logits = model(input_ids=ids, pixel_values=pixels,
-                       attention_mask=torch.ones_like(ids)).logits[0].float()
+        logits = (
+            model(input_ids=ids, pixel_values=pixels, attention_mask=torch.ones_like(ids))
+            .logits[0]
+            .float()
+        )
     logp = torch.log_softmax(logits, -1)
     n = ids.shape[1]
     target = torch.tensor(option_ids)
-    return float(logp[n - len(option_ids) - 1: n - 1].gather(-1, target[:, None]).sum()), len(
-        option_ids)
+    return float(logp[n - len(option_ids) - 1 : n - 1].gather(-1, target[:, None]).sum()), len(
+        option_ids
+    )
 
 
 def test_chexbench_run_equals_the_released_layout_scored_independently(scored):
@@ -70,8 +99,9 @@ def test_chexbench_run_equals_the_released_layout_scored_independently(scored):
     )
 
     data, rows = scored
-    model = Blip2ForConditionalGeneration.from_pretrained(DEMO_MODEL_DIR,
-                                                          torch_dtype=torch.float32).eval()
+    model = Blip2ForConditionalGeneration.from_pretrained(
+        DEMO_MODEL_DIR, torch_dtype=torch.float32
+    ).eval()
     tok = PreTrainedTokenizerFast.from_pretrained(DEMO_MODEL_DIR)
     processor = BlipImageProcessor.from_pretrained(DEMO_MODEL_DIR)
     worst = 0.0
@@ -79,8 +109,9 @@ def test_chexbench_run_equals_the_released_layout_scored_independently(scored):
     for row in rows:
         images = [data.parent / p for p in row["image_paths"][:2]]  # CheXagent-8b: images[:2]
         for k, option in enumerate(row["options"]):
-            ref, n = _released_layout_logprob(model, tok, processor, row["question"], option,
-                                              images)
+            ref, n = _released_layout_logprob(
+                model, tok, processor, row["question"], option, images
+            )
             assert row["token_counts"][k] == n, (row["item_id"], option)
             worst = max(worst, abs(row["logprobs"][k] - ref))
     assert worst <= 1e-4, worst

@@ -51,4 +51,5 @@ def test_task_name_aliases_resolve_to_one_task():
 
 def test_published_schema_matches_the_models():
     assert json.loads(SCHEMA_PATH.read_text()) == json.loads(
-        json.dumps(json_schema(), sort_keys=True))
+        json.dumps(json_schema(), sort_keys=True)
+    )

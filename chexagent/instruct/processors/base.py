@@ -21,9 +21,20 @@ from harness.errors import UserError
 # The 14 CheXpert observations (CheXpert and MIMIC-CXR label files share them), names as the
 # benchmark writes them in options.
 CHEXPERT_LABELS: tuple[str, ...] = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion",
-    "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion",
-    "Pleural Other", "Fracture", "Support Devices",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
 )
 DISEASES = tuple(label for label in CHEXPERT_LABELS if label != "No Finding")
 
@@ -69,42 +80,105 @@ class InstanceFactory:
         self.dataset = dataset
         self.seed = seed
 
-    def _make(self, task: str, fmt: str, record: str, variant: str, split: Split,
-              images: list[str], answer: str, options: list[str] | None = None,
-              patient_id: str | None = None, study_id: str | None = None,
-              meta: dict | None = None, **fields: str) -> Instance:
+    def _make(
+        self,
+        task: str,
+        fmt: str,
+        record: str,
+        variant: str,
+        split: Split,
+        images: list[str],
+        answer: str,
+        options: list[str] | None = None,
+        patient_id: str | None = None,
+        study_id: str | None = None,
+        meta: dict | None = None,
+        **fields: str,
+    ) -> Instance:
         rng = record_rng(self.seed, self.dataset, task, record, variant)
         if options is not None:
             fields["options"] = format_options(options)
         index, question = pick(fmt, rng, **fields)
         return Instance(
-            instance_id=f"{self.dataset}/{task}/{record}/{variant}", task=task,
-            dataset=self.dataset, split=split, images=images, question=question, answer=answer,
-            options=options, template_format=fmt, template_index=index, patient_id=patient_id,
-            study_id=study_id, meta=meta or {},
+            instance_id=f"{self.dataset}/{task}/{record}/{variant}",
+            task=task,
+            dataset=self.dataset,
+            split=split,
+            images=images,
+            question=question,
+            answer=answer,
+            options=options,
+            template_format=fmt,
+            template_index=index,
+            patient_id=patient_id,
+            study_id=study_id,
+            meta=meta or {},
         )
 
-    def multiple_choice(self, task: str, fmt: str, record: str, variant: str, split: Split,
-                        images: list[str], answer: str, distractors: list[str],
-                        **kw) -> Instance:
+    def multiple_choice(
+        self,
+        task: str,
+        fmt: str,
+        record: str,
+        variant: str,
+        split: Split,
+        images: list[str],
+        answer: str,
+        distractors: list[str],
+        **kw,
+    ) -> Instance:
         """Options = answer + distractors in a per-record shuffled order."""
         rng = record_rng(self.seed, self.dataset, "options", record, variant)
         options = [answer, *distractors]
         rng.shuffle(options)
         return self._make(task, fmt, record, variant, split, images, answer, options, **kw)
 
-    def binary(self, task: str, record: str, split: Split, images: list[str], disease: str,
-               positive: bool, **kw) -> Instance:
-        return self._make(task, "disease_binary", record, f"binary-{disease}", split, images,
-                          "yes" if positive else "no", ["no", "yes"], disease=disease.lower(),
-                          **kw)
+    def binary(
+        self,
+        task: str,
+        record: str,
+        split: Split,
+        images: list[str],
+        disease: str,
+        positive: bool,
+        **kw,
+    ) -> Instance:
+        return self._make(
+            task,
+            "disease_binary",
+            record,
+            f"binary-{disease}",
+            split,
+            images,
+            "yes" if positive else "no",
+            ["no", "yes"],
+            disease=disease.lower(),
+            **kw,
+        )
 
-    def free_text(self, task: str, fmt: str, record: str, variant: str, split: Split,
-                  images: list[str], answer: str, **kw) -> Instance:
+    def free_text(
+        self,
+        task: str,
+        fmt: str,
+        record: str,
+        variant: str,
+        split: Split,
+        images: list[str],
+        answer: str,
+        **kw,
+    ) -> Instance:
         return self._make(task, fmt, record, variant, split, images, answer, None, **kw)
 
-    def disease_instances(self, task: str, record: str, split: Split, images: list[str],
-                          positives: list[str], negatives: list[str], **kw) -> list[Instance]:
+    def disease_instances(
+        self,
+        task: str,
+        record: str,
+        split: Split,
+        images: list[str],
+        positives: list[str],
+        negatives: list[str],
+        **kw,
+    ) -> list[Instance]:
         """Binary questions (one positive, one negative when known) and a single-disease
         identification question, the CheXbench formats, from one labelled image."""
         rng = record_rng(self.seed, self.dataset, "diseases", record)
@@ -115,7 +189,17 @@ class InstanceFactory:
             out.append(self.binary(task, record, split, images, rng.choice(negatives), False, **kw))
         if len(positives) == 1 and len(negatives) >= 3:
             distractors = rng.sample(negatives, 3)
-            out.append(self.multiple_choice(task, "disease_single", record, "single", split,
-                                            images, positives[0].lower(),
-                                            [d.lower() for d in distractors], **kw))
+            out.append(
+                self.multiple_choice(
+                    task,
+                    "disease_single",
+                    record,
+                    "single",
+                    split,
+                    images,
+                    positives[0].lower(),
+                    [d.lower() for d in distractors],
+                    **kw,
+                )
+            )
         return out

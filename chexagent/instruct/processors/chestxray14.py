@@ -13,9 +13,22 @@ from chexagent.instruct.processors.base import InstanceFactory, read_csv, stable
 from chexagent.instruct.schema import Instance
 
 NAME = "ChestXray14"
-LABELS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule",
-          "Pneumonia", "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis",
-          "Pleural_Thickening", "Hernia")
+LABELS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+)
 
 
 def _image_index(root: Path) -> dict[str, Path]:
@@ -32,9 +45,18 @@ def _names(path: Path) -> set[str]:
 
 def process(root: Path, seed: int = 0) -> Iterator[Instance]:
     factory = InstanceFactory(NAME, seed)
-    entries = read_csv(root / "Data_Entry_2017.csv", NAME,
-                       ("Image Index", "Finding Labels", "Patient ID", "Patient Age",
-                        "Patient Gender", "View Position"))
+    entries = read_csv(
+        root / "Data_Entry_2017.csv",
+        NAME,
+        (
+            "Image Index",
+            "Finding Labels",
+            "Patient ID",
+            "Patient Age",
+            "Patient Gender",
+            "View Position",
+        ),
+    )
     test = _names(root / "test_list.txt")
     located = _image_index(root)
     for rec in entries.to_dict("records"):
@@ -48,8 +70,15 @@ def process(root: Path, seed: int = 0) -> Iterator[Instance]:
         positives = [x.replace("_", " ") for x in labels if x in LABELS]
         negatives = [x.replace("_", " ") for x in LABELS if x not in labels]
         images = [str(located.get(name, root / "images" / name))]
-        common = {"patient_id": patient, "study_id": f"{patient}/{rec.get('Follow-up #', '')}",
-                  "meta": {"sex": rec["Patient Gender"], "age": rec["Patient Age"],
-                           "view": rec["View Position"]}}
-        yield from factory.disease_instances("ImageClassification", name, split, images,
-                                             positives, negatives, **common)
+        common = {
+            "patient_id": patient,
+            "study_id": f"{patient}/{rec.get('Follow-up #', '')}",
+            "meta": {
+                "sex": rec["Patient Gender"],
+                "age": rec["Patient Age"],
+                "view": rec["View Position"],
+            },
+        }
+        yield from factory.disease_instances(
+            "ImageClassification", name, split, images, positives, negatives, **common
+        )

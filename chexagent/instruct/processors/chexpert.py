@@ -58,10 +58,20 @@ def process(root: Path, seed: int = 0) -> Iterator[Instance]:
             negatives = [d for d in DISEASES if rec[d] == 0.0]
             if rec["No Finding"] == 1.0:
                 negatives = [d for d in DISEASES if rec[d] != 1.0 and rec[d] != -1.0]
-            yield from factory.disease_instances("ImageClassification", raw, split, images,
-                                                 positives, negatives, **common)
+            yield from factory.disease_instances(
+                "ImageClassification", raw, split, images, positives, negatives, **common
+            )
             view = view_of(rec["Frontal/Lateral"], rec["AP/PA"])
             if view:
                 distractors = [v for v in ("AP", "PA", "LATERAL") if v != view]
-                yield factory.multiple_choice("ViewClassification", "view", raw, "view", split,
-                                              images, view, distractors, **common)
+                yield factory.multiple_choice(
+                    "ViewClassification",
+                    "view",
+                    raw,
+                    "view",
+                    split,
+                    images,
+                    view,
+                    distractors,
+                    **common,
+                )

@@ -44,7 +44,7 @@ def report_sections(text: str) -> dict[str, str]:
     out = {}
     for i, m in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        body = " ".join(text[m.end():end].split())
+        body = " ".join(text[m.end() : end].split())
         if body:
             out[m.group(1).strip().lower()] = body
     return out
@@ -56,18 +56,28 @@ def study_dir(root: Path, subject: int, study: int) -> Path:
 
 def process(root: Path, seed: int = 0) -> Iterator[Instance]:
     factory = InstanceFactory(NAME, seed)
-    labels = read_csv(_find(root, "mimic-cxr-2.0.0-chexpert"), NAME,
-                      ("subject_id", "study_id", *CHEXPERT_LABELS))
-    meta = read_csv(_find(root, "mimic-cxr-2.0.0-metadata"), NAME,
-                    ("dicom_id", "subject_id", "study_id", "ViewPosition"))
-    split = read_csv(_find(root, "mimic-cxr-2.0.0-split"), NAME,
-                     ("dicom_id", "study_id", "subject_id", "split"))
+    labels = read_csv(
+        _find(root, "mimic-cxr-2.0.0-chexpert"), NAME, ("subject_id", "study_id", *CHEXPERT_LABELS)
+    )
+    meta = read_csv(
+        _find(root, "mimic-cxr-2.0.0-metadata"),
+        NAME,
+        ("dicom_id", "subject_id", "study_id", "ViewPosition"),
+    )
+    split = read_csv(
+        _find(root, "mimic-cxr-2.0.0-split"), NAME, ("dicom_id", "study_id", "subject_id", "split")
+    )
     images = meta.merge(split[["dicom_id", "split"]], on="dicom_id", how="inner")
     unknown = set(images["split"]) - set(_SPLITS)
     if unknown:
         raise MetadataError(f"{NAME}: unknown split values {sorted(unknown)} in split.csv")
-    label_by_study = {int(k): v for k, v in
-                      labels.drop_duplicates("study_id").set_index("study_id").to_dict("index").items()}
+    label_by_study = {
+        int(k): v
+        for k, v in labels.drop_duplicates("study_id")
+        .set_index("study_id")
+        .to_dict("index")
+        .items()
+    }
     for study_id, group in images.groupby("study_id", sort=True):
         first = group.iloc[0]
         subject, sp = int(first.subject_id), _SPLITS[first.split]
@@ -79,8 +89,17 @@ def process(root: Path, seed: int = 0) -> Iterator[Instance]:
             view = str(row.ViewPosition).upper()
             if view in VIEWS:
                 distractors = [v for v in VIEWS if v != view]
-                yield factory.multiple_choice("ViewClassification", "view", row.dicom_id, "view",
-                                              sp, [path], view, distractors, **common)
+                yield factory.multiple_choice(
+                    "ViewClassification",
+                    "view",
+                    row.dicom_id,
+                    "view",
+                    sp,
+                    [path],
+                    view,
+                    distractors,
+                    **common,
+                )
             if view in ("AP", "PA"):
                 frontal.append(path)
         study_images = frontal[:1] or [str(folder / f"{group.iloc[0].dicom_id}.jpg")]
@@ -88,8 +107,15 @@ def process(root: Path, seed: int = 0) -> Iterator[Instance]:
         if values is not None:
             positives = [d for d in DISEASES if values[d] == 1.0]
             negatives = [d for d in DISEASES if values[d] == 0.0]
-            yield from factory.disease_instances("ImageClassification", f"s{study_id}", sp,
-                                                 study_images, positives, negatives, **common)
+            yield from factory.disease_instances(
+                "ImageClassification",
+                f"s{study_id}",
+                sp,
+                study_images,
+                positives,
+                negatives,
+                **common,
+            )
         report = folder.with_suffix(".txt")
         if report.is_file():
             sections = report_sections(report.read_text(encoding="utf-8", errors="replace"))
@@ -97,13 +123,37 @@ def process(root: Path, seed: int = 0) -> Iterator[Instance]:
             indication = sections.get("indication", "")
             rec_id = f"s{study_id}"
             if findings:
-                yield factory.free_text("FindingsGeneration", "findings_generation", rec_id,
-                                        "findings", sp, frontal[:2] or study_images, findings,
-                                        indication=indication, **common)
+                yield factory.free_text(
+                    "FindingsGeneration",
+                    "findings_generation",
+                    rec_id,
+                    "findings",
+                    sp,
+                    frontal[:2] or study_images,
+                    findings,
+                    indication=indication,
+                    **common,
+                )
             if impression:
-                yield factory.free_text("ImpressionGeneration", "impression_generation", rec_id,
-                                        "impression", sp, study_images, impression, **common)
+                yield factory.free_text(
+                    "ImpressionGeneration",
+                    "impression_generation",
+                    rec_id,
+                    "impression",
+                    sp,
+                    study_images,
+                    impression,
+                    **common,
+                )
             if findings and impression:
-                yield factory.free_text("FindingsSummarization", "findings_summarization", rec_id,
-                                        "summary", sp, [], impression, findings=findings,
-                                        **common)
+                yield factory.free_text(
+                    "FindingsSummarization",
+                    "findings_summarization",
+                    rec_id,
+                    "summary",
+                    sp,
+                    [],
+                    impression,
+                    findings=findings,
+                    **common,
+                )

@@ -27,10 +27,14 @@ def _text(value: object) -> str:
 
 def process(root: Path, seed: int = 0) -> Iterator[Instance]:
     factory = InstanceFactory(NAME, seed)
-    reports = read_csv(root / "indiana_reports.csv", NAME,
-                       ("uid", "MeSH", "Problems", "indication", "findings", "impression"))
-    projections = read_csv(root / "indiana_projections.csv", NAME,
-                           ("uid", "filename", "projection"))
+    reports = read_csv(
+        root / "indiana_reports.csv",
+        NAME,
+        ("uid", "MeSH", "Problems", "indication", "findings", "impression"),
+    )
+    projections = read_csv(
+        root / "indiana_projections.csv", NAME, ("uid", "filename", "projection")
+    )
     by_uid = projections.groupby("uid")
     for rec in reports.to_dict("records"):
         uid = rec["uid"]
@@ -43,12 +47,37 @@ def process(root: Path, seed: int = 0) -> Iterator[Instance]:
         common = {"patient_id": f"openi-{uid}", "study_id": f"openi-{uid}"}
         findings, impression = _text(rec["findings"]), _text(rec["impression"])
         if findings:
-            yield factory.free_text("FindingsGeneration", "findings_generation", str(uid),
-                                    "findings", "test", images, findings,
-                                    indication=_text(rec["indication"]), **common)
+            yield factory.free_text(
+                "FindingsGeneration",
+                "findings_generation",
+                str(uid),
+                "findings",
+                "test",
+                images,
+                findings,
+                indication=_text(rec["indication"]),
+                **common,
+            )
         if impression:
-            yield factory.free_text("ImpressionGeneration", "impression_generation", str(uid),
-                                    "impression", "test", images[:1], impression, **common)
+            yield factory.free_text(
+                "ImpressionGeneration",
+                "impression_generation",
+                str(uid),
+                "impression",
+                "test",
+                images[:1],
+                impression,
+                **common,
+            )
         if findings and impression:
-            yield factory.free_text("FindingsSummarization", "findings_summarization", str(uid),
-                                    "summary", "test", [], impression, findings=findings, **common)
+            yield factory.free_text(
+                "FindingsSummarization",
+                "findings_summarization",
+                str(uid),
+                "summary",
+                "test",
+                [],
+                impression,
+                findings=findings,
+                **common,
+            )

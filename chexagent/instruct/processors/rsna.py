@@ -28,10 +28,20 @@ def image_path(root: Path, patient: str) -> str:
 
 def process(root: Path, seed: int = 0) -> Iterator[Instance]:
     factory = InstanceFactory(NAME, seed)
-    labels = read_csv(root / "stage_2_train_labels.csv", NAME,
-                      ("patientId", "x", "y", "width", "height", "Target"))
+    labels = read_csv(
+        root / "stage_2_train_labels.csv",
+        NAME,
+        ("patientId", "x", "y", "width", "height", "Target"),
+    )
     for patient, rows in labels.groupby("patientId", sort=True):
         positive = bool(rows["Target"].max() == 1)
-        yield factory.binary("ImageClassification", str(patient), hash_split(str(patient)),
-                             [image_path(root, str(patient))], "pneumonia", positive,
-                             patient_id=str(patient), study_id=str(patient))
+        yield factory.binary(
+            "ImageClassification",
+            str(patient),
+            hash_split(str(patient)),
+            [image_path(root, str(patient))],
+            "pneumonia",
+            positive,
+            patient_id=str(patient),
+            study_id=str(patient),
+        )

@@ -48,15 +48,23 @@ def image_path(root: Path, image_id: str) -> str:
 
 def process(root: Path, seed: int = 0) -> Iterator[Instance]:
     factory = InstanceFactory(NAME, seed)
-    labels = read_csv(root / "train-rle.csv", NAME, ("ImageId", "EncodedPixels"),
-                      skipinitialspace=True)
+    labels = read_csv(
+        root / "train-rle.csv", NAME, ("ImageId", "EncodedPixels"), skipinitialspace=True
+    )
     for image_id, rows in labels.groupby("ImageId", sort=True):
         boxes = [b for b in (rle_bbox(str(r)) for r in rows["EncodedPixels"]) if b]
         split = hash_split(str(image_id))
         images = [image_path(root, str(image_id))]
         common = {"patient_id": str(image_id), "study_id": str(image_id)}
-        yield factory.binary("ImageClassification", str(image_id), split, images,
-                             "pneumothorax", bool(boxes), **common)
+        yield factory.binary(
+            "ImageClassification",
+            str(image_id),
+            split,
+            images,
+            "pneumothorax",
+            bool(boxes),
+            **common,
+        )
         if boxes:
             x0 = min(b[0] for b in boxes)
             y0 = min(b[1] for b in boxes)
@@ -65,5 +73,13 @@ def process(root: Path, seed: int = 0) -> Iterator[Instance]:
             answer = f"[{x0:.2f}, {y0:.2f}, {x1:.2f}, {y1:.2f}]"
         else:
             answer = "no pneumothorax"
-        yield factory.free_text("PneumothoraxSegmentation", "pneumothorax_segmentation",
-                                str(image_id), "segment", split, images, answer, **common)
+        yield factory.free_text(
+            "PneumothoraxSegmentation",
+            "pneumothorax_segmentation",
+            str(image_id),
+            "segment",
+            split,
+            images,
+            answer,
+            **common,
+        )

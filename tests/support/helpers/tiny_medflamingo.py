@@ -52,12 +52,13 @@ def released_state(vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
         sd[p + "ff.3.weight"] = w(HID, 4 * HID, scale=0.1)
         sd[p + "ff_gate"] = torch.tensor([0.5])
         for k in [k for k in sd if k.startswith(p)]:
-            alias = f"lang_encoder.model.layers.{i}.gated_cross_attn_layer." + k[len(p):]
+            alias = f"lang_encoder.model.layers.{i}.gated_cross_attn_layer." + k[len(p) :]
             sd[alias] = sd[k].clone()
     sd["lang_encoder.model.embed_tokens.weight"] = w(vocab, HID, scale=1.0)
     for i in range(LAYERS):  # persistent buffers of 2023 transformers
         sd[f"lang_encoder.model.layers.{i}.decoder_layer.self_attn.rotary_emb.inv_freq"] = (
-            1.0 / 10000 ** (torch.arange(0, 16, 2).float() / 16))
+            1.0 / 10000 ** (torch.arange(0, 16, 2).float() / 16)
+        )
     return sd
 
 
@@ -66,16 +67,32 @@ def build_tiny(root):
     torch.manual_seed(0)
     tok = llama_tokenizer()  # LLaMA-7B's (SentencePiece, legacy fast layout)
     tok.save_pretrained(root / "llama-7b-hf")
-    llama = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=HID, intermediate_size=128, num_hidden_layers=LAYERS,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512))
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=HID,
+            intermediate_size=128,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=512,
+        )
+    )
     llama.save_pretrained(root / "llama-7b-hf")
-    clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=VIS, intermediate_size=64,
-                                            num_hidden_layers=2, num_attention_heads=4,
-                                            image_size=32, patch_size=8))
+    clip = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=VIS,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+    )
     clip.save_pretrained(root / "clip-vit-large-patch14")
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-                       ).save_pretrained(root / "clip-vit-large-patch14")
+    CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    ).save_pretrained(root / "clip-vit-large-patch14")
     vocab = len(tok) + 3  # + <|endofchunk|>, <image>, <PAD> (open_flamingo 0.0.2 factory.py)
     state = released_state(vocab)
     torch.save(state, root / "model.pt")

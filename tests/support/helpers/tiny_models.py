@@ -61,9 +61,13 @@ def _xraygpt(root: Path) -> dict[str, Any]:
     from helpers.tiny_release import QFORMER, VISION, write_tiny_xraygpt_release
     from model_adapters.converters.xraygpt import convert_xraygpt
 
-    convert_xraygpt(write_tiny_xraygpt_release(root / "release"), root / "model",
-                    vit_heads=VISION["heads"], qformer_heads=QFORMER["heads"],
-                    vit_depth=VISION["layers"])
+    convert_xraygpt(
+        write_tiny_xraygpt_release(root / "release"),
+        root / "model",
+        vit_heads=VISION["heads"],
+        qformer_heads=QFORMER["heads"],
+        vit_depth=VISION["layers"],
+    )
     return {"pretrained": str(root / "model")}
 
 
@@ -82,10 +86,15 @@ def _radfm(root: Path) -> dict[str, Any]:
 
 
 TINY_BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
-    "chexagent": _chexagent, "chexagent2": _chexagent2, "blip2": _blip2,
-    "instructblip": _instructblip, "llava_med": _llava_med, "llava_med_v15": _llava_med_v15,
+    "chexagent": _chexagent,
+    "chexagent2": _chexagent2,
+    "blip2": _blip2,
+    "instructblip": _instructblip,
+    "llava_med": _llava_med,
+    "llava_med_v15": _llava_med_v15,
     "xraygpt": _xraygpt,
-    "medflamingo": _medflamingo, "radfm": _radfm,
+    "medflamingo": _medflamingo,
+    "radfm": _radfm,
 }
 
 

@@ -10,9 +10,21 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from helpers.tiny_tokenizers import llama_tokenizer
 
-SPEC = dict(image_size=64, frames=16, patch_size=32, frame_patch_size=4, dim=48, depth=2,
-            heads=2, dim_head=8, mlp_dim=64, num_latents=32, perceiver_depth=2,
-            perceiver_heads=2, perceiver_dim_head=8)
+SPEC = dict(
+    image_size=64,
+    frames=16,
+    patch_size=32,
+    frame_patch_size=4,
+    dim=48,
+    depth=2,
+    heads=2,
+    dim_head=8,
+    mlp_dim=64,
+    num_latents=32,
+    perceiver_depth=2,
+    perceiver_heads=2,
+    perceiver_dim_head=8,
+)
 HID = 64
 E = "embedding_layer."
 
@@ -82,9 +94,15 @@ def build_tiny(root):
     """The tiny model's files in the released layout (also used for `chexbench run` checks)."""
     torch.manual_seed(0)
     tok = llama_tokenizer()  # Language_files/tokenizer.model: LLaMA's
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=HID, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                         max_position_embeddings=512)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=HID,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+    )
     llama = LlamaForCausalLM(config).eval()
     tok.save_pretrained(root / "Language_files")
     config.save_pretrained(root / "Language_files")

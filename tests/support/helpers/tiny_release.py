@@ -27,30 +27,47 @@ def _tokenizer():
 def _vision_config():
     from transformers import Blip2VisionConfig
 
-    return Blip2VisionConfig(hidden_size=VISION["hidden"], intermediate_size=VISION["inter"],
-                             num_hidden_layers=VISION["layers"], num_attention_heads=VISION["heads"],
-                             image_size=VISION["image"], patch_size=VISION["patch"])
+    return Blip2VisionConfig(
+        hidden_size=VISION["hidden"],
+        intermediate_size=VISION["inter"],
+        num_hidden_layers=VISION["layers"],
+        num_attention_heads=VISION["heads"],
+        image_size=VISION["image"],
+        patch_size=VISION["patch"],
+    )
 
 
 def _qformer_config(vocab: int, text_input: bool):
     from transformers import Blip2QFormerConfig
 
-    return Blip2QFormerConfig(hidden_size=QFORMER["hidden"], num_hidden_layers=QFORMER["layers"],
-                              num_attention_heads=QFORMER["heads"],
-                              intermediate_size=QFORMER["inter"],
-                              encoder_hidden_size=VISION["hidden"], vocab_size=vocab,
-                              use_qformer_text_input=text_input)
+    return Blip2QFormerConfig(
+        hidden_size=QFORMER["hidden"],
+        num_hidden_layers=QFORMER["layers"],
+        num_attention_heads=QFORMER["heads"],
+        intermediate_size=QFORMER["inter"],
+        encoder_hidden_size=VISION["hidden"],
+        vocab_size=vocab,
+        use_qformer_text_input=text_input,
+    )
 
 
 def _llama_config(tok, cls_name: str = "LlamaConfig"):
     import transformers
 
     cls = getattr(transformers, cls_name)
-    return cls(vocab_size=len(tok), hidden_size=TEXT["hidden"], intermediate_size=TEXT["inter"],
-               num_hidden_layers=TEXT["layers"], num_attention_heads=TEXT["heads"],
-               num_key_value_heads=TEXT["kv_heads"], max_position_embeddings=512,
-               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-               pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    return cls(
+        vocab_size=len(tok),
+        hidden_size=TEXT["hidden"],
+        intermediate_size=TEXT["inter"],
+        num_hidden_layers=TEXT["layers"],
+        num_attention_heads=TEXT["heads"],
+        num_key_value_heads=TEXT["kv_heads"],
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
 
 
 def _blip_processor(size: int = VISION["image"]):
@@ -74,15 +91,25 @@ def write_tiny_blip2(out: str | Path, seed: int = 0) -> Path:
     from transformers import Blip2Config, Blip2ForConditionalGeneration, OPTConfig
 
     tok = opt_tokenizer(special=["<image>"])  # OPT's: </s> (id 2) is BOS; <image> as on the hub
-    text = OPTConfig(vocab_size=len(tok), hidden_size=TEXT["hidden"], ffn_dim=TEXT["inter"],
-                     num_hidden_layers=TEXT["layers"], num_attention_heads=TEXT["heads"],
-                     word_embed_proj_dim=TEXT["hidden"], max_position_embeddings=512,
-                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                     pad_token_id=tok.pad_token_id)
-    config = Blip2Config(vision_config=_vision_config().to_dict(),
-                         qformer_config=_qformer_config(len(tok), False).to_dict(),
-                         text_config=text.to_dict(), num_query_tokens=QFORMER["queries"],
-                         image_token_index=tok.convert_tokens_to_ids("<image>"))
+    text = OPTConfig(
+        vocab_size=len(tok),
+        hidden_size=TEXT["hidden"],
+        ffn_dim=TEXT["inter"],
+        num_hidden_layers=TEXT["layers"],
+        num_attention_heads=TEXT["heads"],
+        word_embed_proj_dim=TEXT["hidden"],
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    config = Blip2Config(
+        vision_config=_vision_config().to_dict(),
+        qformer_config=_qformer_config(len(tok), False).to_dict(),
+        text_config=text.to_dict(),
+        num_query_tokens=QFORMER["queries"],
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
     torch.manual_seed(seed)
     model = Blip2ForConditionalGeneration(config).eval()
     _randomise(model, seed)
@@ -102,13 +129,21 @@ def write_tiny_instructblip(out: str | Path, seed: int = 0) -> Path:
     tok = llama_tokenizer(bos_token="</s>", pad_token="[PAD]", special=["<image>"])
     vision = InstructBlipVisionConfig(**_vision_config().to_dict())
     qformer = InstructBlipQFormerConfig(
-        hidden_size=QFORMER["hidden"], num_hidden_layers=QFORMER["layers"],
-        num_attention_heads=QFORMER["heads"], intermediate_size=QFORMER["inter"],
-        encoder_hidden_size=VISION["hidden"], vocab_size=len(tok), pad_token_id=tok.pad_token_id)
-    config = InstructBlipConfig(vision_config=vision.to_dict(), qformer_config=qformer.to_dict(),
-                                text_config=_llama_config(tok).to_dict(),
-                                num_query_tokens=QFORMER["queries"],
-                                image_token_index=tok.convert_tokens_to_ids("<image>"))
+        hidden_size=QFORMER["hidden"],
+        num_hidden_layers=QFORMER["layers"],
+        num_attention_heads=QFORMER["heads"],
+        intermediate_size=QFORMER["inter"],
+        encoder_hidden_size=VISION["hidden"],
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+    )
+    config = InstructBlipConfig(
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=_llama_config(tok).to_dict(),
+        num_query_tokens=QFORMER["queries"],
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
     torch.manual_seed(seed)
     model = InstructBlipForConditionalGeneration(config).eval()
     _randomise(model, seed)
@@ -132,7 +167,10 @@ def _rand(g: torch.Generator, *shape: int, std: float = 0.2, base: float = 0.0) 
 
 
 def _ln(g, prefix: str, d: int) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.weight": _rand(g, d, std=0.1, base=1.0), f"{prefix}.bias": _rand(g, d, std=0.1)}
+    return {
+        f"{prefix}.weight": _rand(g, d, std=0.1, base=1.0),
+        f"{prefix}.bias": _rand(g, d, std=0.1),
+    }
 
 
 def _lin(g, prefix: str, out_d: int, in_d: int, bias: bool = True) -> dict[str, torch.Tensor]:
@@ -146,14 +184,20 @@ def eva_vit_state(seed: int = 0, depth: int = VISION["layers"] + 1) -> dict[str,
     """EVA ViT-g keys as in eva_vit_g.pth (one block more than MiniGPT-4 builds, a final norm)."""
     g = torch.Generator().manual_seed(seed)
     d, p, n = VISION["hidden"], VISION["patch"], (VISION["image"] // VISION["patch"]) ** 2
-    sd = {"cls_token": _rand(g, 1, 1, d), "pos_embed": _rand(g, 1, n + 1, d),
-          "patch_embed.proj.weight": _rand(g, d, 3, p, p, std=0.05),
-          "patch_embed.proj.bias": _rand(g, d, std=0.1), **_ln(g, "norm", d)}
+    sd = {
+        "cls_token": _rand(g, 1, 1, d),
+        "pos_embed": _rand(g, 1, n + 1, d),
+        "patch_embed.proj.weight": _rand(g, d, 3, p, p, std=0.05),
+        "patch_embed.proj.bias": _rand(g, d, std=0.1),
+        **_ln(g, "norm", d),
+    }
     for b in range(depth):
         sd |= _ln(g, f"blocks.{b}.norm1", d) | _ln(g, f"blocks.{b}.norm2", d)
         sd |= _lin(g, f"blocks.{b}.attn.qkv", 3 * d, d, bias=False)
-        sd |= {f"blocks.{b}.attn.q_bias": _rand(g, d, std=0.1),
-               f"blocks.{b}.attn.v_bias": _rand(g, d, std=0.1)}
+        sd |= {
+            f"blocks.{b}.attn.q_bias": _rand(g, d, std=0.1),
+            f"blocks.{b}.attn.v_bias": _rand(g, d, std=0.1),
+        }
         sd |= _lin(g, f"blocks.{b}.attn.proj", d, d)
         sd |= _lin(g, f"blocks.{b}.mlp.fc1", VISION["inter"], d)
         sd |= _lin(g, f"blocks.{b}.mlp.fc2", d, VISION["inter"])
@@ -164,13 +208,19 @@ def blip2_qformer_state(seed: int = 1, vocab: int = 100) -> dict[str, torch.Tens
     """BLIP-2 stage-1 checkpoint keys (blip2_pretrained_flant5xxl.pth), text branch included."""
     g = torch.Generator().manual_seed(seed)
     h, dv, i = QFORMER["hidden"], VISION["hidden"], QFORMER["inter"]
-    sd = {"query_tokens": _rand(g, 1, QFORMER["queries"], h), **_ln(g, "ln_vision", dv),
-          **_ln(g, "Qformer.bert.embeddings.LayerNorm", h),
-          "Qformer.bert.embeddings.word_embeddings.weight": _rand(g, vocab, h),
-          "Qformer.bert.embeddings.position_embeddings.weight": _rand(g, 64, h),
-          "Qformer.bert.embeddings.position_ids": torch.arange(64)[None],
-          "Qformer.cls.predictions.bias": _rand(g, vocab), "temp": torch.tensor(0.07),
-          **_lin(g, "vision_proj", 16, h), **_lin(g, "text_proj", 16, h), **_lin(g, "itm_head", 2, h)}
+    sd = {
+        "query_tokens": _rand(g, 1, QFORMER["queries"], h),
+        **_ln(g, "ln_vision", dv),
+        **_ln(g, "Qformer.bert.embeddings.LayerNorm", h),
+        "Qformer.bert.embeddings.word_embeddings.weight": _rand(g, vocab, h),
+        "Qformer.bert.embeddings.position_embeddings.weight": _rand(g, 64, h),
+        "Qformer.bert.embeddings.position_ids": torch.arange(64)[None],
+        "Qformer.cls.predictions.bias": _rand(g, vocab),
+        "temp": torch.tensor(0.07),
+        **_lin(g, "vision_proj", 16, h),
+        **_lin(g, "text_proj", 16, h),
+        **_lin(g, "itm_head", 2, h),
+    }
     for n in range(QFORMER["layers"]):
         pre = f"Qformer.bert.encoder.layer.{n}"
         kinds = ["attention"] + (["crossattention"] if n % 2 == 0 else [])
@@ -179,10 +229,14 @@ def blip2_qformer_state(seed: int = 1, vocab: int = 100) -> dict[str, torch.Tens
             sd |= _lin(g, f"{pre}.{kind}.self.query", h, h)
             sd |= _lin(g, f"{pre}.{kind}.self.key", h, kv_in)
             sd |= _lin(g, f"{pre}.{kind}.self.value", h, kv_in)
-            sd |= _lin(g, f"{pre}.{kind}.output.dense", h, h) | _ln(g, f"{pre}.{kind}.output.LayerNorm", h)
+            sd |= _lin(g, f"{pre}.{kind}.output.dense", h, h) | _ln(
+                g, f"{pre}.{kind}.output.LayerNorm", h
+            )
         for branch in ("", "_query"):
             sd |= _lin(g, f"{pre}.intermediate{branch}.dense", i, h)
-            sd |= _lin(g, f"{pre}.output{branch}.dense", h, i) | _ln(g, f"{pre}.output{branch}.LayerNorm", h)
+            sd |= _lin(g, f"{pre}.output{branch}.dense", h, i) | _ln(
+                g, f"{pre}.output{branch}.LayerNorm", h
+            )
     return sd
 
 
@@ -196,8 +250,10 @@ def write_tiny_xraygpt_release(out: str | Path, seed: int = 0) -> Path:
     torch.save(eva_vit_state(seed), out / "eva_vit_g.pth")
     torch.save({"model": blip2_qformer_state(seed + 1)}, out / "blip2_pretrained_flant5xxl.pth")
     g = torch.Generator().manual_seed(seed + 2)
-    torch.save({"model": _lin(g, "llama_proj", TEXT["hidden"], QFORMER["hidden"])},
-               out / "xraygpt_pretrained1.pth")
+    torch.save(
+        {"model": _lin(g, "llama_proj", TEXT["hidden"], QFORMER["hidden"])},
+        out / "xraygpt_pretrained1.pth",
+    )
     torch.manual_seed(seed)
     llama = LlamaForCausalLM(_llama_config(tok)).eval()
     _randomise(llama, seed + 3)
@@ -220,15 +276,24 @@ def write_tiny_llava_med_release(out: str | Path, seed: int = 0, v0: bool = Fals
     out.mkdir(parents=True, exist_ok=True)
     # v0's tokenizer carries what LLaVA's training added ([PAD], then the image tokens,
     # llava/train/train.py:513-516 and llava/model/llava.py:372-377 at LLaVA-Med b9a98a7).
-    tok = (llama_tokenizer(pad_token="[PAD]", added=("<im_patch>", "<im_start>", "<im_end>"))
-           if v0 else llama_tokenizer())
+    tok = (
+        llama_tokenizer(pad_token="[PAD]", added=("<im_patch>", "<im_start>", "<im_end>"))
+        if v0
+        else llama_tokenizer()
+    )
     text_cfg = _llama_config(tok, "LlamaConfig" if v0 else "MistralConfig")
     torch.manual_seed(seed)
     lm = (LlamaForCausalLM if v0 else MistralForCausalLM)(text_cfg).eval()
     _randomise(lm, seed)
-    vcfg = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                            num_attention_heads=1, image_size=VISION["image"],
-                            patch_size=VISION["patch"], hidden_act="quick_gelu")
+    vcfg = CLIPVisionConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=1,
+        image_size=VISION["image"],
+        patch_size=VISION["patch"],
+        hidden_act="quick_gelu",
+    )
     tower = CLIPVisionModel(vcfg).eval()
     _randomise(tower, seed + 1, std=0.1)
     g = torch.Generator().manual_seed(seed + 2)
@@ -244,15 +309,28 @@ def write_tiny_llava_med_release(out: str | Path, seed: int = 0, v0: bool = Fals
     # v0 (LlavaLlamaForCausalLM after LLaVA-Med's apply_delta) knows only the fields its
     # llava/model/llava.py sets; v1.5 names its projector, feature and aspect-ratio handling.
     common = {"mm_hidden_size": 64, "mm_vision_select_layer": -2, "use_mm_proj": True}
-    cfg = text_cfg.to_dict() | common | ({
-        "model_type": "llava", "architectures": ["LlavaLlamaForCausalLM"],
-        "mm_vision_tower": "openai/clip-vit-large-patch14", "mm_use_im_start_end": True,
-    } if v0 else {
-        "model_type": "llava_mistral", "architectures": ["LlavaMistralForCausalLM"],
-        "mm_vision_tower": "openai/clip-vit-large-patch14-336", "mm_use_im_start_end": False,
-        "mm_vision_select_feature": "patch", "mm_projector_type": "mlp2x_gelu",
-        "image_aspect_ratio": "pad",
-    })
+    cfg = (
+        text_cfg.to_dict()
+        | common
+        | (
+            {
+                "model_type": "llava",
+                "architectures": ["LlavaLlamaForCausalLM"],
+                "mm_vision_tower": "openai/clip-vit-large-patch14",
+                "mm_use_im_start_end": True,
+            }
+            if v0
+            else {
+                "model_type": "llava_mistral",
+                "architectures": ["LlavaMistralForCausalLM"],
+                "mm_vision_tower": "openai/clip-vit-large-patch14-336",
+                "mm_use_im_start_end": False,
+                "mm_vision_select_feature": "patch",
+                "mm_projector_type": "mlp2x_gelu",
+                "image_aspect_ratio": "pad",
+            }
+        )
+    )
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     tok.save_pretrained(out)
     return out
@@ -327,13 +405,23 @@ def write_tiny_chexagent2_standin(out: str | Path, seed: int = 0) -> Path:
     (out / "modeling_tiny_chexagent2.py").write_text(_CHEXAGENT2_CODE)
     tok = phi_tokenizer(special=CHEXAGENT2_IMAGE_TAGS)  # CodeGen/Phi BPE, no BOS added
     tok.chat_template = CHEXAGENT2_CHAT_TEMPLATE
-    cfg = {"model_type": "tiny_chexagent2", "vocab_size": len(tok), "hidden_size": TEXT["hidden"],
-           "intermediate_size": TEXT["inter"], "num_hidden_layers": TEXT["layers"],
-           "num_attention_heads": TEXT["heads"], "max_position_embeddings": 512,
-           "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-           "image_size": VISION["image"], "patch_size": VISION["patch"],
-           "auto_map": {"AutoConfig": "modeling_tiny_chexagent2.TinyCheXagent2Config",
-                        "AutoModelForCausalLM": "modeling_tiny_chexagent2.TinyCheXagent2ForCausalLM"}}
+    cfg = {
+        "model_type": "tiny_chexagent2",
+        "vocab_size": len(tok),
+        "hidden_size": TEXT["hidden"],
+        "intermediate_size": TEXT["inter"],
+        "num_hidden_layers": TEXT["layers"],
+        "num_attention_heads": TEXT["heads"],
+        "max_position_embeddings": 512,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "image_size": VISION["image"],
+        "patch_size": VISION["patch"],
+        "auto_map": {
+            "AutoConfig": "modeling_tiny_chexagent2.TinyCheXagent2Config",
+            "AutoModelForCausalLM": "modeling_tiny_chexagent2.TinyCheXagent2ForCausalLM",
+        },
+    }
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     # The modeling file is the one this function just wrote into `out`, not downloaded code.
     ours = bool(out.joinpath("modeling_tiny_chexagent2.py").is_file())

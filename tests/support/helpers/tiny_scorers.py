@@ -14,9 +14,36 @@ from pathlib import Path
 
 import torch
 
-WORDS = ["no", "effusion", "cardiomegaly", "small", "left", "right", "pleural", "heart",
-         "is", "normal", "lungs", "are", "clear", "the", "there", "mild", "edema", "and",
-         "size", "pneumothorax", "of", "stable", "large", "with", "a", "tube", ".", ","]
+WORDS = [
+    "no",
+    "effusion",
+    "cardiomegaly",
+    "small",
+    "left",
+    "right",
+    "pleural",
+    "heart",
+    "is",
+    "normal",
+    "lungs",
+    "are",
+    "clear",
+    "the",
+    "there",
+    "mild",
+    "edema",
+    "and",
+    "size",
+    "pneumothorax",
+    "of",
+    "stable",
+    "large",
+    "with",
+    "a",
+    "tube",
+    ".",
+    ",",
+]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 VOCAB = SPECIAL + WORDS
 
@@ -32,10 +59,16 @@ def _write_tokenizer(folder: Path) -> None:
 def _bert_config(hidden: int, layers: int):
     from transformers import BertConfig
 
-    return BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers,
-                      num_attention_heads=1, intermediate_size=hidden,
-                      max_position_embeddings=128, hidden_dropout_prob=0.0,
-                      attention_probs_dropout_prob=0.0)
+    return BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=1,
+        intermediate_size=hidden,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
 
 
 def build_tiny_encoder(folder: Path, layers: int = 5, hidden: int = 16) -> None:
@@ -84,21 +117,34 @@ def build_keyword_chexbert(root: Path) -> Path:
 
 
 RADGRAPH_CONFIG = {
-    "dataset_reader": {"token_indexers": {"bert": {"model_name": "distilbert-base-uncased",
-                                                   "max_length": 128}},
-                       "max_span_width": 3},
+    "dataset_reader": {
+        "token_indexers": {"bert": {"model_name": "distilbert-base-uncased", "max_length": 128}},
+        "max_span_width": 3,
+    },
     "model": {
         "type": "dygie",
-        "embedder": {"token_embedders": {"bert": {"model_name": "distilbert-base-uncased",
-                                                  "max_length": 128}}},
-        "initializer": {}, "module_initializer": {},
-        "feature_size": 4, "max_span_width": 3, "target_task": "relation",
+        "embedder": {
+            "token_embedders": {
+                "bert": {"model_name": "distilbert-base-uncased", "max_length": 128}
+            }
+        },
+        "initializer": {},
+        "module_initializer": {},
+        "feature_size": 4,
+        "max_span_width": 3,
+        "target_task": "relation",
         "feedforward_params": {"num_layers": 1, "hidden_dims": 8, "dropout": 0.0},
         "loss_weights": {"ner": 0.2, "relation": 1.0, "coref": 0.0, "events": 0.0},
-        "modules": {"coref": {"spans_per_word": 0.3, "max_antecedents": 10, "coref_prop": 0},
-                    "ner": {}, "relation": {"spans_per_word": 0.5},
-                    "events": {"trigger_spans_per_word": 0.3, "argument_spans_per_word": 0.8,
-                               "loss_weights": {"trigger": 0.2, "arguments": 1.0}}},
+        "modules": {
+            "coref": {"spans_per_word": 0.3, "max_antecedents": 10, "coref_prop": 0},
+            "ner": {},
+            "relation": {"spans_per_word": 0.5},
+            "events": {
+                "trigger_spans_per_word": 0.3,
+                "argument_spans_per_word": 0.8,
+                "loss_weights": {"trigger": 0.2, "arguments": 1.0},
+            },
+        },
     },
 }
 
@@ -122,15 +168,25 @@ def build_tiny_radgraph(root: Path) -> Path:
     vocab.save_to_files(str(model_dir / "vocabulary"))
     torch.manual_seed(0)
     with hub_ids_resolve_to(root):
-        embedder = text_field_embedders.BasicTextFieldEmbedder({"bert": (
-            token_embedders.PretrainedTransformerMismatchedEmbedder(
-                model_name="distilbert-base-uncased", max_length=128))})
-        kwargs = {k: v for k, v in json.loads(json.dumps(RADGRAPH_CONFIG["model"])).items()
-                  if k not in ("type", "embedder", "initializer", "module_initializer")}
+        embedder = text_field_embedders.BasicTextFieldEmbedder(
+            {
+                "bert": (
+                    token_embedders.PretrainedTransformerMismatchedEmbedder(
+                        model_name="distilbert-base-uncased", max_length=128
+                    )
+                )
+            }
+        )
+        kwargs = {
+            k: v
+            for k, v in json.loads(json.dumps(RADGRAPH_CONFIG["model"])).items()
+            if k not in ("type", "embedder", "initializer", "module_initializer")
+        }
         model = dygie.DyGIE(vocab=vocab, embedder=embedder, **kwargs)
     with torch.no_grad():  # every span an OBS-DP entity, so reports always have entities
         model._ner._ner_scorers["radgraph__ner_labels"][1]._module.bias.copy_(
-            torch.tensor([-5.0, 5.0, -5.0, -5.0]))
+            torch.tensor([-5.0, 5.0, -5.0, -5.0])
+        )
     torch.save(model.state_dict(), model_dir / "weights.th")
     return model_dir
 
