@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+from harness.errors import WeightsMissing
 from model_adapters.base import ImageEncoding, ImageSlot, Segment, VisionLanguageAdapter
 from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
 from model_adapters.reference import chat_prompt, processor_reference, user_turn
@@ -27,7 +28,7 @@ class MyLlavaAdapter(VisionLanguageAdapter):
             self.model = LlavaForConditionalGeneration.from_pretrained(pretrained, dtype=self.dtype)
             self.processor = AutoProcessor.from_pretrained(pretrained, use_fast=False)
         except OSError as exc:
-            raise FileNotFoundError(
+            raise WeightsMissing(
                 weights_missing_message(self.name, pretrained, HUB_ID, "the whole repository")
             ) from exc
         self.tokenizer = self.processor.tokenizer

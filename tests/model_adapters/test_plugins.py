@@ -47,7 +47,7 @@ def test_readme_embeds_the_example_adapter_verbatim():
     readme = (ROOT / "docs" / "adapters" / "README.md").read_text()
     code = EXAMPLE.read_text()
     assert code.strip() in readme
-    assert len(code.splitlines()) <= 60
+    assert len(code.splitlines()) <= 75  # README: "about 70 lines"
 
 
 # ----- --adapter-file ----------------------------------------------------------------------
