@@ -449,6 +449,9 @@ def _evaluate(
         scoring_id=scoring_id,
         coverage=plan.coverage(),
         prompts=prompts,
+        # Everything the adapter says about itself (architecture, chat-template hash, dtype,
+        # 8-bit, ...), credentials excluded, beyond the fields `ModelInfo` carries.
+        model_info=_public_args(info),
         **extra,
     )
     results = Results(

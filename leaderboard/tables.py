@@ -14,7 +14,7 @@ import pandas as pd
 
 from harness.results_schema import MetricValue, SubtaskResult
 from harness.taxonomy import DATASET_BY_SLUG, SUBTASKS, TASK_BY_SLUG
-from leaderboard.loader import PAPER, Entry
+from leaderboard.loader import PAPER, Entry, mc_mode
 
 MEAN_TASKS = "Mean over tasks"
 MEAN_PAIRS = "Mean over pairs"
@@ -38,6 +38,7 @@ LONG_COLUMNS = [
     "hi",
     "n",
     "comparable",
+    "protocol",
 ]
 
 
@@ -112,6 +113,11 @@ def _row(entry: Entry, sub: SubtaskResult, name: str, mv: MetricValue) -> dict:
         "hi": hi,
         "n": mv.n if mv.n is not None else sub.n,
         "comparable": entry.comparable_subtask(sub.name),
+        # Multiple choice scored by option log-likelihood (the paper) or by a generated letter:
+        # two protocols, which never compete for "best" with each other.
+        "protocol": (mc_mode(entry.results) or "loglikelihood")
+        if sub.kind == "perception"
+        else "generation",
     }
 
 
@@ -183,10 +189,18 @@ def best_marks(
     official data, with Table 9's n); pending, synthetic, unverified-data and partial cells
     are never best. The best value in a row is BEST; a comparable cell whose 95% CI overlaps
     a best cell's CI (a point where a row has no CI) is TIED, since the data cannot tell them
-    apart. A mean row competes among the columns comparable in every row.
+    apart. A mean row competes among the columns comparable in every row. Columns of the two
+    multiple-choice protocols (log-likelihood, generation) compete only among themselves.
     """
     marks = pd.DataFrame("", index=wide.index, columns=wide.columns)
     if wide.empty:
+        return marks
+    protocols = long.groupby("label")["protocol"].first().reindex(wide.columns)
+    if protocols.nunique() > 1:
+        for protocol in protocols.dropna().unique():
+            cols = [c for c in wide.columns if protocols[c] == protocol]
+            sub = best_marks(long[long["label"].isin(cols)], wide[cols], higher_is_better)
+            marks[cols] = sub
         return marks
     labels = list(wide.columns)
     means = wide.index.get_level_values(0).isin([MEAN_TASKS, MEAN_PAIRS])

@@ -218,6 +218,7 @@ def build_lm_from_args(name: str, model_args: str | dict[str, Any], additional: 
 
 def register_with_lm_eval(name: str) -> None:
     """Expose adapter `name` as an lm-eval model (`--model name`)."""
+    import lm_eval.models  # noqa: F401  (lm-eval's own names first: ours never take them)
     from lm_eval.api.registry import MODEL_REGISTRY, register_model
 
     from model_adapters.engine import CheXbenchLM

@@ -270,6 +270,30 @@ def test_best_is_among_comparable_rows_and_overlapping_cis_tie(tmp_path):
     }
 
 
+def test_generated_letters_never_compete_with_log_likelihood_columns(tmp_path):
+    """A run that generated its multiple-choice letters (`--mc-mode generate`) is scored by
+    another protocol: it is marked best among such runs only, never against the paper's."""
+    root = build_folder(tmp_path / "results", with_extras=False)
+    write_official(root, OFFICIAL_SHA)
+    generated = perception_results("gen", "Gen", {VIEW_MIMIC: (0.999, 0.99, 1.0)}, n=400)
+    generated.run_card.mc_mode = "generate"
+    write_results(root / "runs" / "gen.json", generated)
+    write_results(
+        root / "runs" / "ll.json",
+        perception_results("ll", "Ll", {VIEW_MIMIC: (0.90, 0.87, 0.93)}, n=400),
+    )
+    entries = load_folder(root).entries
+    long = tables.long_frame(entries, "perception", "acc_chexbench")
+    assert set(long["protocol"]) == {"loglikelihood", "generate"}
+    wide = tables.overview(long)
+    marks = tables.best_marks(long, wide).loc[("View Classification", "MIMIC-CXR")]
+    gen = next(c for c in marks.index if c.startswith("Gen"))
+    assert "MC by generation" in gen
+    assert marks[gen] == tables.BEST  # best of its own protocol (the only one there)
+    assert marks["CheXagent · paper"] == tables.BEST  # 97.5 beats nothing it cannot compare with
+    assert marks["Ll · reproduced"] == ""
+
+
 def test_mean_rows_compete_only_among_fully_comparable_columns():
     def results(name, values):
         return Results(

@@ -85,6 +85,8 @@ def test_run_on_phantom_data(arch, folders, tmp_path):
     results = json.loads(path.read_text())
     assert validate_results(results) == []
     assert results["model"]["adapter"] == "hf"
+    info = results["run_card"]["extra"]["model_info"]  # the adapter's own account, in full
+    assert info["architecture"] == arch and len(info["chat_template_sha256"]) == 64
     deviations = results["run_card"]["extra"]["generation"]["deviations"]
     assert any("without its video processor" in d for d in deviations) == (
         arch in NEED_IMAGE_ONLY_PROCESSOR
