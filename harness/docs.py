@@ -6,6 +6,7 @@ check, so the items a run scores and the exclusions it reports can never disagre
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,25 @@ from harness.images import ImageResolver, check_image
 from harness.taxonomy import SUBTASK_BY_NAME, TEXT_TASK_NAMES
 
 GENERATION_MAX_IMAGES = 2  # the official code uses the first two images
+# The one free-text field of an item, which `chexbench run --truncate-prompts` may shorten.
+_FREE_TEXT = {"findings_generation": "indication", "findings_summarization": "findings"}
+
+
+def free_text_field(task: str) -> str:
+    """The doc field holding an item's own text (the question, the indication, the findings),
+    for a task slug or its lm-eval name."""
+    return next((f for t, f in _FREE_TEXT.items() if task.endswith(t)), "question")
+
+
+def drop_leading_words(text: str, words: int) -> str:
+    """`text` without its first `words` words, the rest byte for byte (lm-eval also truncates
+    a context from the left, keeping the end nearest the answer)."""
+    starts = [m.start() for m in re.finditer(r"\S+", text)]
+    return text[starts[words] :] if words < len(starts) else ""
+
+
+def word_count(text: str) -> int:
+    return len(re.findall(r"\S+", text))
 
 
 @lru_cache(maxsize=4)
@@ -43,8 +63,11 @@ def build_docs(
     image_root: str | None = None,
     image_map: str | None = None,
     skip_missing: bool = False,
+    truncations: dict[str, int] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Docs for one lm-eval task (a perception subtask or a text task) and exclusion counts."""
+    """Docs for one lm-eval task (a perception subtask or a text task) and exclusion counts.
+    `truncations` (item id -> leading words dropped from its free text) is what the run's
+    context check decided under `--truncate-prompts`; lm-eval's own load applies the same."""
     if not data:
         raise DataError(
             f"task {subtask}: no data file given. Pass --data data.json to `chexbench run`, or "
@@ -94,6 +117,9 @@ def build_docs(
                 findings=item.findings or "",
                 reference=item.reference,
             )
+        if truncations and item.item_id in truncations:
+            field = free_text_field(item.task)
+            doc[field] = drop_leading_words(doc[field], truncations[item.item_id])
         docs.append(doc)
     if not docs:
         raise DataError(f"{data}: task {subtask}: every item was excluded ({excluded})")

@@ -11,6 +11,11 @@ What counts: for multiple choice by log-likelihood, the prompt plus the longest 
 free text (and generation-mode multiple choice), the prompt plus one new token. Generation may
 then run past the context before reaching its token limit, as it would in the model's own
 `generate()`; the run card records how many prompts leave less room than that limit.
+With `chexbench run --truncate-prompts`, an item that does not fit is not refused: the
+fewest leading words of its own text (the question, the indication, or the findings; never
+the template, an image or an option) are dropped for it to fit, as lm-eval truncates a context
+from the left. Each cut is recorded in the run card (`extra.prompts.truncated`) and the
+results' coverage; an item that cannot fit even with all of its text dropped is still refused.
 An image takes the number of embeddings the adapter's vision side returns for it, or, for a
 native adapter (`--model hf`), the number of tokens its processor expands the image's
 placeholder into; both are measured on the run's first image (the built-in adapters resize to
@@ -25,6 +30,7 @@ import inspect
 from collections.abc import Iterable
 from typing import Any
 
+from harness.docs import drop_leading_words, free_text_field, word_count
 from harness.errors import UserError
 from model_adapters.base import ImageSlot
 from model_adapters.engine import MC_MAX_NEW_TOKENS
@@ -121,85 +127,115 @@ def requests_of(lm: Any, task: str, doc: dict[str, Any]) -> Iterable[tuple[str, 
 
 
 def check_prompt_lengths(
-    lm: Any, docs: dict[str, list[dict[str, Any]]], source: str = ""
+    lm: Any, docs: dict[str, list[dict[str, Any]]], source: str = "", truncate: bool = False
 ) -> dict[str, Any]:
     """Raise `PromptTooLong` for the first request that cannot fit the model's context (the
     message names `source`, the data file); returns what the run card records (the context,
-    the longest request per task)."""
+    the longest request per task, and with `truncate` the words each cut item lost)."""
     adapter = getattr(lm, "adapter", None)
     limit = context_length(adapter) if hasattr(lm, "layout") else None
     if limit is None:
         return {"context_length": None, "checked": False}
-    per_image: int | None = None
+    check = _Checker(lm, limit, source)
+    truncated: dict[str, dict[str, int]] = {}
     longest: dict[str, int] = {}
     room_short = 0
-    budget = lm.max_gen_toks or lm.adapter.generation.max_new_tokens
-    cap = lm.adapter.max_images
-
-    def where(task: str, doc: dict[str, Any]) -> str:
-        return (
-            f"{source + ': ' if source else ''}task {task}, item {doc.get('index')} "
-            f"({doc.get('item_id')})"
-        )
-
     for task, task_docs in docs.items():
         for doc in task_docs:
-            images = [] if task.endswith("summarization") else doc.get("image_paths", [])
-            n_images = len(images) if cap is None else min(len(images), cap)
-
-            prompt_checked = None
-            for context, continuation, generation in requests_of(lm, task, doc):
-                if n_images and per_image is None:
-                    per_image = image_tokens(lm, images[0], context)
-                if not generation and context != prompt_checked:
-                    # The options share the prompt: one too long on its own fails here, before
-                    # a huge text is tokenised once per option.
-                    prompt_checked = context
-                    tokens = prompt_length(lm, context, "", n_images, per_image or 0)
-                    if tokens > limit:
-                        raise _refusal(
-                            where(task, doc),
-                            "prompt alone",
-                            tokens,
-                            n_images,
-                            per_image,
-                            lm.adapter.name,
-                            limit,
-                        )
-                tokens = prompt_length(
-                    lm, context, continuation, n_images, per_image or 0, generation
-                )
-                longest[task] = max(longest.get(task, 0), tokens)
-                if tokens + int(generation) > limit:
-                    what = "prompt and its first new token" if generation else "prompt and option"
-                    raise _refusal(
-                        where(task, doc),
-                        what,
-                        tokens + int(generation),
-                        n_images,
-                        per_image,
-                        lm.adapter.name,
-                        limit,
-                    )
-                if (
-                    generation
-                    and tokens + (MC_MAX_NEW_TOKENS if "options" in doc else budget) > limit
-                ):
-                    room_short += 1
-    return {
+            try:
+                tokens, short = check.measure(task, doc)
+            except PromptTooLong:
+                if not truncate:
+                    raise
+                words, field = check.shortest_cut(task, doc)
+                truncated.setdefault(task, {})[doc["item_id"]] = words
+                cut = {**doc, field: drop_leading_words(doc[field], words)}
+                tokens, short = check.measure(task, cut)
+            longest[task] = max(longest.get(task, 0), tokens)
+            room_short += short
+    report = {
         "context_length": limit,
         "checked": True,
-        "image_tokens": per_image,
+        "image_tokens": check.per_image,
         "longest_request": longest,
         "generation_may_exceed_context": room_short,
     }
+    if truncate:
+        report["truncated"] = truncated
+    return report
 
 
-def _refusal(
-    where: str, what: str, tokens: int, n_images: int, per_image: int | None, model: str, limit: int
-) -> PromptTooLong:
-    return PromptTooLong(
-        f"{where}: {tokens} tokens ({what}, with {n_images} image(s) of {per_image or 0}) but "
-        f"{model} reads at most {limit}; shorten the item's text, or use a model with a longer "
-        "context"
-    )
+class _Checker:
+    """Counts each request of a doc as the engine will lay it out."""
+
+    def __init__(self, lm: Any, limit: int, source: str):
+        self.lm, self.limit, self.source = lm, limit, source
+        self.per_image: int | None = None  # measured once, on the run's first image
+        self.budget = lm.max_gen_toks or lm.adapter.generation.max_new_tokens
+
+    def measure(self, task: str, doc: dict[str, Any]) -> tuple[int, int]:
+        """The doc's longest request in positions, and how many of its generations may run
+        past the context; raise `PromptTooLong` when a request does not fit."""
+        lm, cap = self.lm, self.lm.adapter.max_images
+        images = [] if task.endswith("summarization") else doc.get("image_paths", [])
+        n_images = len(images) if cap is None else min(len(images), cap)
+        longest, room_short = 0, 0
+        prompt_checked = None
+        for context, continuation, generation in requests_of(lm, task, doc):
+            if n_images and self.per_image is None:
+                self.per_image = image_tokens(lm, images[0], context)
+            per_image = self.per_image or 0
+            if not generation and context != prompt_checked:
+                # The options share the prompt: one too long on its own fails here, before a
+                # huge text is tokenised once per option.
+                prompt_checked = context
+                tokens = prompt_length(lm, context, "", n_images, per_image)
+                if tokens > self.limit:
+                    raise self._refusal(task, doc, "prompt alone", tokens, n_images)
+            tokens = prompt_length(lm, context, continuation, n_images, per_image, generation)
+            longest = max(longest, tokens)
+            if tokens + int(generation) > self.limit:
+                what = "prompt and its first new token" if generation else "prompt and option"
+                raise self._refusal(task, doc, what, tokens + int(generation), n_images)
+            room = MC_MAX_NEW_TOKENS if "options" in doc else self.budget
+            room_short += int(generation and tokens + room > self.limit)
+        return longest, room_short
+
+    def shortest_cut(self, task: str, doc: dict[str, Any]) -> tuple[int, str]:
+        """The fewest leading words of the doc's own text whose removal makes it fit, and
+        that field (a bisection: a shorter text never needs more positions)."""
+        field = free_text_field(task)
+        total = word_count(doc[field])
+
+        def fits(words: int) -> bool:
+            try:
+                self.measure(task, {**doc, field: drop_leading_words(doc[field], words)})
+            except PromptTooLong:
+                return False
+            return True
+
+        if not fits(total):
+            raise PromptTooLong(
+                f"{self._where(task, doc)}: does not fit {self.lm.adapter.name}'s context of "
+                f"{self.limit} tokens even with all of its {field} dropped (--truncate-prompts "
+                "cuts only the item's own text); shorten its options or images"
+            )
+        low, high = 0, total  # fits(high), not fits(low)
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if fits(middle) else (middle, high)
+        return high, field
+
+    def _where(self, task: str, doc: dict[str, Any]) -> str:
+        source = f"{self.source}: " if self.source else ""
+        return f"{source}task {task}, item {doc.get('index')} ({doc.get('item_id')})"
+
+    def _refusal(
+        self, task: str, doc: dict[str, Any], what: str, tokens: int, n_images: int
+    ) -> PromptTooLong:
+        return PromptTooLong(
+            f"{self._where(task, doc)}: {tokens} tokens ({what}, with {n_images} image(s) of "
+            f"{self.per_image or 0}) but {self.lm.adapter.name} reads at most {self.limit}; "
+            "shorten the item's text, use a model with a longer context, or pass "
+            "--truncate-prompts to cut the item's text from the left (recorded in the results)"
+        )

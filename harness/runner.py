@@ -72,6 +72,7 @@ SCORING_FIELDS = (
     "skip_missing",
     "image_root",
     "image_map",
+    "truncate_prompts",
 )
 
 
@@ -94,12 +95,19 @@ class RunConfig:
     bootstrap_samples: int = BOOTSTRAP_SAMPLES
     text_metrics: str = "all"  # "all" or "rouge" (the in-loop metric only)
     max_image_pixels: int | None = None  # None: harness.defaults.MAX_IMAGE_PIXELS
+    # Cut an item's text from the left until it fits the model's context, rather than refuse
+    # it (harness.prompt_lengths); off, the official protocol.
+    truncate_prompts: bool = False
 
     def identity(self, data_sha256: str) -> dict[str, Any]:
-        """The config as hashed: the data file by its content, not its path."""
+        """The config as hashed: the data file by its content, not its path. A setting left
+        at its default where that default predates the setting is left out, so the ids of
+        earlier runs (and their journals) stay valid."""
         out = asdict(self)
         out["data"] = data_sha256
         out["tasks"] = expand_tasks(list(self.tasks))
+        if not self.truncate_prompts:
+            del out["truncate_prompts"]
         return out
 
     def run_id(self, data_sha256: str) -> str:
@@ -107,7 +115,7 @@ class RunConfig:
 
     def scoring_id(self, data_sha256: str) -> str:
         identity = self.identity(data_sha256)
-        return results_id(self.model, {k: identity[k] for k in SCORING_FIELDS})
+        return results_id(self.model, {k: identity[k] for k in SCORING_FIELDS if k in identity})
 
 
 @dataclass(frozen=True)
@@ -335,7 +343,8 @@ def _run(
         prefetch=options.prefetch,
     )
     try:  # the journal is closed (and its lock dropped) however the run ends
-        prompts = check_prompt_lengths(lm, docs, str(config.data))  # before any forward
+        # Before any forward pass; with --truncate-prompts, also which items' text to cut.
+        prompts = check_prompt_lengths(lm, docs, str(config.data), config.truncate_prompts)
         return _evaluate(
             spec, plan, excluded, dp, lm, prompts, data_sha, run_dir, scores_dir, started
         )
@@ -367,6 +376,7 @@ def _evaluate(
         "image_root": config.image_root,
         "image_map": config.image_map,
         "skip_missing": config.skip_missing,
+        "truncations": prompts.get("truncated") or None,  # lm-eval's load cuts the same text
     }
     # Only our folder: indexing lm-eval's ~14,000 built-in task YAMLs costs ~30 s per run.
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata)

@@ -10,7 +10,10 @@ phantom run's JSON must not put it beside the paper. So the provenance shown is 
   synthetic demo, hidden by default and never submittable;
 - data: a run's `run_card.data_sha256` against the official data.json hashes the maintainer
   lists in `<results>/official_data.json`; any other hash (or none) is "unverified data";
-- coverage: a subtask scored on fewer items than Table 9 lists is "partial".
+- coverage: a subtask scored on fewer items than Table 9 lists is "partial";
+- prompts: a subtask where `--truncate-prompts` cut any item's text to fit the model's
+  context (`run_card.extra.prompts.truncated`) is "truncated prompts": not the official
+  protocol for those items, so never compared either.
 
 Only rows from trusted origins with official data and full coverage are comparable: the
 overview's "best" is chosen among them.
@@ -22,6 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.docs import subtasks_of
 from harness.results_schema import Results, ResultsError, parse_json
 from harness.taxonomy import SUBTASK_BY_NAME
 
@@ -47,9 +51,11 @@ PROVENANCE_HELP = {
 # Flags a row can carry on top of its origin.
 UNVERIFIED_DATA = "unverified data"
 PARTIAL = "partial"
+TRUNCATED = "truncated prompts"
 FLAG_HELP = {
     UNVERIFIED_DATA: "run on a data file whose sha256 is not a known official data.json",
     PARTIAL: "fewer items than Table 9 lists for at least one subtask",
+    TRUNCATED: "some items' text was cut to fit the model's context (--truncate-prompts)",
 }
 
 
@@ -66,7 +72,7 @@ class OfficialData:
 class Provenance:
     origin: str
     flags: tuple[str, ...] = ()
-    partial: frozenset[str] = frozenset()  # subtask names below their Table 9 size
+    partial: frozenset[str] = frozenset()  # subtasks below Table 9's size or truncated
     reasons: tuple[str, ...] = ()  # one line per flag, for the run card and reviewers
 
     @property
@@ -121,6 +127,19 @@ def partial_subtasks(results: Results) -> dict[str, str]:
     return out
 
 
+def truncated_subtasks(results: Results) -> dict[str, str]:
+    """Subtasks in which `--truncate-prompts` cut some item's text, with how many items."""
+    extra = results.run_card.extra if results.run_card is not None else {}
+    prompts = extra.get("prompts") if isinstance(extra, dict) else None
+    cuts = prompts.get("truncated") if isinstance(prompts, dict) else None
+    out = {}
+    for task, items in (cuts or {}).items() if isinstance(cuts, dict) else ():
+        for name in subtasks_of(str(task)):
+            if items and name in results.subtasks:
+                out[name] = f"{name}: {len(items)} item(s) with text cut to fit the context"
+    return out
+
+
 def assess(results: Results, submission_status: str | None, official: OfficialData) -> Provenance:
     """The provenance of one file. `submission_status` is its review status when it lies in a
     submission folder (None elsewhere)."""
@@ -145,4 +164,10 @@ def assess(results: Results, submission_status: str | None, official: OfficialDa
     if partial:
         flags.append(PARTIAL)
         reasons.extend(partial.values())
-    return Provenance(origin, tuple(flags), frozenset(partial), tuple(reasons))
+    truncated = truncated_subtasks(results)
+    if truncated:
+        flags.append(TRUNCATED)
+        reasons.extend(truncated.values())
+    return Provenance(
+        origin, tuple(flags), frozenset(partial) | frozenset(truncated), tuple(reasons)
+    )

@@ -47,6 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="exclude items whose images are missing (counted in the results)",
     )
     common.add_max_image_pixels(p)
+    p.add_argument(
+        "--truncate-prompts",
+        action="store_true",
+        help="cut an item's own text (question, indication, findings) from the left until it "
+        "fits the model's context, instead of refusing the item; each cut is recorded and "
+        "the leaderboard never compares such subtasks (default: refuse)",
+    )
     common.add_output(p, RUNS_DIR, "results folder (default %(default)s)")
     common.add_batch_size(p)
     common.add_prefetch(p)
@@ -148,6 +155,7 @@ def build_spec(args: argparse.Namespace) -> Any:
         bootstrap_samples=args.bootstrap_samples,
         text_metrics=args.text_metrics,
         max_image_pixels=args.max_image_pixels,
+        truncate_prompts=args.truncate_prompts,
     )
     options = RunOptions(
         output=args.output,

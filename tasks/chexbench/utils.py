@@ -31,11 +31,13 @@ def load_docs(
     image_root: str | None = None,
     image_map: str | None = None,
     skip_missing: bool = False,
+    truncations: dict[str, dict[str, int]] | None = None,
     **_: Any,
 ) -> dict:
     import datasets
 
-    docs, _excluded = build_docs(subtask, data, image_root, image_map, skip_missing)
+    cuts = (truncations or {}).get(subtask)  # `chexbench run --truncate-prompts` decided these
+    docs, _excluded = build_docs(subtask, data, image_root, image_map, skip_missing, cuts)
     return {"test": datasets.Dataset.from_list(docs)}
 
 

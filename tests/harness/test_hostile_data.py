@@ -98,3 +98,33 @@ def test_the_image_size_limit_is_configurable(tmp_path, capsys):
     assert "size limit" not in out and "item 0:" in out
     assert main(["data", "validate", "--data", str(data), "--max-image-pixels", "0"]) == 2
     assert "--max-image-pixels: must be at least 1" in capsys.readouterr().err
+
+
+def test_the_360kb_question_runs_cut_with_truncate_prompts(tmp_path, capsys):
+    """The one refusal a flag may turn into a run: the item's text is cut from the left to fit,
+    the cut is recorded in the results and its samples, and the leaderboard never compares the
+    subtask (not the official protocol for that item)."""
+    import json
+
+    from harness.results_schema import Results
+    from leaderboard.provenance import TRUNCATED, OfficialData, assess
+
+    data = write_case("question_360kb", tmp_path / "case")
+    output = tmp_path / "out"
+    args = ["run", "--model", "chexagent", "--model-args", "pretrained=smoke", "--data", str(data)]
+    args += ["--output", str(output), "--no-progress", "--bootstrap-samples", "10"]
+    assert main([*args, "--truncate-prompts"]) == 0, capsys.readouterr().err[-2000:]
+    (path,) = [p for p in output.rglob("results.json")]
+    results = json.loads(path.read_text())
+    cuts = results["run_card"]["extra"]["prompts"]["truncated"]
+    (dropped,) = cuts[SUBTASK].values()
+    question = json.loads(data.read_text())["View Classification"][0]["question"]
+    (row,) = [json.loads(line) for line in (path.parent / "samples.jsonl").read_text().splitlines()]
+    fed = row["question"]
+    assert fed == " ".join(question.split(" ")[dropped:]) and 0 < dropped < question.count(" ")
+    # Were these real weights (smoke rows are never compared at all), the subtask is flagged.
+    run = Results.model_validate(results)
+    run.model.smoke = False
+    trust = assess(run, None, OfficialData({run.run_card.data_sha256: "official"}))
+    assert TRUNCATED in trust.flags and SUBTASK in trust.partial
+    assert f"{SUBTASK}: 1 item(s) with text cut" in " ".join(trust.reasons)

@@ -97,3 +97,41 @@ def test_a_native_adapter_counts_the_images_its_processor_expands(tmp_path):
     per_image = image_tokens(lm, str(path), question)
     assert per_image > 1
     assert prompt_length(lm, question, "", 2, per_image) == fed.shape[-1]
+
+
+def test_truncation_drops_the_fewest_leading_words_that_make_an_item_fit(smoke_lm, tmp_path):
+    """`--truncate-prompts`: the cut is minimal (one word fewer would not fit), keeps the end of
+    the item's text byte for byte, and never touches an option: options that alone overflow are
+    still refused."""
+    lm = smoke_lm
+    path = tmp_path / "film.png"
+    image(3, (64, 64)).save(path)
+    limit = context_length(lm.adapter)
+    per_image = image_tokens(lm, str(path), "q")
+    words = [f"finding{i}" for i in range(limit)]
+    question = "  ".join(words) + " Which view?"
+    doc = {
+        "item_id": "view_classification/7",
+        "index": 7,
+        "question": question,
+        "options": ["yes", "no"],
+        "answer": 0,
+        "image_paths": [str(path)],
+    }
+    task = "chexbench_view_classification_mimic_cxr"
+    with pytest.raises(PromptTooLong, match="--truncate-prompts"):
+        check_prompt_lengths(lm, {task: [doc]})
+    report = check_prompt_lengths(lm, {task: [doc]}, truncate=True)
+    dropped = report["truncated"][task]["view_classification/7"]
+
+    def kept(n: int) -> str:  # written here from the words, not by the code under test
+        return "  ".join(words[n:]) + " Which view?"
+
+    def longest(text: str) -> int:
+        return max(prompt_length(lm, text, " " + o, 1, per_image) for o in doc["options"])
+
+    assert longest(kept(dropped)) <= limit < longest(kept(dropped - 1))
+    assert report["longest_request"][task] == longest(kept(dropped))
+    huge_option = {**doc, "options": ["effusion " * limit, "no"]}
+    with pytest.raises(PromptTooLong, match="even with all of its question dropped"):
+        check_prompt_lengths(lm, {task: [huge_option]}, truncate=True)
