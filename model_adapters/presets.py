@@ -19,7 +19,9 @@ class Preset:
     name: str
     adapter: str
     model_args: dict[str, Any] = field(default_factory=dict)
-    trust_remote_code: bool = False  # the model's code lives on the hub
+    needs_remote_code: bool = (
+        False  # its code lives on the hub: the user must pass --trust-remote-code
+    )
     mc_mode: str | None = None  # the official multiple-choice mode, when not log-likelihood
     needs: tuple[str, ...] = ()  # model args the user must add (a converted folder)
     license: str = ""
@@ -36,7 +38,7 @@ PRESETS: dict[str, Preset] = {
             "chexagent-8b",
             "chexagent",
             {"pretrained": "StanfordAIMI/CheXagent-8b"},
-            trust_remote_code=True,
+            needs_remote_code=True,
             license="no license tag on the card; code CC-BY-NC-ND-4.0",
             note="the paper's model (Table 2-4 rows)",
         ),
@@ -44,7 +46,7 @@ PRESETS: dict[str, Preset] = {
             "chexagent-2-3b",
             "chexagent2",
             {"pretrained": "StanfordAIMI/CheXagent-2-3b"},
-            trust_remote_code=True,
+            needs_remote_code=True,
             mc_mode="generate",
             license="cc-by-nc-4.0",
             note="scored by generation, as the official code does",
@@ -147,7 +149,7 @@ PRESETS: dict[str, Preset] = {
             "maira-2",
             "hf",
             {"pretrained": "microsoft/maira-2"},
-            trust_remote_code=True,
+            needs_remote_code=True,
             license="msrla (Microsoft Research License; gated)",
             note="custom code (AutoModelForCausalLM + its own processor)",
             source="https://huggingface.co/microsoft/maira-2",
@@ -181,7 +183,7 @@ def expand_model(
         return name, dict(model_args), None
     if preset.unavailable:
         raise UserError(f"preset {name!r} cannot run yet: {preset.unavailable}")
-    if preset.trust_remote_code and not trust_remote_code:
+    if preset.needs_remote_code and not trust_remote_code:
         raise RemoteCodeRefused(
             f"preset {name!r} runs code from its hub repository "
             f"({preset.model_args.get('pretrained', preset.adapter)}); running downloaded code "

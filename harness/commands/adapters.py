@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     for column in ("preset", "adapter", "arguments", "needs", "license", "note"):
         presets.add_column(column)
     for p in PRESETS.values():
-        needs = ", ".join([*p.needs, *(["--trust-remote-code"] if p.trust_remote_code else [])])
+        needs = ", ".join([*p.needs, *(["--trust-remote-code"] if p.needs_remote_code else [])])
         note = f"NOT RUNNABLE YET: {p.unavailable}" if p.unavailable else p.note
         presets.add_row(
             p.name,
