@@ -3,7 +3,8 @@
 Each option is laid out by the training code itself (`chexagent.prompting.build_inputs`, the
 layout stage 3 trains on) and scored in one forward pass per item; the decision rule is the
 harness's (`harness.scoring`, the official mean log-prob per option token), so the two
-packages can only disagree if their layouts do, which `tests/test_protocol_chexagent.py` checks.
+packages can only disagree if their layouts do, which
+`tests/model_adapters/test_protocol_chexagent.py` checks.
 """
 
 from __future__ import annotations

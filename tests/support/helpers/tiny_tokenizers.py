@@ -1,7 +1,7 @@
 """Tiny tokenizers that behave like the baselines' real ones where the protocol depends on it.
 
-The golden protocol tests (tests/test_protocol_golden.py) rebuild each official wrapper's input
-token by token, so a tiny model must tokenise the way its real family does:
+The golden protocol tests (tests/model_adapters/test_protocol_golden.py) rebuild each official
+wrapper's input token by token, so a tiny model must tokenise the way its real family does:
 
 - `llama_tokenizer`: LLaMA/Vicuna/Mistral's SentencePiece BPE as transformers' fast converter
   writes it (`LlamaConverter`, legacy: normalizer Prepend("▁") + Replace(" ", "▁"), no
