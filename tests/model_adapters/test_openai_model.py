@@ -608,3 +608,35 @@ def test_films_are_sent_as_png_of_the_decoded_pixels(phantom):
         if side is None:
             assert sent.tobytes() == open_image(path).tobytes()
         assert body["messages"][0]["content"][0]["image_url"]["url"] == ref  # not modified
+
+
+def test_lm_evals_own_cli_runs_the_server_model(model_dir, phantom, in_process, tmp_path, capsys):
+    """`chexbench lm-eval run --model openai`: lm-eval's request and metric machinery over the
+    server, scored by the official rule (highest mean log-prob per option token)."""
+    import re
+
+    task = "chexbench_view_classification_mimic_cxr"
+    scores, _ = in_process
+    docs, _ = build_docs(task, str(phantom), None, None, False)
+    expected = [
+        max(range(len(d["options"])), key=lambda i: s[i][0] / s[i].n_tokens) == d["answer"]
+        for d in docs[:2]
+        for s in [scores[(task, d["item_id"])]]
+    ]
+    model_args = f"model={SERVED_NAME},api_key_env={KEY_ENV},cache={tmp_path / 'cache'}"
+    old = os.environ.get(KEY_ENV)
+    os.environ[KEY_ENV] = KEY
+    try:
+        with VLMServer(model_dir, expected_key=KEY) as server:
+            argv = ["lm-eval", "run", "--model", "openai", "--tasks", task, "--limit", "2"]
+            argv += ["--model_args", f"{model_args},base_url={server.base_url}"]
+            argv += ["--metadata", json.dumps({"data": str(phantom)})]
+            code = main(argv)
+            paid = dict(server.paid)
+    finally:
+        os.environ.pop(KEY_ENV) if old is None else os.environ.__setitem__(KEY_ENV, old)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (value,) = re.findall(r"\|acc_chexbench\s*\|[^|]*\|\s*([0-9.]+)\s*\|", out)
+    assert float(value) == pytest.approx(sum(expected) / len(expected))
+    assert paid and all(n == 1 for n in paid.values())  # each request paid once
