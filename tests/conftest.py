@@ -3,7 +3,20 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
+
+# transformers copies a trust_remote_code model's code into its modules cache (by default
+# ~/.cache/huggingface/modules), keyed by the model folder's name: the suite's tiny remote-code
+# models would write into $HOME and could load another session's stale copy. A cache of the
+# session's own, set before anything imports transformers (it reads the variable on import).
+_MODULES = tempfile.mkdtemp(prefix="chexbench-tests-hf-modules-")
+os.environ["HF_MODULES_CACHE"] = _MODULES
+atexit.register(shutil.rmtree, _MODULES, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -68,14 +68,21 @@ def test_a_request_one_token_over_the_context_is_refused(smoke_lm, tmp_path):
         "answer": 0,
         "image_paths": [str(path)],
     }
-    fits = prompt_length(lm, question, " yes", 1, per_image)
-    assert fits <= limit
+
+    def longest(text: str) -> int:  # the count test 1 checks against the engine's forwards
+        return max(prompt_length(lm, text, " " + o, 1, per_image) for o in doc["options"])
+
+    while longest(question + " lung") <= limit:  # the longest question that still fits
+        question += " lung"
+    doc["question"] = question
     report = check_prompt_lengths(lm, {"chexbench_view_classification_mimic_cxr": [doc]})
-    assert report["longest_request"]["chexbench_view_classification_mimic_cxr"] == max(
-        fits, prompt_length(lm, question, " no", 1, per_image)
-    )
-    longer = {**doc, "question": question + " lung lung lung lung lung"}
-    with pytest.raises(PromptTooLong, match=rf"item 0 .* but chexagent reads at most {limit}"):
+    assert report["longest_request"]["chexbench_view_classification_mimic_cxr"] == longest(question)
+    longer = {**doc, "question": question + " lung"}
+    assert longest(longer["question"]) == limit + 1  # exactly one token over
+    with pytest.raises(
+        PromptTooLong,
+        match=rf"item 0 .*: {limit + 1} tokens .* but chexagent reads at most {limit}",
+    ):
         check_prompt_lengths(lm, {"chexbench_view_classification_mimic_cxr": [longer]}, "d.json")
 
 

@@ -260,15 +260,21 @@ def test_data_without_some_tasks_runs_the_rest_and_says_so(phantom, tmp_path, ca
     )
 
 
-def test_an_unwritable_output_folder_is_one_line_before_the_model_loads(phantom, tmp_path, capsys):
+def test_an_unwritable_output_folder_is_one_line_before_the_model_loads(
+    phantom, tmp_path, capsys, monkeypatch
+):
+    import model_adapters.registry
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(model_adapters.registry, "build_lm", tripwire)
     folder = tmp_path / "ro"
     folder.mkdir()
     if not read_only(folder):
         pytest.skip("cannot make a folder read-only here")
     try:
-        started = time.monotonic()
         assert main(_cmd(phantom, folder / "runs")) == 2
-        assert time.monotonic() - started < 20
         line = _error_line(capsys.readouterr().err)
         assert f"cannot write {folder / 'runs'}" in line
     finally:
