@@ -1,7 +1,7 @@
 """Printed tables shaped like the paper's (Table 2 for perception, Tables 3/4 for text).
 
 Every string that comes from a results file (model names, metric names, reasons) goes
-through `_user`: Rich would otherwise read "[/bold]" in a model name as markup (and crash)
+through `user_text`: Rich would otherwise read "[/bold]" in a model name as markup (and crash)
 or "[link=...]" as a live link, and a terminal would obey an ANSI escape in it.
 """
 
@@ -24,7 +24,7 @@ def wide_console() -> Console:
     return probe if probe.is_terminal else Console(width=160)
 
 
-def _user(text: Any) -> str:
+def user_text(text: Any) -> str:
     """Text from a file, safe inside Rich markup: control characters shown as escapes,
     square brackets escaped."""
     return escape(printable(text))
@@ -44,7 +44,7 @@ def fmt_metric(m: dict[str, Any] | None, scale: float = 100.0) -> str:
 
 
 def perception_table(results: dict[str, Any], title: str | None = None) -> Table:
-    model = _user(results["model"]["name"])
+    model = user_text(results["model"]["name"])
     table = Table(title=title or f"Image perception — {model} (accuracy %, 95% CI)")
     for col in ("Task", "Dataset", "n", "acc_chexbench", "acc", "acc_norm"):
         table.add_column(col, justify="left" if col in ("Task", "Dataset") else "right")
@@ -79,20 +79,20 @@ def text_table(results: dict[str, Any]) -> Table | None:
     if not text:
         return None
     names = sorted({m for r in text.values() for m in r["metrics"]})
-    table = Table(title=f"Text tasks — {_user(results['model']['name'])} (score x100, 95% CI)")
+    table = Table(title=f"Text tasks — {user_text(results['model']['name'])} (score x100, 95% CI)")
     table.add_column("Metric")
     for r in text.values():
         ds = (
             DATASET_BY_SLUG[r["dataset"]].title if r["dataset"] in DATASET_BY_SLUG else r["dataset"]
         )
         task = TASK_BY_SLUG[r["task"]].title if r["task"] in TASK_BY_SLUG else r["task"]
-        table.add_column(f"{_user(task)}\n{_user(ds)}, n={r['n']}", justify="right")
+        table.add_column(f"{user_text(task)}\n{user_text(ds)}, n={r['n']}", justify="right")
     for m in names:
         cells = []
         for r in text.values():
             cell = fmt_metric(r["metrics"].get(m))
             cells.append(f"[bold]{cell}[/bold]" if m == r.get("headline") else cell)
-        table.add_row(_user(m), *cells)
+        table.add_row(user_text(m), *cells)
     return table
 
 
@@ -116,7 +116,7 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
             if m.get("value") is None and m.get("unavailable")
         }
         for reason in sorted(reasons):
-            console.print(f"[dim]n/a: {_user(reason)}[/]")
+            console.print(f"[dim]n/a: {user_text(reason)}[/]")
     excluded = {n: r["excluded_reasons"] for n, r in results["subtasks"].items() if r["excluded"]}
     if excluded:
-        console.print(f"Excluded items: {_user(excluded)}")
+        console.print(f"Excluded items: {user_text(excluded)}")

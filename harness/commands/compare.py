@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.results_schema import ModelInfo, Results
     from harness.stats.comparison import compare_pair, rank_runs
     from harness.stats.run_files import analysis_run_card, load_run
+    from harness.tables import user_text
 
     B = args.bootstrap_samples
     if len(args.runs) < 2:
@@ -115,14 +116,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         for family, ranking in block["rankings"].items():
             console.print(rank_rich_table(family, ranking))
-    console.print(f"wrote {out}")
+    console.print(f"wrote {user_text(str(out))}")
     return 0
 
 
 def pair_table(block: dict[str, Any], alpha: float) -> Table:
     from rich.table import Table
 
-    a, b = block["run_a"]["name"], block["run_b"]["name"]
+    from harness.tables import user_text
+
+    a, b = user_text(block["run_a"]["name"]), user_text(block["run_b"]["name"])
     table = Table(
         title=f"{a} (A) vs {b} (B): delta = A - B, {block['B']} bootstrap samples, "
         f"seed {block['seed']}, Holm over {block['family_size']} tests"
@@ -137,8 +140,8 @@ def pair_table(block: dict[str, Any], alpha: float) -> Table:
             else ("bold red" if r["p_holm"] < alpha else None)
         )
         table.add_row(
-            r["subtask"].removeprefix("chexbench_"),
-            r["metric"],
+            user_text(r["subtask"].removeprefix("chexbench_")),
+            user_text(r["metric"]),
             str(r["n"]),
             fmt.format(scale * r["a"]),
             fmt.format(scale * r["b"]),
@@ -155,9 +158,11 @@ def pair_table(block: dict[str, Any], alpha: float) -> Table:
 def rank_rich_table(family: str, ranking: dict[str, Any]) -> Table:
     from rich.table import Table
 
+    from harness.tables import user_text
+
     better = "higher" if ranking["higher_is_better"] else "lower"
     table = Table(
-        title=f"{family}: mean over {len(ranking['members'])} subtask(s), "
+        title=f"{user_text(family)}: mean over {len(ranking['members'])} subtask(s), "
         f"{better} is better; rank interval = 95% bootstrap"
     )
     for col in ("rank", "run", "score", "95% CI", "rank interval"):
@@ -168,7 +173,7 @@ def rank_rich_table(family: str, ranking: dict[str, Any]) -> Table:
         lo, hi = r["rank_ci"]
         table.add_row(
             str(r["rank"]),
-            r["run"],
+            user_text(r["run"]),
             fmt(r["score"]),
             f"[{fmt(r['ci'][0])}, {fmt(r['ci'][1])}]",
             str(lo) if lo == hi else f"{lo}-{hi}",

@@ -119,13 +119,16 @@ def run(args: argparse.Namespace) -> int:
 def print_outcome(outcome) -> None:
     """The Figure 6 table, warnings and where the files went."""
     from harness.fairness.report import rich_table
-    from harness.tables import wide_console
+    from harness.tables import user_text, wide_console
 
     console = wide_console()
     console.print(rich_table(outcome.result, outcome.model_name))
-    for w in outcome.result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}")
+    for w in outcome.result.warnings:  # they name groups from the CSV
+        console.print(f"[yellow]warning:[/yellow] {user_text(w)}")
     if outcome.excluded:
-        console.print(f"rows left out: {outcome.excluded}")
+        console.print(f"rows left out: {user_text(outcome.excluded)}")
     folder = outcome.path.parent
-    console.print(f"wrote {outcome.path}, {folder / 'fairness.csv'}, {folder / 'fairness.png'}")
+    paths = ", ".join(
+        str(p) for p in (outcome.path, folder / "fairness.csv", folder / "fairness.png")
+    )
+    console.print(f"wrote {user_text(paths)}")

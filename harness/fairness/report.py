@@ -194,10 +194,14 @@ def group_frame(result: FairnessResult) -> pd.DataFrame:
 
 
 def rich_table(result: FairnessResult, model: str) -> Table:
+    """Every name in it (model, attributes, groups) comes from files, so goes through
+    `user_text`."""
     from rich.table import Table
 
+    from harness.tables import user_text
+
     table = Table(
-        title=f"{model}: subgroup F1, balanced bootstrap (B={result.B}, seed {result.seed})"
+        title=f"{user_text(model)}: subgroup F1, balanced bootstrap (B={result.B}, seed {result.seed})"
     )
     for col in (
         "attribute",
@@ -217,8 +221,8 @@ def rich_table(result: FairnessResult, model: str) -> Table:
         for i, (g, s) in enumerate(attr.groups.items()):
             few = s.n_subjects < MIN_SUBJECTS
             table.add_row(
-                name if i == 0 else "",
-                g,
+                user_text(name) if i == 0 else "",
+                user_text(g),
                 f"{s.f1_mean:.3f} ± {s.f1_std:.3f}",
                 f"[{s.f1_ci[0]:.3f}, {s.f1_ci[1]:.3f}]",
                 f"[yellow]{s.n_subjects}[/yellow]" if few else str(s.n_subjects),
@@ -230,7 +234,7 @@ def rich_table(result: FairnessResult, model: str) -> Table:
             table.add_row(
                 "",
                 "[dim]not analysed[/dim]",
-                "[dim]" + ", ".join(f"{k}: {v}" for k, v in extra.items()) + "[/dim]",
+                "[dim]" + ", ".join(f"{user_text(k)}: {v}" for k, v in extra.items()) + "[/dim]",
                 "",
                 "",
                 "",

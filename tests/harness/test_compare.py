@@ -227,3 +227,24 @@ def test_compare_bad_input_is_a_clear_error(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "line 2" in err and "duplicate" in err
     assert not (tmp_path / "x.json").exists()
+
+
+HOSTILE = "m[/b]\x1b[31m"
+
+
+def test_hostile_model_name_is_printed_escaped_not_obeyed(tmp_path, capsys):
+    """A model name is file text: Rich markup in it must not crash the table, and an ANSI
+    escape in it must be shown, not sent to the terminal."""
+    paths = [
+        _write_run(tmp_path, name, p, 0.7, 0.0, seed=i)
+        for i, (name, p) in enumerate((("a", 0.9), ("b", 0.6), ("c", 0.7)))
+    ]
+    obj = json.loads(paths[0].read_text())
+    obj["model"]["name"] = HOSTILE
+    paths[0].write_text(json.dumps(obj))
+    for runs in (paths[:2], paths):  # the pair table, then the rank table
+        out = tmp_path / f"cmp{len(runs)}.json"
+        rc = main(["compare", *map(str, runs), "-o", str(out), "-B", "100"])
+        printed = capsys.readouterr().out
+        assert rc == 0
+        assert "m[/b]\\x1b[31m" in printed and "\x1b" not in printed

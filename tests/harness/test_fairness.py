@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,8 +20,15 @@ from harness.fairness.demographics import (
     normalise_sex,
 )
 from harness.fairness.resample import balanced_indices, per_stratum_size
-from harness.io import atomic_write_jsonl
-from harness.results_schema import validate_results
+from harness.io import atomic_write_json, atomic_write_jsonl
+from harness.results_schema import (
+    MetricValue,
+    ModelInfo,
+    Results,
+    RunCard,
+    SubtaskResult,
+    validate_results,
+)
 
 
 def test_balanced_resampler_gives_equal_prevalence_and_subgroup_counts_every_sample():
@@ -143,14 +151,15 @@ def test_group_without_both_classes_is_reported_not_scored():
     assert any("grp=c" in w for w in result.warnings)
 
 
-def test_generic_binary_task_with_custom_columns_via_cli(tmp_path, capsys):
-    """Any binary task and any demographic column: pneumothorax on SIIM by insurance."""
+def _siim_run(tmp_path, private: str = "private") -> tuple[str, str]:
+    """Saved pneumothorax rows (SIIM) whose accuracy depends on insurance, and their
+    demographics CSV (insurance, bmi with blanks); returns both paths."""
     rng = np.random.default_rng(5)
     rows, demo = [], ["patient_id,insurance,bmi"]
     for i in range(160):
         sick = i % 2 == 0
-        ins = ["public", "private"][i % 4 // 2]
-        right = rng.random() < (0.95 if ins == "private" else 0.6)
+        ins = ["public", private][i % 4 // 2]
+        right = rng.random() < (0.95 if ins == private else 0.6)
         says_present = sick if right else not sick
         rows.append(
             {
@@ -169,13 +178,19 @@ def test_generic_binary_task_with_custom_columns_via_cli(tmp_path, capsys):
     samples = tmp_path / "siim.samples.jsonl"
     atomic_write_jsonl(samples, rows)
     (tmp_path / "demo.csv").write_text("\n".join(demo) + "\n")
+    return str(samples), str(tmp_path / "demo.csv")
+
+
+def test_generic_binary_task_with_custom_columns_via_cli(tmp_path, capsys):
+    """Any binary task and any demographic column: pneumothorax on SIIM by insurance."""
+    samples, demo = _siim_run(tmp_path)
     out = tmp_path / "out"
     rc = main(
         [
             "fairness",
-            str(samples),
+            samples,
             "--demographics",
-            str(tmp_path / "demo.csv"),
+            demo,
             "--question",
             "pneumothorax",
             "--positive",
@@ -203,6 +218,53 @@ def test_generic_binary_task_with_custom_columns_via_cli(tmp_path, capsys):
     assert set(block["attributes"]["bmi"]["groups"]) == {"0-25", "25+"}
     assert block["attributes"]["bmi"]["unknown"] == 16  # blank BMI: counted, not imputed
     assert "16 item(s) with missing/unknown value" in capsys.readouterr().out
+
+
+def _results_file(samples: str, model_name: str) -> str:
+    """A results JSON for saved rows, naming its model `model_name`."""
+    rows = [json.loads(line) for line in open(samples, encoding="utf-8")]
+    task = rows[0]["task"]
+    acc = float(np.mean([r["correct"] for r in rows]))
+    results = Results(
+        run_id="run-x",
+        source="demo",
+        model=ModelInfo(name=model_name),
+        run_card=RunCard(
+            harness_version="0.1.0",
+            harness_commit=None,
+            packages={},
+            created_at="2025-01-01T00:00:00+00:00",
+            seed=0,
+        ),
+        subtasks={
+            task: SubtaskResult(
+                name=task,
+                task="binary_disease_classification",
+                dataset="siim",
+                kind="perception",
+                n=len(rows),
+                headline="acc_chexbench",
+                metrics={"acc_chexbench": MetricValue(value=acc, n=len(rows))},
+            )
+        },
+        samples_file=Path(samples).name,
+    )
+    path = Path(samples).with_name("run.json")
+    atomic_write_json(path, results.model_dump(mode="json"))
+    return str(path)
+
+
+def test_hostile_names_from_files_are_printed_escaped_not_obeyed(tmp_path, capsys):
+    """Model name (results file) and group names (CSV) are file text: Rich markup in them must
+    not crash the table and an ANSI escape must be shown, not sent to the terminal."""
+    samples, demo = _siim_run(tmp_path, private="priv[/i]ate\x1b[2J")
+    run = _results_file(samples, "m[/b]\x1b[31m")
+    argv = ["fairness", run, "--demographics", demo, "--question", "pneumothorax"]
+    argv += ["--positive", "Present", "--attribute", "insurance", "-B", "100"]
+    assert main([*argv, "-o", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "m[/b]\\x1b[31m" in printed and "priv[/i]ate\\x1b[2J" in printed
+    assert "\x1b" not in printed
 
 
 def test_bad_fairness_input_is_a_clear_error(tmp_path, capsys):
