@@ -2,8 +2,8 @@
 
 Every option can also come from a YAML file (`--config run.yaml`, lm-eval's convention) whose
 keys are the option names with underscores (`model`, `model_args`, `tasks`, `data`, `seed`,
-`bootstrap_samples`, ...); options given on the command line win. The run card records the
-resolved configuration.
+`bootstrap_samples`, ...), each value checked as its option is on the command line; options
+given on the command line win. The run card records the resolved configuration.
 """
 
 from __future__ import annotations
@@ -112,19 +112,49 @@ def resolve_config(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Name
         raise UserError(f"--config {first.config}: cannot read ({one_line(exc)})") from None
     if not isinstance(loaded, dict):
         raise UserError(f"--config {first.config}: expected a mapping of option: value")
-    dests = {a.dest for a in p._actions if a.dest not in ("help", "config")}
+    actions: dict[str, argparse.Action] = {}
+    for a in p._actions:  # the option itself, not a deprecated spelling sharing its dest
+        if a.dest not in ("help", "config") and not isinstance(a, common.DeprecatedAlias):
+            actions.setdefault(a.dest, a)
     defaults: dict[str, Any] = {}
     for key, value in loaded.items():
         dest = str(key).replace("-", "_")
-        if dest not in dests:
-            raise did_you_mean("option", str(key), sorted(dests), f" in --config {first.config}")
+        if dest not in actions:
+            raise did_you_mean("option", str(key), sorted(actions), f" in --config {first.config}")
+        if value is None:  # `limit:` with nothing after it: the option's default
+            continue
         if dest == "model_args" and isinstance(value, dict):
             value = ",".join(f"{k}={v}" for k, v in value.items())
         elif dest == "tasks" and isinstance(value, list):
             value = ",".join(map(str, value))
-        defaults[dest] = value
+        defaults[dest] = _checked(actions[dest], value, f"--config {first.config}: {key}")
     p.set_defaults(**defaults)
     return p.parse_args(argv)
+
+
+def _checked(action: argparse.Action, value: Any, where: str) -> Any:
+    """A YAML value held to the rules the command line holds it to (the option's type and
+    choices): `set_defaults` alone would take `limit: -3` or `mc_mode: banana` as given."""
+    if action.nargs == 0:  # a flag (store_true)
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(action, argparse._AppendAction):
+        return [_one(action, v, where) for v in (value if isinstance(value, list) else [value])]
+    return _one(action, value, where)
+
+
+def _one(action: argparse.Action, value: Any, where: str) -> Any:
+    if isinstance(value, (list, dict)):
+        raise UserError(f"{where}: expected a single value, got {value!r}")
+    try:
+        converted = action.type(str(value)) if action.type else str(value)
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+        raise UserError(f"{where}: {one_line(exc)}") from None
+    if action.choices is not None and converted not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise UserError(f"{where}: {value!r} is not one of {choices}")
+    return converted
 
 
 def build_spec(args: argparse.Namespace) -> Any:
@@ -174,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
     from harness.tables import print_results
 
     if args.config is not None:  # re-parse so the YAML fills only what the line left unset
-        standalone = argparse.ArgumentParser(prog="chexbench run")
+        from harness.cli import OneLineParser
+
+        standalone = OneLineParser(prog="chexbench run")
         add_arguments(standalone)
         args = resolve_config(standalone, args.argv[1:])
     spec = build_spec(args)
