@@ -36,7 +36,7 @@ from model_adapters.base import ImageEncoding, ImageSlot, TokenIds, VisionLangua
 from model_adapters.native import NativeAdapter
 from model_adapters.prefetch import ImagePrefetcher
 
-MC_LETTERS = "ABCDEFGHIJ"
+MC_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # the official choice_style: A to Z
 _LETTER_RE = re.compile(r"\(([A-Z])\)")
 # Official CheXagent-2 multiple choice (evaluation_chexbench/models/chexagent.py): greedy,
 # max_new_tokens=512, the first "(X)" in the answer. Generation stops once an "(X)" has appeared:

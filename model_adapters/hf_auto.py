@@ -12,14 +12,22 @@ comes from the model's own `generate`, greedy.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import RemoteCodeRefused, UnknownArgument, UserError, WeightsMissing
+from harness.errors import RemoteCodeRefused, UserError, WeightsMissing
 from model_adapters.base import GenerationSettings
-from model_adapters.loading import parse_dtype, resolve_device, weights_missing_message
+from model_adapters.loading import (
+    check_unused,
+    parse_dtype,
+    place_model,
+    resolve_device,
+    weights_fingerprint,
+    weights_missing_message,
+)
 from model_adapters.native import NativeAdapter
 
 WHAT = (
@@ -103,12 +111,7 @@ class HFAutoAdapter(NativeAdapter):
         attn_implementation: str | None = None,
         **unused: Any,
     ):
-        if unused:
-            raise UnknownArgument(
-                f"hf: unknown model args {sorted(unused)}; known: pretrained, "
-                "dtype, device, revision, trust_remote_code, device_map, "
-                "max_images, chat_template, attn_implementation"
-            )
+        check_unused("hf", unused, _KNOWN_ARGS)
         if not pretrained:
             raise UserError("hf: pretrained=HUB_ID_OR_FOLDER is required")
         from transformers import AutoConfig, AutoModelForImageTextToText
@@ -151,10 +154,8 @@ class HFAutoAdapter(NativeAdapter):
             load["device_map"] = device_map
         if attn_implementation:
             load["attn_implementation"] = attn_implementation
-        model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **load).eval()
-        self.model = model if device_map else model.to(self.device)
-        if device_map:
-            self.device = self.model.get_input_embeddings().weight.device
+        self.model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **load)
+        self.device = place_model(self.model, self.device, device_map, load_in_8bit=False)
         self.max_images = max_images
         if self.processor_note:  # recorded in the run card's generation block
             self.generation = replace(self.generation, deviations=(self.processor_note,))
@@ -172,13 +173,18 @@ class HFAutoAdapter(NativeAdapter):
         }
         if self.processor_note:
             info["processor"] = self.processor_note
-        folder = Path(self.pretrained)
-        if folder.is_dir():
-            h = hashlib.sha256()
-            for f in sorted(folder.glob("*.safetensors")):
-                h.update(f.read_bytes())
-            info["weights_sha256"] = h.hexdigest()
-            info["chat_template_sha256"] = hashlib.sha256(
-                json.dumps(self.processor.chat_template).encode()
-            ).hexdigest()
+        info["chat_template_sha256"] = hashlib.sha256(
+            json.dumps(self.processor.chat_template).encode()
+        ).hexdigest()
+        weights = weights_fingerprint(self.pretrained)  # a local folder; a hub id has revision
+        if weights:
+            info["weights_sha256"] = weights
         return info
+
+
+# The model args `--model hf` takes, from its signature (an error lists them; never retyped).
+_KNOWN_ARGS = tuple(
+    name
+    for name in inspect.signature(HFAutoAdapter.__init__).parameters
+    if name not in ("self", "unused")
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,9 @@ def weights_fingerprint(pretrained: str) -> str | None:
     return h.hexdigest()
 
 
-def check_unused(adapter: str, unused: dict[str, Any]) -> None:
-    """Refuse `--model-args` keys the adapter does not take (a typo must not be ignored)."""
+def check_unused(adapter: str, unused: dict[str, Any], known: Sequence[str] = ()) -> None:
+    """Refuse `--model-args` keys the adapter does not take (a typo must not be ignored);
+    `known`, when given, is listed so the user sees what would have been accepted."""
     if unused:
-        raise UnknownArgument(f"{adapter}: unknown model args {sorted(unused)}")
+        listed = f"; known: {', '.join(known)}" if known else ""
+        raise UnknownArgument(f"{adapter}: unknown model args {sorted(unused)}{listed}")

@@ -214,9 +214,19 @@ def _select_row_state(model: Any, rows: torch.Tensor) -> None:
             owner.rope_deltas = deltas.index_select(0, rows.to(deltas.device))
 
 
-def forward(model: Any, inputs: dict[str, Any], cache: Any, start: int, length: int) -> Any:
+def forward(
+    model: Any,
+    inputs: dict[str, Any],
+    cache: Any,
+    start: int,
+    length: int,
+    last_only: bool = False,
+) -> Any:
     """One pass of `length` new positions after `start` cached ones, through the model's own
-    input preparation (positions from the attention mask, per-architecture extras)."""
+    input preparation (positions from the attention mask, per-architecture extras).
+    `last_only`: logits for the last position alone, as transformers' `generate()` asks for
+    them; a prefix of thousands of image tokens times a 150-260k vocabulary is gigabytes of
+    logits otherwise, of which only the last row is read."""
     cache_position = torch.arange(start, start + length, device=inputs["input_ids"].device)
     prepared = model.prepare_inputs_for_generation(
         past_key_values=cache, cache_position=cache_position, use_cache=True, **inputs
@@ -224,6 +234,8 @@ def forward(model: Any, inputs: dict[str, Any], cache: Any, start: int, length: 
     # None means "not given" to the model (logits_to_keep=None would index with None).
     prepared = {k: v for k, v in prepared.items() if v is not None}
     prepared["use_cache"] = True
+    if last_only and model._supports_logits_to_keep():
+        prepared["logits_to_keep"] = 1
     return model(**prepared)
 
 
@@ -251,7 +263,7 @@ def score_items(
     batch = drop_tail(adapter.processor_inputs(prompts, images), drops, pad_id)
     prefix_len = batch["input_ids"].shape[1]
     cache = DynamicCache()
-    out = forward(model, batch, cache, 0, prefix_len)
+    out = forward(model, batch, cache, 0, prefix_len, last_only=True)
     last_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     cache = out.past_key_values
 

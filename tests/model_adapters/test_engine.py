@@ -192,3 +192,16 @@ def test_registry_builds_and_rejects_unknown():
 def test_remote_code_needs_explicit_flag(tmp_path):
     with pytest.raises(PermissionError, match="--trust-remote-code"):
         CheXagentAdapter(pretrained=str(tmp_path))
+
+
+def test_the_generated_letter_is_parsed_as_the_official_code_parses_it():
+    """Stanford-AIMI/CheXagent evaluation_chexbench (protocol-facts): choice_style A-Z,
+    `re.findall(r"\\(([A-Z])\\)", response)`, the first match wins, a letter outside the options
+    is wrong. Any letter A-Z is a parse, never a crash."""
+    from model_adapters.engine import mc_choice
+
+    assert mc_choice("The answer is (B), not (A).", 4) == 1
+    assert mc_choice("(K) looks right", 4) == -1  # a letter past the options: wrong, no crash
+    assert mc_choice("(Z)", 26) == 25
+    assert mc_choice("(b) lower case is no match", 4) == -1
+    assert mc_choice("no letter at all", 4) == -1

@@ -112,8 +112,18 @@ def test_scores_equal_the_models_own_forward(tiny, batch_size):
     adapter = HFAutoAdapter(pretrained=str(folder), device="cpu", dtype="float32")
     assert (arch in NEED_IMAGE_ONLY_PROCESSOR) == bool(adapter.processor_note)
     lm = CheXbenchLM(adapter, batch_size=batch_size, show_progress=False)
+    kept = []  # logits positions each prefix pass returned (the rest: option passes)
+    hook = adapter.model.register_forward_hook(
+        lambda m, args, kwargs, out: (
+            kept.append(out.logits.shape[1]) if kwargs.get("logits_to_keep") == 1 else None
+        ),
+        with_kwargs=True,
+    )
     reqs = _requests()
     scores = lm.loglikelihood(reqs)
+    hook.remove()
+    if model._supports_logits_to_keep():  # the prefix pass asks for its last logits only
+        assert kept == [1] * lm.stats.prefix_forwards, arch
     diffs = []
     for req, score in zip(reqs, scores, strict=True):
         q, o, extra = req.args
