@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from harness.commands import args as common
-from harness.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,26 +67,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.phantom import Disparity, generate_phantom
 
-    disparity = None
-    if args.disparity:
-        try:
-            disparity = Disparity.parse(args.disparity)
-        except ValueError as exc:
-            raise UserError(f"--disparity: {exc}") from exc
-    try:
-        res = generate_phantom(
-            args.output,
-            n_per_pair=args.n_per_pair,
-            seed=args.phantom_seed,
-            image_size=args.image_size,
-            split=args.split,
-            disparity=disparity,
-            n_text=args.n_text,
-            n_fairness=args.n_fairness,
-            progress=True,
-        )
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    # Bad settings raise UserError subclasses (DisparityError, PhantomError) at the source;
+    # any other ValueError is a bug and keeps its traceback.
+    disparity = Disparity.parse(args.disparity) if args.disparity else None
+    res = generate_phantom(
+        args.output,
+        n_per_pair=args.n_per_pair,
+        seed=args.phantom_seed,
+        image_size=args.image_size,
+        split=args.split,
+        disparity=disparity,
+        n_text=args.n_text,
+        n_fairness=args.n_fairness,
+        progress=True,
+    )
     print(
         f"phantom CheXbench ({args.split}, seed {args.phantom_seed}): {res.n_images} images "
         f"in {res.seconds:.1f} s"

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from harness.errors import UserError
+
 SIDES = ("left", "right")
 SEXES = ("female", "male")
 RACES = ("Asian", "Black", "White")
@@ -48,6 +50,11 @@ def age_group(age: int) -> str:
 DEMO_DISPARITY = "race=Black:0.8"
 
 
+class DisparityError(UserError, ValueError):
+    """A disparity spec naming no known attribute, group or strength: the user's `--disparity`
+    (so one line on the command line), and still a ValueError to library callers."""
+
+
 @dataclass(frozen=True)
 class Disparity:
     """One subgroup's images are made harder to read (the injected fairness gap).
@@ -63,26 +70,29 @@ class Disparity:
     def __post_init__(self) -> None:
         valid = {"sex": SEXES, "race": RACES, "age": AGE_GROUPS}
         if self.attribute not in valid:
-            raise ValueError(
+            raise DisparityError(
                 f"disparity attribute must be one of {sorted(valid)}, got {self.attribute!r}"
             )
         if self.group not in valid[self.attribute]:
-            raise ValueError(
+            raise DisparityError(
                 f"disparity group for {self.attribute} must be one of "
                 f"{valid[self.attribute]}, got {self.group!r}"
             )
         if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"disparity strength must be in [0, 1], got {self.strength}")
+            raise DisparityError(f"disparity strength must be in [0, 1], got {self.strength}")
 
     @classmethod
     def parse(cls, spec: str) -> Disparity:
         """'race=Black:0.6' (strength defaults to 0.6 when ':S' is left out)."""
         m = re.fullmatch(r"\s*(\w+)\s*=\s*([\w+-]+)\s*(?::\s*([0-9.]+))?\s*", spec)
         if not m:
-            raise ValueError(
+            raise DisparityError(
                 f"disparity {spec!r}: expected ATTRIBUTE=GROUP[:STRENGTH], e.g. race=Black:0.6"
             )
-        strength = float(m.group(3)) if m.group(3) else 0.6
+        try:
+            strength = float(m.group(3)) if m.group(3) else 0.6
+        except ValueError:  # "0.6.1" matches the pattern
+            raise DisparityError(f"disparity {spec!r}: strength is not a number") from None
         return cls(m.group(1), m.group(2), strength)
 
     def applies_to(self, patient: Patient) -> bool:

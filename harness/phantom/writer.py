@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from harness.errors import UserError
 from harness.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from harness.phantom.attributes import Disparity, sample_labels
 from harness.phantom.report import findings_text, impression_text, indication
@@ -139,6 +140,10 @@ def _install(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
+class PhantomError(UserError, ValueError):
+    """Settings or an output folder the generator refuses: the user's to fix."""
+
+
 def generate_phantom(
     out_dir: str | Path,
     n_per_pair: int = 20,
@@ -152,14 +157,14 @@ def generate_phantom(
 ) -> PhantomResult:
     """Write a phantom CheXbench folder; the same arguments give byte-identical files."""
     if n_per_pair < 1 or n_text < 0 or n_fairness < 0:
-        raise ValueError("n_per_pair must be >= 1 and n_text, n_fairness >= 0")
+        raise PhantomError("n_per_pair must be >= 1 and n_text, n_fairness >= 0")
     if not 32 <= image_size <= 2048:
-        raise ValueError(f"image_size must be between 32 and 2048, got {image_size}")
+        raise PhantomError(f"image_size must be between 32 and 2048, got {image_size}")
     start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "data").exists() and not (out_dir / MANIFEST).exists():
-        raise ValueError(
+        raise PhantomError(
             f"{out_dir}/data exists and was not written by the phantom generator; "
             "choose an empty --out folder"
         )

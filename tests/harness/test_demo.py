@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from harness.cli import main
 from harness.results_schema import validate_results
 from harness.runner import ALL_TASKS
@@ -49,3 +51,17 @@ def test_demo_runs_all_tasks_and_writes_valid_results(tmp_path, capsys):
     assert validate_results(fairness) == [] and fairness["kind"] == "fairness"
     assert set(fairness["fairness"]["attributes"]) == {"sex", "race", "age"}
     assert (tmp_path / "fairness" / "fairness.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("spec", ["race-Black", "race=Martian", "race=Black:1.5", "race=Black:.6."])
+def test_bad_disparity_is_one_line_exit_2_and_writes_nothing(spec, tmp_path, capsys):
+    """A mistyped --disparity fails before anything is generated, with one line (it used to
+    end in a ValueError traceback from Disparity.parse)."""
+    for argv in (
+        ["demo", "--disparity", spec, "--no-fairness", "--smoke", "--output", str(tmp_path / "d")],
+        ["phantom", "--disparity", spec, "--output", str(tmp_path / "p")],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: disparity ") and err.count("\n") == 1, err
+    assert not any(tmp_path.iterdir())

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from scipy.stats import spearmanr
 
+from harness.cli import main
 from harness.data import load_data
 from harness.phantom import FAIRNESS_QUESTION, Disparity, Findings, generate_phantom
 from harness.phantom.render import render
@@ -284,3 +285,14 @@ def test_disparity_marks_exactly_the_chosen_subgroup_and_makes_it_harder(tmp_pat
     assert Disparity.parse("sex=female:0.3") == Disparity("sex", "female", 0.3)
     with pytest.raises(ValueError, match="group"):
         Disparity.parse("race=Martian:0.5")
+
+
+def test_refused_phantom_settings_are_one_line_exit_2(tmp_path, capsys):
+    """The generator's own refusals are user errors at the source (the command no longer
+    turns every ValueError into one)."""
+    assert main(["phantom", "--image-size", "16", "-o", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: image_size must be between 32") and err.count("\n") == 1
+    (tmp_path / "b" / "data").mkdir(parents=True)  # someone else's folder
+    assert main(["phantom", "--n-per-pair", "1", "-o", str(tmp_path / "b")]) == 2
+    assert "not written by the phantom generator" in capsys.readouterr().err
