@@ -75,6 +75,7 @@ class XrayGPTAdapter(Blip2Adapter):
         # MiniGPT-4's ln_vision is a default LayerNorm (eps 1e-5), while transformers gives the
         # vision post-layernorm the blocks' eps (1e-6); restore the original.
         self.model.vision_model.post_layernorm.eps = float(self.model.config.xraygpt_ln_vision_eps)
+        self._check_bos()
 
     def _load(self, kwargs: dict[str, Any]):
         try:
@@ -85,8 +86,13 @@ class XrayGPTAdapter(Blip2Adapter):
             ) from exc
 
     def _check_bos(self) -> None:
+        """The official input starts with BOS (OFFICIAL/xraygpt.py:56-65); `bos()` returns
+        nothing for a tokenizer without one, which would silently drop it."""
         if self.tokenizer.bos_token_id is None:
-            raise ValueError(f"xraygpt: the tokenizer in {self.pretrained} has no BOS token")
+            raise UserError(
+                f"xraygpt: the tokenizer in {self.pretrained} has no BOS token, which XrayGPT's "
+                f"input starts with. {CONVERT_HINT}"
+            )
 
     def prompt_segments(self, context: str, n_images: int) -> list[Segment]:
         # OFFICIAL/xraygpt.py:56-65: '<Img><ImageHere></Img> ' + f"{question} {option}", split

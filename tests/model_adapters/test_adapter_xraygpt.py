@@ -60,3 +60,20 @@ def test_chexbench_run_end_to_end(tmp_path, folder):
     assert (
         main(["run", "--model", "xraygpt", "--model-args", "device=cpu", "--data", "x.json"]) == 2
     )
+
+
+def test_a_tokenizer_without_bos_is_refused(folder, tmp_path):
+    """The official input starts with BOS; without one the layout would silently lose it."""
+    import json
+    import shutil
+
+    copy = tmp_path / "no-bos"
+    shutil.copytree(folder, copy)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = copy / name
+        if path.is_file():
+            config = json.loads(path.read_text())
+            config.update(bos_token=None, add_bos_token=False)
+            path.write_text(json.dumps(config))
+    with pytest.raises(UserError, match="has no BOS token"):
+        XrayGPTAdapter(pretrained=str(copy), device="cpu", dtype="float32")
