@@ -115,6 +115,19 @@ def probability(text: str) -> float:
     return value
 
 
+def per_stratum_rule(text: str) -> str:
+    """argparse type for the fairness `--per-stratum` rule: min, median, max or a positive
+    integer (as text, the way the analysis records it)."""
+    if text in ("min", "median", "max"):
+        return text
+    try:
+        return str(positive_int(text))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected min, median, max or a whole number >= 1, got {text!r}"
+        ) from None
+
+
 def port(text: str) -> int:
     value = positive_int(text)
     if value > 65535:

@@ -81,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_seed(p)
     p.add_argument(
         "--per-stratum",
+        type=common.per_stratum_rule,
         default="min",
         help="items drawn per (subgroup, label) per sample: min (default, never "
         "more than the smallest stratum has), median, max, or an integer",

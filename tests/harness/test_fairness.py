@@ -303,3 +303,16 @@ def test_bad_fairness_input_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     assert main(["fairness", str(samples), "--demographics", str(tmp_path / "nope.csv")]) == 2
     assert "demographics CSV not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rule", ["abc", "0", "-2", "1.5"])
+def test_bad_per_stratum_rule_fails_up_front_in_one_line(rule, tmp_path, capsys):
+    """Checked when the line is parsed, not after the run and demographics are read (it used
+    to end in a ValueError traceback from the resampler)."""
+    samples, demo = _siim_run(tmp_path)
+    argv = ["fairness", samples, "--demographics", demo, "--question", "pneumothorax"]
+    argv += ["--positive", "Present", "--attribute", "insurance", "--per-stratum", rule]
+    assert main([*argv, "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--per-stratum" in err and repr(rule) in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
