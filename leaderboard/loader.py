@@ -19,6 +19,7 @@ from leaderboard.provenance import (  # noqa: F401  (re-exported: the page and t
     DEMO,
     OFFICIAL_DATA_FILE,
     PAPER,
+    PAPER_DIR,
     PENDING,
     PROVENANCE_HELP,
     PROVENANCES,
@@ -110,6 +111,13 @@ def _submission_status(path: Path, root: Path) -> str | None:
     return value if value in ("accepted", "rejected") else "pending"
 
 
+def _in_paper_folder(path: Path, root: Path) -> bool:
+    """Whether `path` lies under `<root>/paper/`, or `root` is that folder itself (the paper
+    rows loaded on their own)."""
+    rel = path.relative_to(root)
+    return root.resolve().name == PAPER_DIR or (len(rel.parts) > 1 and rel.parts[0] == PAPER_DIR)
+
+
 def _is_candidate(path: Path, root: Path) -> bool:
     rel = path.relative_to(root)
     if any(part.startswith(".") for part in rel.parts):
@@ -141,7 +149,7 @@ def load_folder(root: str | Path) -> Loaded:
         except (OSError, ValueError) as exc:
             rejected.append(Rejected(path, str(exc)))
             continue
-        trust = assess(results, status, official)
+        trust = assess(results, status, official, in_paper_folder=_in_paper_folder(path, root))
         entries.append(Entry(results, path, trust.origin, trust=trust))
     return Loaded(tuple(_label(entries)), tuple(rejected))
 

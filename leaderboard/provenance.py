@@ -4,8 +4,11 @@ A results file's `source` field is only a claim: changing "demo" to "reproduced"
 phantom run's JSON must not put it beside the paper. So the provenance shown is derived:
 
 - origin: where the file lies (a bundle under `submissions/` is pending or accepted by its
-  status file, whatever it claims), and whether it is a paper row (`source: paper` with no
-  run card) or a run (a run card);
+  status file, whatever it claims), and whether it is a paper row or a run (a run card). A
+  paper row is a file under `<results>/paper/` (the maintainer's folder of transcribed
+  tables) with `source: paper` and no run card; the same claim anywhere else is only a claim
+  (a local run edited to drop its run card and say "paper" would otherwise sit beside the
+  paper as a comparable row), so it is pending: hidden by default, never best;
 - synthetic: `run_card.synthetic`, `model.smoke` or `source: demo`; any one makes the row a
   synthetic demo, hidden by default and never submittable;
 - data: a run's `run_card.data_sha256` against the official data.json hashes the maintainer
@@ -30,6 +33,7 @@ from harness.results_schema import Results, ResultsError, parse_json
 from harness.taxonomy import SUBTASK_BY_NAME
 
 OFFICIAL_DATA_FILE = "official_data.json"  # at the top of the results folder
+PAPER_DIR = "paper"  # <results>/paper/: the only place a paper row can come from
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # Origins, in the order the page lists them.
@@ -140,21 +144,33 @@ def truncated_subtasks(results: Results) -> dict[str, str]:
     return out
 
 
-def assess(results: Results, submission_status: str | None, official: OfficialData) -> Provenance:
+def assess(
+    results: Results,
+    submission_status: str | None,
+    official: OfficialData,
+    *,
+    in_paper_folder: bool = False,
+) -> Provenance:
     """The provenance of one file. `submission_status` is its review status when it lies in a
-    submission folder (None elsewhere)."""
+    submission folder (None elsewhere); `in_paper_folder` says it lies under `<results>/paper/`,
+    the only place a `source: paper` claim is believed."""
     synthetic = is_synthetic(results)
     if synthetic:
         return Provenance(DEMO, reasons=(synthetic,))
+    flags: list[str] = []
+    reasons: list[str] = []
     if submission_status is not None:
         origin = ACCEPTED if submission_status == "accepted" else PENDING
+    elif results.source == "paper" and not in_paper_folder:
+        origin = PENDING
+        reasons.append(f"claims source 'paper' outside results/{PAPER_DIR}/")
     elif results.run_card is None and results.source == "paper":
         return Provenance(PAPER)
     else:
         origin = PENDING if results.source == "submitted" else REPRODUCED
     if results.kind != "run" or results.run_card is None:
-        return Provenance(origin)  # an analysis file: its inputs carry the data provenance
-    flags, reasons = [], []
+        # An analysis file: its inputs carry the data provenance.
+        return Provenance(origin, reasons=tuple(reasons))
     sha = results.run_card.data_sha256
     if sha not in official.hashes:
         flags.append(UNVERIFIED_DATA)

@@ -32,7 +32,7 @@ from harness.cli import main as cli
 from harness.results_schema import MetricValue, ModelInfo, Results, SubtaskResult
 from harness.taxonomy import PERCEPTION_SUBTASKS
 from leaderboard import submission, tables
-from leaderboard.loader import ACCEPTED, DEMO, PENDING, REPRODUCED, Entry, load_folder
+from leaderboard.loader import ACCEPTED, DEMO, PAPER, PENDING, REPRODUCED, Entry, load_folder
 from leaderboard.provenance import Provenance
 
 APP = str(REPO / "leaderboard" / "app.py")
@@ -199,6 +199,37 @@ def test_source_is_only_a_claim(tmp_path):
     )
     prov = {e.results.run_id: e.provenance for e in load_folder(root).entries}
     assert prov == {"demo-claim": DEMO, "smoke": DEMO, "synthetic": DEMO, "paper-radfm": PENDING}
+
+
+def test_a_paper_claim_outside_results_paper_is_pending_and_never_best(tmp_path):
+    """Before: a local run edited to drop its run card and say `source: paper` became a
+    trusted paper row, comparable and marked best (99.9 beats the paper's 97.5)."""
+    root = build_folder(tmp_path / "results", with_extras=False)
+    write_official(root, OFFICIAL_SHA)
+    forged = perception_results("forged", "Forged", {VIEW_MIMIC: (0.999, 0.99, 1.0)}, n=400)
+    obj = forged.model_dump(mode="json")
+    del obj["run_card"]
+    obj["source"] = "paper"
+    write_json(root / "runs" / "forged.json", obj)
+    # A real paper row copied out of paper/ is no paper row either.
+    (root / "radfm-copy.json").write_bytes((REPO / "results/paper/radfm.json").read_bytes())
+    entries = load_folder(root).entries
+    outside = [e for e in entries if e.path.parent != root / "paper"]
+    assert sorted(e.path.name for e in outside) == ["forged.json", "radfm-copy.json"]
+    for entry in outside:
+        assert entry.provenance == PENDING and not entry.comparable
+        assert entry.trust.reasons == ("claims source 'paper' outside results/paper/",)
+    inside = [e for e in entries if e.path.parent == root / "paper"]
+    assert len(inside) == len(list((REPO / "results" / "paper").glob("*.json")))
+    assert all(e.provenance == PAPER and e.comparable for e in inside)
+
+    long = tables.long_frame(entries, "perception", "acc_chexbench")
+    marks = tables.best_marks(long, tables.overview(long)).loc[("View Classification", "MIMIC-CXR")]
+    assert marks["CheXagent · paper"] == tables.BEST
+    assert marks["Forged · submitted (pending)"] == ""
+    page = _overview(root)
+    assert "CheXagent · paper" in page.columns
+    assert not any(c.startswith("Forged") for c in page.columns)  # hidden by default
 
 
 def test_partial_coverage_is_per_subtask(tmp_path):
