@@ -11,7 +11,9 @@ adapter's code: it compares with the model's own processor and forward
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -61,12 +63,22 @@ class _Req:
         self.args = args
 
 
-def phantom_items(n_items: int = 8, seed: int = 0) -> list[tuple[str, list[str], list[Any]]]:
-    """(question, options, images) from a small phantom set, across several tasks."""
+def phantom_items(
+    n_items: int = 8, seed: int = 0, folder: str | Path | None = None
+) -> list[tuple[str, list[str], list[Any]]]:
+    """(question, options, images) from a small phantom set, across several tasks.
+
+    The images stay files in `folder` (read when scored), so the caller keeps the folder for
+    as long as it uses the items: a TemporaryDirectory around the checks. Without one, a
+    temporary folder removed when the process exits (a test session's shared items).
+    """
     from harness.data import load_data
     from harness.phantom import generate_phantom
 
-    folder = Path(tempfile.mkdtemp(prefix="chexbench-conformance-"))
+    if folder is None:
+        folder = tempfile.mkdtemp(prefix="chexbench-conformance-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    folder = Path(folder)
     res = generate_phantom(folder, n_per_pair=1, seed=seed, image_size=96, n_text=1, n_fairness=0)
     data = load_data(res.data_json)
     items = []
@@ -157,7 +169,9 @@ def run_checks(
 ) -> ConformanceReport:
     """Every check on the same items; a check whose code raises is reported as failed with the
     exception (a broken adapter gets a report naming what broke, not a traceback)."""
-    items = items or phantom_items()
+    if not items:  # phantom items in a folder that lives as long as the checks
+        with tempfile.TemporaryDirectory(prefix="chexbench-conformance-") as folder:
+            return run_checks(adapter, phantom_items(folder=folder), tolerance)
     report = ConformanceReport(adapter.name)
     reqs = _requests(items)
 

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import tempfile
+
     from rich.table import Table
 
     from harness.conformance import phantom_items, run_checks
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         args.name, common.model_args_from(args), args.trust_remote_code
     )
     adapter = get_adapter_class(name)(**model_args)
-    report = run_checks(adapter, phantom_items(args.items), args.tolerance)
+    with tempfile.TemporaryDirectory(prefix="chexbench-conformance-") as folder:
+        report = run_checks(adapter, phantom_items(args.items, folder=folder), args.tolerance)
     table = Table(title=f"Adapter conformance: {args.name}")
     for column in ("check", "result", "figure", "detail"):
         table.add_column(column)
