@@ -349,7 +349,7 @@ def _run(
             spec, plan, excluded, dp, lm, prompts, data_sha, run_dir, scores_dir, started
         )
     finally:
-        lm.store.close()
+        lm.close()
 
 
 def _evaluate(

@@ -230,6 +230,11 @@ class CheXbenchLM(LM):
             self._load_image, decode_workers, int(prefetch), decode_executor
         )
 
+    def close(self) -> None:
+        """Close the resume journal (dropping its lock) and stop the decode threads."""
+        self.store.close()
+        self._images.close()
+
     def engine_settings(self) -> dict[str, Any]:
         """How the engine batches and decodes (speed only), for the run card."""
         return {

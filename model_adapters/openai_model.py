@@ -525,6 +525,10 @@ class OpenAIServerLM(LM):
         self.invocation = f"{now_iso()}#{os.getpid()}#{uuid.uuid4().hex[:8]}"
         self._rank, self._world_size = int(rank), int(world_size)
 
+    def close(self) -> None:
+        """Close the resume journal (dropping its lock); the HTTP clients close per batch."""
+        self.store.close()
+
     @classmethod
     def from_model_args(cls, model_args: Mapping[str, Any], **engine: Any) -> OpenAIServerLM:
         """Built by the registry: the user's `--model-args`, and the runner's engine settings,

@@ -296,5 +296,5 @@ class ImagePrefetcher:
         self._pending.clear()
         self._reserved.clear()
         if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.shutdown(wait=True, cancel_futures=True)  # a running decode ends
             self._threads = None

@@ -110,6 +110,11 @@ def test_prefetch_on_and_off_give_identical_scores(adapter, films, executor):
     assert on.engine_settings()["prefetch_batches"] == 2
     assert on.engine_settings()["decode_executor"] == executor
     assert off.engine_settings()["prefetch_batches"] == 0
+    import threading
+
+    for lm in (off, on):  # the runner closes its engine however the run ends
+        lm.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("chexbench-decode_")]
 
 
 def test_bucketing_keeps_predictions_and_cuts_padding(adapter, films, tmp_path):
