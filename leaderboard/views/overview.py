@@ -11,7 +11,7 @@ from harness.taxonomy import higher_is_better
 from leaderboard import charts, tables
 from leaderboard.export import overview_csv
 from leaderboard.loader import PROVENANCES, Entry
-from leaderboard.views.common import TABLE_CSS, chart, escaped
+from leaderboard.views.common import TABLE_CSS, chart, escaped, md
 
 BEST_STYLE = "background-color: #d7f0dc; font-weight: 700; color: #14532d"
 TIED_STYLE = "background-color: #eef8f0; color: #14532d"
@@ -182,8 +182,13 @@ def render_bars(entries: Sequence[Entry]) -> None:
     metric = left.selectbox("Metric", metrics, key="bars-metric")
     long = tables.long_frame(entries, "perception", metric)
     # One chart at a time: a page of six 10-model bar charts is slow to build and to read.
+    # Radio options render Markdown and a task's title can come from a results file.
     task = right.radio(
-        "Task", list(long.drop_duplicates("task")["Task"]), horizontal=True, key="bars-task"
+        "Task",
+        list(long.drop_duplicates("task")["Task"]),
+        format_func=md,
+        horizontal=True,
+        key="bars-task",
     )
     chart(charts.task_bars(long, task, metric), key=f"bars-{task}-{metric}")
     st.caption("Error bars: 95% CI where the results file has one (paper rows have none).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers.leaderboard import REPO, build_folder
+from helpers.leaderboard import REPO, VIEW_MIMIC, build_folder, perception_results, write_json
 from streamlit.testing.v1 import AppTest
 
 APP = str(REPO / "leaderboard" / "app.py")
@@ -148,3 +148,17 @@ def test_submit_tab_lists_nothing_yet(stages):
     tab = stages["initial"]["tabs"]["Submit"]
     assert tab.get("file_uploader")
     assert tab.caption[0].value == "None yet."
+
+
+def test_per_task_radio_shows_a_task_name_from_a_file_as_text(tmp_path, monkeypatch):
+    """Radio options render Markdown: before, a task slug from a results file became a live
+    link in the Per task tab's task picker."""
+    results = perception_results("x", "X", {VIEW_MIMIC: (0.9, 0.8, 0.95)}, n=400)
+    obj = results.model_dump(mode="json")
+    obj["subtasks"][VIEW_MIMIC]["task"] = "[click](https://evil.example)"
+    write_json(tmp_path / "results" / "x.json", obj)
+    monkeypatch.setenv("CHEXBENCH_RESULTS", str(tmp_path / "results"))
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    assert not at.exception, at.exception
+    [option] = at.radio(key="bars-task").options
+    assert option.startswith("\\[Click\\]\\(") and "](" not in option
