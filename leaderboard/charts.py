@@ -77,7 +77,7 @@ def task_bars(long: pd.DataFrame, task_title: str, metric: str) -> go.Figure:
             **_LAYOUT,
             barmode="group",
             title=_esc(f"{task_title} · {metric}"),
-            yaxis=dict(title=f"{metric} (%)", range=[0, 100]),
+            yaxis=dict(title=_esc(f"{metric} (%)"), range=[0, 100]),
             height=460,
         ),
     )

@@ -381,3 +381,15 @@ def test_png_export_renders_a_chart(loaded):
     long = tables.long_frame(loaded.entries, "perception", "acc_chexbench")
     png = figure_png(charts.task_bars(long, "View Classification", "acc_chexbench"))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_task_bars_escape_the_metric_name_in_every_title(loaded):
+    """Plotly renders `<a href>` in titles as a live link: before, the y axis title carried a
+    metric name from a results file raw."""
+    from leaderboard import charts
+
+    long = tables.long_frame(loaded.entries, "perception", "acc_chexbench")
+    hostile = '<a href="https://evil.example">acc</a>'
+    layout = charts.task_bars(long, "View Classification", hostile).layout.to_plotly_json()
+    assert "<a href" not in json.dumps(layout)
+    assert layout["yaxis"]["title"]["text"].startswith("&lt;a href=")
