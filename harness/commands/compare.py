@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so `chexbench --help` and other commands do not pay for scipy/statsmodels.
     from rich.console import Console
 
+    from harness.data import file_sha256
     from harness.results_io import results_id, write_results
     from harness.results_schema import ModelInfo, Results
     from harness.stats.comparison import compare_pair, rank_runs
@@ -86,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
     run_id = results_id(
         "compare",
         {
-            "inputs": [str(p.resolve()) for p in args.runs],
+            "inputs": [
+                file_sha256(p) for r in runs for p in dict.fromkeys((r.path, r.samples_path))
+            ],
             **settings,
             "permutations": args.permutations,
         },

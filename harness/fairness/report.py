@@ -7,7 +7,7 @@ balanced bootstrap samples).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,7 @@ def fairness_report(
     run: Path, demographics: Path, output: Path, settings: FairnessSettings = FairnessSettings()
 ) -> FairnessOutcome:
     """Analyse `run` against `demographics`; writes fairness.json, .csv and .png to `output`."""
+    from harness.data import file_sha256
     from harness.fairness.analysis import analyse, to_block
     from harness.fairness.demographics import load_demographics
     from harness.fairness.items import question_matcher, select_items
@@ -139,15 +140,14 @@ def fairness_report(
         else ModelInfo(name=run_files.name)
     )
     results = Results(
-        run_id=results_id(
+        run_id=results_id(  # every setting and the inputs' content: same id, same analysis
             "fairness",
             {
-                "run": str(Path(run).resolve()),
-                "demographics": str(Path(demographics).resolve()),
-                "attributes": attributes,
-                "groups": groups,
-                "question": settings.question,
-                **recorded,
+                "settings": asdict(settings),
+                "inputs": [
+                    file_sha256(p)
+                    for p in dict.fromkeys((run_files.path, run_files.samples_path, demographics))
+                ],
             },
         ),
         kind="fairness",

@@ -248,3 +248,22 @@ def test_hostile_model_name_is_printed_escaped_not_obeyed(tmp_path, capsys):
         printed = capsys.readouterr().out
         assert rc == 0
         assert "m[/b]\\x1b[31m" in printed and "\x1b" not in printed
+
+
+def test_comparison_id_follows_the_files_content_not_their_paths(runs, tmp_path):
+    def run_id(a: Path, b: Path, out: str) -> str:
+        assert main(["compare", str(a), str(b), "-o", str(tmp_path / out), "-B", "100"]) == 0
+        return json.loads((tmp_path / out).read_text())["run_id"]
+
+    first = run_id(runs["strong"], runs["weak"], "a.json")
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("strong", "weak"):
+        for suffix in (".json", ".samples.jsonl"):
+            (moved / f"{name}{suffix}").write_bytes(
+                (runs[name].parent / f"{name}{suffix}").read_bytes()
+            )
+    assert run_id(moved / "strong.json", moved / "weak.json", "b.json") == first
+    samples = moved / "weak.samples.jsonl"
+    samples.write_text(samples.read_text().replace('"correct": true', '"correct": false', 5))
+    assert run_id(moved / "strong.json", moved / "weak.json", "c.json") != first

@@ -316,3 +316,26 @@ def test_bad_per_stratum_rule_fails_up_front_in_one_line(rule, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "--per-stratum" in err and repr(rule) in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_results_id_covers_every_setting_and_the_inputs_content(tmp_path):
+    """Analyses that differ only in --positive (or --task, --all-views) used to share an id,
+    and so overwrote each other; the same files elsewhere are the same analysis."""
+    samples, demo = _siim_run(tmp_path)
+    argv = ["fairness", samples, "--demographics", demo, "--question", "pneumothorax"]
+    argv += ["--attribute", "insurance", "-B", "100"]
+
+    def run_id(*extra: str, out: str) -> str:
+        assert main([*argv, *extra, "-o", str(tmp_path / out)]) == 0
+        return json.loads((tmp_path / out / "fairness.json").read_text())["run_id"]
+
+    present = run_id("--positive", "Present", out="present")
+    absent = run_id("--positive", "Absent", out="absent")
+    views = run_id("--positive", "Present", "--all-views", out="views")
+    assert len({present, absent, views}) == 3
+    assert run_id("--positive", "Present", out="again") == present
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    argv[1] = str(copy / "siim.samples.jsonl")
+    Path(argv[1]).write_bytes(Path(samples).read_bytes())
+    assert run_id("--positive", "Present", out="moved") == present
