@@ -51,7 +51,9 @@ def test_no_numeric_option_takes_any_number():
         ),
     ],
 )
-def test_a_bad_number_is_one_line_naming_the_option(argv, flag, capsys):
+def test_a_bad_number_is_one_line_naming_the_option(argv, flag, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths in argv (`--output x`) stay in the temp dir
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and flag in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # refused before anything was written

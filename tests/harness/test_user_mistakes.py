@@ -25,9 +25,15 @@ def data(tmp_path_factory):
 
 
 def _run(data, out, *args: str) -> subprocess.CompletedProcess:
+    """The command in a fresh process, from the folder that holds `out` (so a stray relative
+    write lands where the test looks)."""
     argv = [a.format(data=data, out=out) for a in args]
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *argv], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "harness.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=out.parent,
     )
 
 
@@ -115,5 +121,5 @@ def test_mistake_is_one_line_exit_2_and_writes_nothing(name, data, tmp_path):
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr
     assert needle in errors[0], errors[0]
-    left = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     assert not left, f"a failed command left files behind: {left}"
