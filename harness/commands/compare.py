@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.commands import args as common
-from harness.defaults import PERMUTATIONS
+from harness.defaults import BOOTSTRAP_SAMPLES, PERMUTATIONS
 from harness.errors import UserError
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("compare needs at least two runs")
     if B < 100:
         raise UserError(
-            f"--bootstrap-samples {B} is too few for a 95% percentile CI (use >= 100; default 1000)"
+            f"--bootstrap-samples {B} is too few for a 95% percentile CI "
+            f"(use >= 100; default {BOOTSTRAP_SAMPLES})"
         )
     runs = [load_run(p) for p in args.runs]
     settings = {"B": B, "seed": args.seed, "unit": args.unit}

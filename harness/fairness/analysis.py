@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.fairness.protocol import MIN_SUBJECTS
+from harness.defaults import SEED
+from harness.fairness.protocol import MIN_SUBJECTS, PAPER_B
 from harness.fairness.resample import balanced_group_f1, f1_from_counts, per_stratum_size
 from harness.stats.bootstrap import bootstrap_se, ci_from_replicates, derive_seed
 
@@ -57,8 +58,8 @@ def analyse(
     table: pd.DataFrame,
     attributes: Sequence[str],
     groups: dict[str, Sequence[str]] | None = None,
-    B: int = 2000,
-    seed: int = 1234,
+    B: int = PAPER_B,
+    seed: int = SEED,
     per_stratum: str | int = "min",
     min_subjects: int = MIN_SUBJECTS,
 ) -> FairnessResult:

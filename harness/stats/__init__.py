@@ -1,8 +1,6 @@
 """Uncertainty for every reported number: bootstrap CIs, paired tests, multiplicity control."""
 
 from harness.stats.bootstrap import (
-    DEFAULT_B,
-    DEFAULT_SEED,
     BootstrapCI,
     bootstrap_means,
     ci_from_replicates,
@@ -17,8 +15,6 @@ from harness.stats.multiplicity import holm
 from harness.stats.paired import mcnemar_exact, paired_delta_ci, paired_permutation_test
 
 __all__ = [
-    "DEFAULT_B",
-    "DEFAULT_SEED",
     "BootstrapCI",
     "bootstrap_means",
     "ci_from_replicates",

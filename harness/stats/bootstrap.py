@@ -13,10 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.defaults import BOOTSTRAP_SAMPLES, SEED
 from harness.results_schema import MetricValue
-
-DEFAULT_B = 1000
-DEFAULT_SEED = 1234
 
 
 @dataclass(frozen=True)
@@ -31,8 +29,8 @@ class BootstrapCI:
 def bootstrap_means(
     values: np.ndarray,
     clusters: np.ndarray | None = None,
-    B: int = DEFAULT_B,
-    seed: int = DEFAULT_SEED,
+    B: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
 ) -> np.ndarray:
     """B bootstrap replicates of the mean of `values` (resampling clusters when given)."""
     values = np.asarray(values, dtype=float)
@@ -50,8 +48,8 @@ def bootstrap_means(
 def percentile_ci(
     values: np.ndarray,
     clusters: np.ndarray | None = None,
-    B: int = DEFAULT_B,
-    seed: int = DEFAULT_SEED,
+    B: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
     level: float = 0.95,
 ) -> BootstrapCI:
     """95% percentile-bootstrap CI of the mean; cluster bootstrap when clusters are given."""
@@ -111,8 +109,8 @@ def group_mean_replicates(
 
 def group_mean_ci(
     parts: Sequence[tuple[np.ndarray, np.ndarray | None]],
-    B: int = DEFAULT_B,
-    seed: int = DEFAULT_SEED,
+    B: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
     names: Sequence[str] | None = None,
     level: float = 0.95,
 ) -> tuple[float, BootstrapCI]:
@@ -132,8 +130,8 @@ def group_mean_ci(
 def metric_value(
     values: np.ndarray,
     clusters: np.ndarray | None = None,
-    B: int = DEFAULT_B,
-    seed: int = DEFAULT_SEED,
+    B: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
     config: dict[str, Any] | None = None,
 ) -> MetricValue:
     """A results-schema metric (mean, bootstrap SE, 95% CI, method, n) for per-item values."""
@@ -156,8 +154,8 @@ def metric_value(
 def group_metric_value(
     parts: Sequence[tuple[np.ndarray, np.ndarray | None]],
     names: Sequence[str],
-    B: int = DEFAULT_B,
-    seed: int = DEFAULT_SEED,
+    B: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
 ) -> MetricValue:
     """The group row (mean over member subtasks) as a results-schema metric with its CI."""
     if not parts:
@@ -183,8 +181,8 @@ def group_metric_value(
 
 def subtask_and_group_metrics(
     parts: dict[str, tuple[np.ndarray, np.ndarray | None]],
-    B: int = DEFAULT_B,
-    seed: int = DEFAULT_SEED,
+    B: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
     config: dict[str, Any] | None = None,
 ) -> tuple[dict[str, MetricValue], MetricValue]:
     """Per-subtask metrics and their group mean, drawing each subtask's replicates once.

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.defaults import PERMUTATIONS
 from harness.errors import UserError
 from harness.stats.bootstrap import derive_seed
 from harness.stats.multiplicity import holm
@@ -83,7 +84,7 @@ def compare_pair(
     run_b: RunFiles,
     B: int,
     seed: int,
-    n_permutations: int = 10_000,
+    n_permutations: int = PERMUTATIONS,
     unit: str = "cluster",
 ) -> dict[str, Any]:
     """The `comparison` block for two runs (shape in docs/statistics.md)."""

@@ -11,13 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.stats.bootstrap import (
-    DEFAULT_B,
-    DEFAULT_SEED,
-    BootstrapCI,
-    bootstrap_means,
-    ci_from_replicates,
-)
+from harness.defaults import BOOTSTRAP_SAMPLES, PERMUTATIONS, SEED
+from harness.stats.bootstrap import BootstrapCI, bootstrap_means, ci_from_replicates
 
 
 @dataclass(frozen=True)
@@ -31,8 +26,8 @@ def paired_delta_ci(
     a: np.ndarray,
     b: np.ndarray,
     clusters: np.ndarray | None = None,
-    B: int = DEFAULT_B,
-    seed: int = DEFAULT_SEED,
+    B: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
     level: float = 0.95,
 ) -> tuple[float, BootstrapCI]:
     """mean(a) - mean(b) over paired items, with a paired (joint-resampling) percentile CI.
@@ -67,8 +62,8 @@ def paired_permutation_test(
     a: np.ndarray,
     b: np.ndarray,
     clusters: np.ndarray | None = None,
-    n_permutations: int = 10_000,
-    seed: int = DEFAULT_SEED,
+    n_permutations: int = PERMUTATIONS,
+    seed: int = SEED,
 ) -> float:
     """Two-sided sign-flip permutation p-value for mean(a - b) = 0 on continuous metrics.
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from harness.stats.bootstrap import DEFAULT_B, DEFAULT_SEED, derive_seed
+from harness.defaults import BOOTSTRAP_SAMPLES, SEED
+from harness.stats.bootstrap import derive_seed
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def paired_replicate_means(
 def rank_table(
     runs: Sequence[str],
     parts: Sequence[RankPart],
-    B: int = DEFAULT_B,
-    seed: int = DEFAULT_SEED,
+    B: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
     level: float = 0.95,
 ) -> list[RankRow]:
     """Ranks (1 = best) by the mean over parts, with bootstrap score and rank intervals."""

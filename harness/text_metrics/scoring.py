@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.defaults import BOOTSTRAP_SAMPLES, SEED
 from harness.results_schema import MetricValue
-from harness.stats.bootstrap import DEFAULT_B, DEFAULT_SEED
 from harness.taxonomy import TEXT_HEADLINES
 from harness.text_metrics import aggregate
 from harness.text_metrics.cache import ScorerUnavailable, cache_root
@@ -112,8 +112,8 @@ def score_texts(
     references: list[str],
     cfg: TextMetricsConfig,
     clusters: list[str] | None = None,
-    bootstrap_B: int = DEFAULT_B,
-    seed: int = DEFAULT_SEED,
+    bootstrap_B: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
 ) -> TextScores:
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")

@@ -84,8 +84,8 @@ def test_no_parseable_item_gives_unavailable_not_zero():
 
 
 def test_pipeline_bootstrap_defaults_match_the_shared_ones():
+    from harness.defaults import BOOTSTRAP_SAMPLES, SEED
     from harness.judge.pipeline import JudgeConfig
-    from harness.stats import bootstrap
 
     cfg = JudgeConfig(runs=[], task="findings_generation")
-    assert (cfg.bootstrap_b, cfg.bootstrap_seed) == (bootstrap.DEFAULT_B, bootstrap.DEFAULT_SEED)
+    assert (cfg.bootstrap_b, cfg.bootstrap_seed) == (BOOTSTRAP_SAMPLES, SEED)
