@@ -16,6 +16,10 @@ SQLite (stdlib, no pickle, WAL), three tables:
   another process) or whose lease expired (other hosts; a stopped process) is taken over. The
   lease is the longest the owner's retry policy can take, so a live owner never loses one.
 
+A path that is not an SQLite file, a folder that cannot be written, or a judge cache of the
+earlier schema (a `judgments` table under the same file name, which read as empty would have
+every judgment paid for again) is refused with a one-line UserError naming the file.
+
 Storing an answer, booking its call and dropping its claim are one fsynced transaction: a kill
 at any instant loses only calls in flight. Claims are committed without fsync (losing one to a
 power cut only means it is asked again).
@@ -39,6 +43,7 @@ from typing import Any, Literal
 
 import psutil
 
+from harness.errors import UserError
 from harness.openai_compat.usage import Usage
 
 _SCHEMA = (
@@ -76,6 +81,7 @@ _SCHEMA = (
         lease_until REAL NOT NULL
     )""",
 )
+_OLD_JUDGE_TABLE = "judgments"  # the judge's own cache before it moved here (same file name)
 _CALL_COLUMNS = (
     "id",
     "key",
@@ -183,14 +189,33 @@ class RequestCache:
         self.path = Path(path)
         self.read_only = read_only
         self.owner = Owner.this_process()
-        if read_only:
-            # A dry run must not create anything; a missing cache is simply empty.
-            self._db = (
-                sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-                if self.path.is_file()
-                else None
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._open()
+        except UserError:
+            self.close()
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            # Not an SQLite file, an unwritable folder, a read-only file: the user's choice
+            # of path, so one line naming it, never a traceback.
+            self.close()
+            what = (
+                "not a chexbench request cache"
+                if isinstance(exc, sqlite3.DatabaseError)
+                and not isinstance(exc, sqlite3.OperationalError)
+                else "cannot open the request cache"
             )
-            if self._db is not None and not self._has_tables():
+            raise UserError(f"{self.path}: {what} ({exc}); pass another --cache") from None
+
+    def _open(self) -> None:
+        if self.read_only:
+            # A dry run must not create anything; a missing cache is simply empty.
+            if not self.path.is_file():
+                return
+            self._db = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+            )
+            if not self._has_tables():
                 self._db.close()
                 self._db = None
             return
@@ -200,14 +225,24 @@ class RequestCache:
         self._db = sqlite3.connect(
             self.path, timeout=60.0, isolation_level=None, check_same_thread=False
         )
+        self._has_tables()  # refuses an older judge cache before anything is added to it
         self._db.execute("PRAGMA journal_mode=WAL")
         with self._transaction(durable=True):
             for statement in _SCHEMA:
                 self._db.execute(statement)
 
     def _has_tables(self) -> bool:
+        """Whether the file holds this cache's tables. A judge cache of the earlier schema
+        (one `judgments` table, same file name) is refused: read as empty, every judgment in
+        it would be paid for again."""
         assert self._db is not None
         names = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if _OLD_JUDGE_TABLE in names and "responses" not in names:
+            raise UserError(
+                f"{self.path}: a judge cache of an earlier chexbench (a '{_OLD_JUDGE_TABLE}' "
+                "table) that this version cannot read; move it aside (or pass another --cache) "
+                "and rerun"
+            )
         return {"responses", "calls", "claims"} <= names
 
     @contextmanager

@@ -160,3 +160,16 @@ def test_recorded_command_masks_url_credentials():
     assert red[:3] == argv[:3] and red[4:] == argv[4:]
     assert endpoint_host("https://judge.example:8443/v1") == "judge.example:8443"
     assert endpoint_host(resolve_base_url(None, env={})) == "api.openai.com"
+
+
+def test_a_cache_that_is_not_a_request_cache_exits_2_with_one_line(tmp_path, capsys):
+    a, b = tmp_path / "a.samples.jsonl", tmp_path / "b.samples.jsonl"
+    write_samples(a, text_rows(2, lambda i: "x"))
+    write_samples(b, text_rows(2, lambda i: "y"))
+    (tmp_path / "c").mkdir()
+    cache = tmp_path / "c" / "judge_cache.sqlite"
+    cache.write_bytes(b"\x00not sqlite" * 100)
+    argv = ["--runs", str(a), str(b), "--task", "findings_generation", "--cache"]
+    assert main([*argv, str(tmp_path / "c"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(cache) in err and "pass another --cache" in err

@@ -259,3 +259,64 @@ def test_a_read_only_cache_that_does_not_exist_is_empty_and_creates_nothing(tmp_
     cache = RequestCache(tmp_path / "none" / "c.sqlite", read_only=True)
     assert cache.get_many(["k"]) == {} and cache.calls_for(["k"]) == []
     assert not (tmp_path / "none").exists()
+
+
+# The judge's own cache before it moved to RequestCache (same file name, judge_cache.sqlite),
+# as commit 153895a wrote it.
+_OLD_JUDGE_SCHEMA = """CREATE TABLE judgments (
+    key TEXT PRIMARY KEY, judge_model TEXT NOT NULL, template_sha256 TEXT NOT NULL,
+    prompt_sha256 TEXT NOT NULL, response TEXT NOT NULL, verdict TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, attempts INTEGER NOT NULL,
+    latency_s REAL NOT NULL, created_at TEXT NOT NULL, invocation TEXT NOT NULL)"""
+
+
+def _old_judge_cache(path: Path) -> Path:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    db.execute(_OLD_JUDGE_SCHEMA)
+    db.execute(
+        "INSERT INTO judgments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        ("k", "gpt-4o", "t", "p", "Report 1", "A", 10, 2, 1, 0.5, "2024-01-01", "inv"),
+    )
+    db.commit()
+    db.close()
+    return path
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["write", "read-only"])
+def test_a_file_that_is_not_sqlite_is_a_one_line_error_and_left_alone(tmp_path, read_only):
+    path = tmp_path / "judge_cache.sqlite"
+    path.write_text("these are my notes, not a database\n" * 200)
+    before = path.read_bytes()
+    with pytest.raises(UserError) as err:
+        RequestCache(path, read_only=read_only)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not a chexbench request cache (")
+    assert message.endswith("; pass another --cache") and "\n" not in message
+    assert path.read_bytes() == before
+
+
+def test_a_cache_folder_that_cannot_be_created_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")  # a file where the cache folder should be (works as root too)
+    with pytest.raises(UserError, match=r"cannot open the request cache .*pass another --cache"):
+        RequestCache(blocker / "judge_cache.sqlite")
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["write", "read-only"])
+def test_a_judge_cache_of_the_earlier_schema_is_refused_not_read_as_empty(tmp_path, read_only):
+    """Before: its judgments were treated as absent and paid for again."""
+    import sqlite3
+
+    path = _old_judge_cache(tmp_path / "judge_cache.sqlite")
+    with pytest.raises(UserError) as err:
+        RequestCache(path, read_only=read_only)
+    message = str(err.value)
+    assert message.startswith(f"{path}: a judge cache of an earlier chexbench")
+    assert "move it aside" in message and "\n" not in message
+    db = sqlite3.connect(path)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"judgments"}  # nothing was added to it
+    assert db.execute("SELECT count(*) FROM judgments").fetchone() == (1,)
+    db.close()
