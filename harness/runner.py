@@ -24,7 +24,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +147,6 @@ class RunSpec:
         if options.get("command") is not None:
             options["command"] = tuple(options["command"])
         return cls(RunConfig(**config), RunOptions(**options))
-
-
-CONFIG_KEYS = tuple(f.name for f in fields(RunConfig)) + tuple(f.name for f in fields(RunOptions))
 
 
 def expand_tasks(names: list[str]) -> list[str]:

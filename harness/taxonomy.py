@@ -26,6 +26,11 @@ class Dataset:
     data_sources: tuple[str, ...]  # spellings of `data_source` seen or expected in data.json
 
 
+def subtask_name(task_slug: str, dataset_slug: str) -> str:
+    """The lm-eval task of one (task type, dataset) pair: `chexbench_<task>_<dataset>`."""
+    return f"chexbench_{task_slug}_{dataset_slug}"
+
+
 @dataclass(frozen=True)
 class Subtask:
     task: TaskType
@@ -35,7 +40,7 @@ class Subtask:
 
     @property
     def name(self) -> str:
-        return f"chexbench_{self.task.slug}_{self.dataset.slug}"
+        return subtask_name(self.task.slug, self.dataset.slug)
 
 
 TASK_TYPES: tuple[TaskType, ...] = (
@@ -146,16 +151,12 @@ def resolve_dataset(name: str) -> Dataset | None:
 
 
 def subtask_for(task_slug: str, dataset_slug: str) -> Subtask | None:
-    return SUBTASK_BY_NAME.get(f"chexbench_{task_slug}_{dataset_slug}")
+    return SUBTASK_BY_NAME.get(subtask_name(task_slug, dataset_slug))
 
 
 def group_name(task: TaskType | str) -> str:
     """The lm-eval group of one task type: `chexbench_<slug>`."""
     return f"chexbench_{task.slug if isinstance(task, TaskType) else task}"
-
-
-def subtask_name(task_slug: str, dataset_slug: str) -> str:
-    return f"chexbench_{task_slug}_{dataset_slug}"
 
 
 PERCEPTION_GROUP = "chexbench_perception"  # the mean over the six perception task types

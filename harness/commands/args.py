@@ -23,7 +23,6 @@ from harness.defaults import (
     PREFETCH_BATCHES,
     SEED,
 )
-from harness.errors import did_you_mean  # noqa: F401  (re-exported for commands)
 
 
 class DeprecatedAlias(argparse.Action):

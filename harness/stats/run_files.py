@@ -16,8 +16,6 @@ from harness.io import read_jsonl
 from harness.results_schema import parse_json, validate_results
 from harness.run_card import analysis_run_card  # noqa: F401  (re-exported for callers)
 
-_PACKAGES = ("numpy", "scipy", "statsmodels", "pandas", "matplotlib")
-
 
 @dataclass
 class RunFiles:
