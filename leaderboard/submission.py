@@ -301,6 +301,9 @@ def content_hash(files: dict[str, bytes]) -> str:
 
 
 def list_submissions(results_root: str | Path) -> list[dict[str, Any]]:
+    """Each submission's status file; one that cannot be read, or lacks a string `status` or
+    a list of `results`, is listed as "unreadable status file" (the review CLI and the page
+    format those fields, and a hand-edited file must not take them down)."""
     root = submissions_root(results_root)
     out = []
     if not root.is_dir():
@@ -312,10 +315,13 @@ def list_submissions(results_root: str | Path) -> list[dict[str, Any]]:
                 status = parse_json(status_path.read_bytes(), str(status_path))
             except (OSError, ResultsError):
                 status = None
+            readable = (
+                isinstance(status, dict)
+                and isinstance(status.get("status"), str)
+                and isinstance(status.get("results", []), list)
+            )
             out.append(
-                status
-                if isinstance(status, dict)
-                else {"id": folder.name, "status": "unreadable status file"}
+                status if readable else {"id": folder.name, "status": "unreadable status file"}
             )
     return out
 

@@ -236,3 +236,32 @@ def test_submissions_list_prints_stored_text_as_text(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "\x1b" not in out and "Red\\x1b[31m" in out
     assert "data_sha256" in out  # what the run card says about the data, for the reviewer
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"status": None},
+        {"status": 3},
+        {"results": "MyModel"},
+        {"results": {"model": "MyModel"}},
+    ],
+    ids=["status-null", "status-number", "results-string", "results-object"],
+)
+def test_a_status_file_without_a_status_or_results_list_is_listed_as_unreadable(
+    tmp_path, capsys, edit
+):
+    """Before: `chexbench submissions list` crashed formatting a None status (TypeError)."""
+    results = tmp_path / "results"
+    sub = submission.submit_bundle(
+        bundle(tmp_path / "b.zip", valid_bundle_members()).read_bytes(), results
+    )
+    status_path = sub.folder / "status.json"
+    status = json.loads(status_path.read_text())
+    status.update(edit)
+    status_path.write_text(json.dumps(status))
+    assert submission.list_submissions(results) == [
+        {"id": sub.id, "status": "unreadable status file"}
+    ]
+    assert cli(["submissions", "list", "--results", str(results)]) == 0
+    assert f"{sub.id}  unreadable status file" in capsys.readouterr().out
