@@ -42,21 +42,6 @@ def option_scores(row: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "item": r.get("item_id", r.get("doc_id")),
-                "question": r.get("question", r.get("prompt", "")),
-                "answer": option_text(r, r.get("answer")),
-                "prediction": option_text(r, r.get("prediction")),
-                "correct": r.get("correct"),
-            }
-            for r in rows
-        ]
-    )
-
-
 def option_text(row: dict[str, Any], index: Any) -> str:
     options = row.get("options")
     if isinstance(index, int) and isinstance(options, list) and 0 <= index < len(options):

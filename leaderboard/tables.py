@@ -18,7 +18,6 @@ from leaderboard.loader import PAPER, Entry, mc_mode
 
 MEAN_TASKS = "Mean over tasks"
 MEAN_PAIRS = "Mean over pairs"
-MEAN_DATASET = "(macro)"
 BEST = "best"
 TIED = "tied"  # a comparable row whose 95% CI overlaps the best one's: not beaten
 _ORDER = {(s.task.slug, s.dataset.slug): i for i, s in enumerate(SUBTASKS)}

@@ -34,11 +34,6 @@ _SIGNATURE = re.compile(
     r"(?:final\s+)?report\s+(?:signed|approved)|--+\s*\n).*$"
 )
 
-_PRIOR_NOUN = (
-    r"(?:the\s+|a\s+)?(?:most\s+recent\s+|previous\s+|prior\s+|earlier\s+|last\s+)?"
-    r"(?:prior|previous|earlier)?\s*(?:chest\s+)?(?:study|studies|exam(?:ination)?s?|"
-    r"radiographs?|films?|x-rays?|images?|ct|one)?(?:\s+(?:from|of|dated)\s+[\w/_-]+)?"
-)
 _COMPARE_LEAD = r"(?:as\s+)?(?:compared\s+(?:to|with)|in\s+comparison\s+(?:to|with)|relative\s+to)"
 _PRIOR_WORD = r"(?:prior|previous|earlier|last|recent)"
 # "Compared to the prior study, ..." at the start of a sentence: cut cleanly.
