@@ -17,7 +17,13 @@ import numpy as np
 from harness.results_schema import GroupResult, MetricValue, SubtaskResult
 from harness.scoring import HEADLINE, RULES, predictions
 from harness.stats.bootstrap import derive_seed, group_metric_value, metric_value
-from harness.taxonomy import PERCEPTION_SUBTASKS, SUBTASK_BY_NAME, TASK_TYPES
+from harness.taxonomy import (
+    PERCEPTION_GROUP,
+    PERCEPTION_SUBTASKS,
+    SUBTASK_BY_NAME,
+    TASK_TYPES,
+    group_name,
+)
 
 
 def perception_row(
@@ -142,15 +148,15 @@ def perception_groups(
             ]
             metrics[rule] = group_metric_value(parts, members, B, seed)
             parts_by_rule[rule].append((task.slug, members, parts))
-        groups[f"chexbench_{task.slug}"] = GroupResult(
-            name=f"chexbench_{task.slug}", members=members, metrics=metrics
+        groups[group_name(task)] = GroupResult(
+            name=group_name(task), members=members, metrics=metrics
         )
     if len(groups) > 1:
         metrics = {}
         for rule, tasks in parts_by_rule.items():
             metrics[rule] = _mean_of_task_means(tasks, B, seed)
-        groups["chexbench_perception"] = GroupResult(
-            name="chexbench_perception", members=list(groups), metrics=metrics
+        groups[PERCEPTION_GROUP] = GroupResult(
+            name=PERCEPTION_GROUP, members=list(groups), metrics=metrics
         )
     return groups
 
