@@ -654,3 +654,58 @@ def test_llava_med_v0_official_mc_input_and_chat(tmp_path_factory, image):
     ref = text.split(" ### Assistant: ")[-1].replace("###", "").strip()
     assert _generated(lm, FINDINGS, image) == ref
     assert adapter.generation.max_new_tokens == 1024 and "###" in adapter.generation.stop_strings
+
+
+# ----- LLaVA-Med v1.5 (not the paper's row: no official CheXbench code evaluates it) ----------
+# V15/ = microsoft/LLaVA-Med 821e1c7, the v1.5 release's own VQA evaluation.
+def test_llava_med_v15_chat_input(tmp_path_factory, image):
+    from transformers import AutoImageProcessor, AutoTokenizer, LlavaForConditionalGeneration
+
+    adapter, lm, args = _build("llava_med_v15", tmp_path_factory)
+    folder = args["pretrained"]
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = LlavaForConditionalGeneration.from_pretrained(folder).eval()
+    assert not adapter.im_start_end  # the v1.5 release: mm_use_im_start_end false
+    pixels = AutoImageProcessor.from_pretrained(folder)(
+        images=image, return_tensors="pt"
+    ).pixel_values
+    with torch.no_grad():  # V15/llava/model/multimodal_encoder/clip_encoder.py: layer -2, patches
+        feats = model.get_image_features(
+            pixels, vision_feature_layer=-2, vision_feature_select_strategy="default"
+        )[0]
+    placeholder = model.config.image_token_index
+
+    def tokenizer_image_token(prompt: str) -> list[int]:
+        """V15/llava/mm_utils.py:49-68: each chunk around <image> tokenised with its BOS, the
+        BOS kept once, the image in between."""
+        head, tail = (tok(chunk).input_ids for chunk in prompt.split("<image>"))
+        return [tok.bos_token_id, *head[1:], *[placeholder] * feats.shape[0], *tail[1:]]
+
+    def logits_of(row: list[int]) -> torch.Tensor:
+        where = [k for k, t in enumerate(row) if t == placeholder]  # replaced below
+        embeds = model.get_input_embeddings()(torch.tensor([[t * (t != placeholder) for t in row]]))
+        embeds[0, where[0] : where[-1] + 1] = feats
+        with torch.no_grad():
+            return model(inputs_embeds=embeds).logits[0]
+
+    # V15/llava/eval/model_vqa.py:48-53: qs = "<image>\n" + question; conv "mistral_instruct"
+    # (V15/llava/conversation.py:407-416) renders one user turn as "[INST] {qs} [/INST]".
+    prompt = f"[INST] <image>\n{QUESTION} [/INST]"
+    own = tokenizer_image_token(prompt)
+    first = own.index(placeholder)
+    expected = {}
+    for o in OPTIONS:
+        row = tokenizer_image_token(f"{prompt} {o}")
+        assert row[: len(own)] == own  # the option's tokens are the tail past the prompt's
+        n = len(row) - len(own)
+        assert lm.layout(QUESTION, " " + o, 1) == PromptLayout(
+            _with_slot(own, first, first + feats.shape[0]), tuple(row[len(own) :])
+        )
+        expected[o] = (_span_logprob(logits_of(row), row, len(own)), n)
+    _check_scores(lm, image, expected)
+
+    gen = tokenizer_image_token(f"[INST] <image>\n{FINDINGS} [/INST]")
+    assert lm.layout(FINDINGS, "", 1, generation=True) == PromptLayout(
+        _with_slot(gen, gen.index(placeholder), gen.index(placeholder) + feats.shape[0]), ()
+    )
+    assert adapter.generation.max_new_tokens == 1024  # V15/llava/eval/model_vqa.py:65-81
