@@ -50,10 +50,26 @@ class BlindItem:
     images: tuple[tuple[str, bytes], ...]  # (opaque image id, PNG thumbnail)
 
 
-def to_csv(rows: list[list[str]]) -> str:
+# A cell starting with one of these is a formula when the CSV is opened in a spreadsheet
+# (OWASP "CSV injection"); report text and model output can start with any of them.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def to_csv(rows: list[list[str]], verbatim_columns: frozenset[int] = frozenset()) -> str:
+    """The one CSV writer of the reader study (packets, REDCap files). A cell a spreadsheet
+    would run as a formula gets a leading `'` (OWASP's advice), so a radiologist opening the
+    file in Excel sees text; `verbatim_columns` are written as they are, for REDCap action
+    tags (`@DEFAULT=...`) that REDCap itself must read. `reader-study analyze` reads back only
+    ids and answers, which never start with these characters."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerows(rows)
+    writer.writerows(
+        [
+            "'" + cell if i not in verbatim_columns and cell.startswith(FORMULA_START) else cell
+            for i, cell in enumerate(row)
+        ]
+        for row in rows
+    )
     return buf.getvalue()
 
 

@@ -34,6 +34,7 @@ DICTIONARY_COLUMNS = (
     "Matrix Ranking?",
     "Field Annotation",
 )
+ANNOTATION_COLUMN = DICTIONARY_COLUMNS.index("Field Annotation")  # REDCap action tags
 FIELD_TYPES = frozenset(
     {
         "text",
@@ -77,7 +78,7 @@ def _row(**cells: str) -> list[str]:
         "note": 6,
         "required": 12,
         "align": 13,
-        "annotation": 17,
+        "annotation": ANNOTATION_COLUMN,
     }
     row = [""] * len(DICTIONARY_COLUMNS)
     for key, value in cells.items():
@@ -166,7 +167,9 @@ def import_columns(dictionary: list[list[str]], forms: list[str]) -> list[str]:
 def dictionary_csv(
     study_id: str, task: str, items: list[BlindItem], warning: str | None = None
 ) -> str:
-    return to_csv(dictionary_rows(study_id, task, items, warning))
+    # Action tags (`@DEFAULT="..." @READONLY`) start with "@" and must reach REDCap as written.
+    rows = dictionary_rows(study_id, task, items, warning)
+    return to_csv(rows, verbatim_columns=frozenset({ANNOTATION_COLUMN}))
 
 
 def import_template_csv(

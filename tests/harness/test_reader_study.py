@@ -9,6 +9,7 @@ are synthetic, so every export passes force=True (which also accepts demo runs).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from pathlib import Path
@@ -421,3 +422,51 @@ def test_build_results_refuses_two_keys_for_one_task(study):
     }
     with pytest.raises(UserError, match="same task"):
         build_results([key, other], [], 10, 0, [])
+
+
+# ---------------------------------------------------------------- spreadsheet formulas
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_text_and_still_read_back(tmp_path):
+    """Before: a report starting with "=" (or + - @ tab CR) was a live formula when a
+    radiologist opened the packet or the REDCap dictionary in Excel."""
+    from harness.reader_study.packets import BlindItem, packet_csv, to_csv
+    from harness.reader_study.redcap import dictionary_csv
+
+    hostile = ['=HYPERLINK("https://evil.example","x")', "+1+2", "-2+3", "@SUM(A1)"]
+    items = [
+        BlindItem("ab1", hostile[0], hostile[1], hostile[2], ()),
+        BlindItem("ab2", hostile[3], "Lungs: 1-2 cm nodule", "a=b", ()),
+    ]
+    text = packet_csv("rs1", "R1", items)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    cells = [r[c] for r in rows for c in ("input", "report_a", "report_b")]
+    assert cells[:4] == ["'" + h for h in hostile]
+    assert cells[4:] == ["Lungs: 1-2 cm nodule", "a=b"]  # a sign inside the text is no formula
+    # Tab and CR (the exports normalise whitespace, so only defence in depth).
+    out = to_csv([["\tx", "\ry", "z"]])
+    assert out.startswith("'\tx,'\ry,") and out.endswith(",z\n")
+
+    # A filled packet still reads back: the ids and answers analyze reads are untouched.
+    for row in rows:
+        row.update(dict.fromkeys(ATTRIBUTES, "4"), comment="fine")
+    filled = tmp_path / "R1.csv"
+    with open(filled, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    key = {
+        "study_id": "rs1",
+        "readers": ["R1"],
+        "items": [{"opaque_id": it.opaque_id} for it in items],
+    }
+    ratings = read_ratings([filled], [key])
+    assert sorted((r.opaque_id, r.attribute, r.code, r.comment) for r in ratings) == sorted(
+        (it.opaque_id, a, 4, "fine") for it in items for a in ATTRIBUTES
+    )
+
+    # The REDCap dictionary: labels are HTML (never a formula); action tags stay as written.
+    dictionary = list(csv.reader(io.StringIO(dictionary_csv("rs1", TASK, items))))
+    annotations = [r[-1] for r in dictionary[1:] if r[-1]]
+    assert '@DEFAULT="rs1" @READONLY' in annotations
+    assert not any(c.startswith(("=", "+", "-", "\t", "\r")) for r in dictionary for c in r)
