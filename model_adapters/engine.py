@@ -54,6 +54,27 @@ def mc_prompt(question: str, options: Sequence[str]) -> str:
     )
 
 
+def journal_key(
+    fingerprint: str | None,
+    mc_mode: str,
+    kind: str,
+    context: str,
+    target: Any,
+    images: Sequence[Any],
+) -> str:
+    """A request's key in the run journal, shared by every engine (in-process and served), so
+    a journal means the same thing whichever wrote it."""
+    payload = [fingerprint, mc_mode, kind, context, target, [image_fingerprint(i) for i in images]]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def unpack_request(req: Any) -> tuple[Any, Any, list[Any]]:
+    """(context, target, images) of an lm-eval request (or its bare args tuple)."""
+    args = req.args if hasattr(req, "args") else req
+    visual = list((args[2] or {}).get("visual") or []) if len(args) > 2 else []
+    return args[0], args[1], visual
+
+
 def mc_choice(text: str, n_options: int) -> int:
     """The option the first "(X)" in a generated answer names; -1 when there is none or it
     names no option (counted wrong and reported, never guessed)."""
@@ -285,21 +306,9 @@ class CheXbenchLM(LM):
         return getattr(self.adapter.tokenizer, "name_or_path", self.adapter.name)
 
     def _key(self, kind: str, context: str, target: Any, images: Sequence[Any]) -> str:
-        payload = [
-            self.fingerprint,
-            self.mc_mode,
-            kind,
-            context,
-            target,
-            [image_fingerprint(i) for i in images],
-        ]
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return journal_key(self.fingerprint, self.mc_mode, kind, context, target, images)
 
-    @staticmethod
-    def _unpack(req: Any) -> tuple[Any, Any, list[Any]]:
-        args = req.args if hasattr(req, "args") else req
-        visual = list((args[2] or {}).get("visual") or []) if len(args) > 2 else []
-        return args[0], args[1], visual
+    _unpack = staticmethod(unpack_request)
 
     # ----- tokenisation ----------------------------------------------------------------------
     def _prefix_parts(

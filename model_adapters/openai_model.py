@@ -36,7 +36,6 @@ import asyncio
 import base64
 import hashlib
 import io
-import json
 import logging
 import math
 import os
@@ -72,9 +71,11 @@ from model_adapters.engine import (
     MC_MAX_NEW_TOKENS,
     ResumeStore,
     image_fingerprint,
+    journal_key,
     load_rgb,
     mc_choice,
     mc_prompt,
+    unpack_request,
 )
 
 log = logging.getLogger("chexbench.openai_model")
@@ -567,26 +568,13 @@ class OpenAIServerLM(LM):
         return mc_prompt(question, options)
 
     def _key(self, kind: str, context: str, target: Any, images: Sequence[Any]) -> str:
-        """The run journal's key: the in-process engine's scheme (`CheXbenchLM._key`)."""
-        payload = [
-            self.fingerprint,
-            self.mc_mode,
-            kind,
-            context,
-            target,
-            [image_fingerprint(i) for i in images],
-        ]
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return journal_key(self.fingerprint, self.mc_mode, kind, context, target, images)
 
     def _limit(self, images: Sequence[Any]) -> list[Any]:
         cap = self.adapter.max_images
         return list(images[:cap] if cap is not None else images)
 
-    @staticmethod
-    def _unpack(req: Any) -> tuple[Any, Any, list[Any]]:
-        args = req.args if hasattr(req, "args") else req
-        visual = list((args[2] or {}).get("visual") or []) if len(args) > 2 else []
-        return args[0], args[1], visual
+    _unpack = staticmethod(unpack_request)
 
     @staticmethod
     def _where(req: Any) -> str:
