@@ -116,6 +116,7 @@ def resolve_config(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Name
     for a in p._actions:  # the option itself, not a deprecated spelling sharing its dest
         if a.dest not in ("help", "config") and not isinstance(a, common.DeprecatedAlias):
             actions.setdefault(a.dest, a)
+    _refuse_remote_code_grant(loaded, first)
     defaults: dict[str, Any] = {}
     for key, value in loaded.items():
         dest = str(key).replace("-", "_")
@@ -130,6 +131,26 @@ def resolve_config(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Name
         defaults[dest] = _checked(actions[dest], value, f"--config {first.config}: {key}")
     p.set_defaults(**defaults)
     return p.parse_args(argv)
+
+
+def _refuse_remote_code_grant(loaded: dict[str, Any], first: argparse.Namespace) -> None:
+    """Running a model's hub code is the user's decision on the command line: a config file
+    (perhaps someone else's) cannot make it, at the top level or inside its model_args."""
+    from model_adapters.loading import parse_model_args
+
+    model_args = loaded.get("model_args") or loaded.get("model-args") or {}
+    if not isinstance(model_args, dict):
+        try:
+            model_args = parse_model_args(str(model_args))
+        except UserError:
+            model_args = {}  # reported with its key below
+    asked = loaded.get("trust_remote_code", loaded.get("trust-remote-code"))
+    if (asked or model_args.get("trust_remote_code")) and not first.trust_remote_code:
+        raise UserError(
+            f"--config {first.config}: trust_remote_code would run the model's code from its "
+            "repository, and a config file cannot grant that; pass --trust-remote-code on the "
+            "command line"
+        )
 
 
 def _checked(action: argparse.Action, value: Any, where: str) -> Any:

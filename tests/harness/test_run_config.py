@@ -48,3 +48,26 @@ def test_yaml_values_are_converted_like_the_command_line(tmp_path):
     assert (args.model, args.tasks, args.limit, args.skip_missing) == ("chexagent", "a,b", 7, True)
     assert args.adapter_file == ["x.py"] and args.max_gen_toks is None
     assert args.seed == 9  # the command line wins
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [
+        "trust_remote_code: true\nmodel_args: {pretrained: smoke}",
+        "model_args: {pretrained: smoke, trust_remote_code: true}",
+        "model_args: pretrained=smoke,trust_remote_code=true",
+    ],
+)
+def test_a_config_file_cannot_grant_remote_code(grant, tmp_path, capsys):
+    """Running a model's hub code is decided on the command line only; with the flag there, the
+    same file is read (and fails later, on its missing data file, not on the grant)."""
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model: chexagent\n{grant}\ndata: {tmp_path / 'data.json'}\n")
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a config file cannot grant that" in err
+    assert not out.exists()
+    argv = ["run", "--config", str(config), "--output", str(out), "--trust-remote-code"]
+    assert main(argv) == 2
+    assert "cannot grant" not in capsys.readouterr().err
