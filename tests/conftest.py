@@ -20,11 +20,11 @@ atexit.register(shutil.rmtree, _MODULES, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def phantom_conformance_items():
+def phantom_conformance_items(tmp_path_factory):
     """Four phantom perception items (question, options, images), generated once per session."""
     from harness.conformance import phantom_items
 
-    return phantom_items(4)
+    return phantom_items(4, folder=tmp_path_factory.mktemp("conformance"))
 
 
 @pytest.fixture

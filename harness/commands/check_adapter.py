@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from harness.conformance import phantom_items, run_checks
-    from harness.tables import wide_console
+    from harness.tables import user_text, wide_console
     from model_adapters.presets import expand_model
     from model_adapters.registry import get_adapter_class
 
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column)
     for c in report.checks:
         colour = {"PASS": "green", "FAIL": "red", "SKIP": "yellow"}[c.verdict]
-        table.add_row(c.name, f"[{colour}]{c.verdict}[/]", c.figure, c.detail)
+        # figure and detail quote the adapter (its exceptions, its tokens): shown as text
+        table.add_row(c.name, f"[{colour}]{c.verdict}[/]", user_text(c.figure), user_text(c.detail))
     console = wide_console()
     console.print(table)
     console.print("[green]all checks passed[/]" if report.passed else "[red]adapter FAILED[/]")

@@ -171,6 +171,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_analyze(args: argparse.Namespace) -> int:
     from harness.io import atomic_write_text
+    from harness.reader_study.packets import to_csv
     from harness.reader_study.plot import write_figure
     from harness.reader_study.ratings import load_key, read_ratings
     from harness.reader_study.report import build_results
@@ -184,7 +185,9 @@ def run_analyze(args: argparse.Namespace) -> int:
     out = args.output
     write_results(model, out / "reader_study.json")
     results = model.model_dump(mode="json")
-    atomic_write_text(out / "scores.csv", frame.to_csv(index=False))
+    # Readers' comments are free text: the study's one CSV writer keeps formulas inert.
+    cells = frame.astype(object).where(frame.notna(), "").astype(str)
+    atomic_write_text(out / "scores.csv", to_csv([list(frame.columns), *cells.values.tolist()]))
     write_figure(results["reader_study"]["tasks"], out / "reader_study.png")
     for task, t in results["reader_study"]["tasks"].items():
         print(

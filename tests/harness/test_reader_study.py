@@ -470,3 +470,23 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_text_and_still_read_back(tmp
     annotations = [r[-1] for r in dictionary[1:] if r[-1]]
     assert '@DEFAULT="rs1" @READONLY' in annotations
     assert not any(c.startswith(("=", "+", "-", "\t", "\r")) for r in dictionary for c in r)
+
+
+def test_scores_csv_keeps_a_readers_formula_comment_inert(study, tmp_path):
+    """scores.csv carries readers' free-text comments; opened in a spreadsheet, one that starts
+    with "=" must be text, as in the packets (OWASP CSV injection)."""
+    paths = _fill(study, tmp_path, {})
+    path = paths[0]
+    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    rows[0]["comment"] = '=HYPERLINK("http://example.invalid","x")'
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "analysis"
+    key = study["out"] / "key" / "key.json"
+    argv = ["reader-study", "analyze", "--key", str(key), "--ratings", *map(str, paths)]
+    assert main([*argv, "--output", str(out), "--bootstrap-samples", "50"]) == 0
+    cells = [c for row in csv.reader(open(out / "scores.csv", encoding="utf-8")) for c in row]
+    assert "'" + rows[0]["comment"] in cells
+    assert not [c for c in cells if c.startswith(("=", "+", "@"))]
