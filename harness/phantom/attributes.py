@@ -71,15 +71,17 @@ class Disparity:
         valid = {"sex": SEXES, "race": RACES, "age": AGE_GROUPS}
         if self.attribute not in valid:
             raise DisparityError(
-                f"disparity attribute must be one of {sorted(valid)}, got {self.attribute!r}"
+                f"--disparity: the attribute must be one of {sorted(valid)}, got {self.attribute!r}"
             )
         if self.group not in valid[self.attribute]:
             raise DisparityError(
-                f"disparity group for {self.attribute} must be one of "
+                f"--disparity: the group for {self.attribute} must be one of "
                 f"{valid[self.attribute]}, got {self.group!r}"
             )
         if not 0.0 <= self.strength <= 1.0:
-            raise DisparityError(f"disparity strength must be in [0, 1], got {self.strength}")
+            raise DisparityError(
+                f"--disparity: the strength must be in [0, 1], got {self.strength}"
+            )
 
     @classmethod
     def parse(cls, spec: str) -> Disparity:
@@ -87,12 +89,12 @@ class Disparity:
         m = re.fullmatch(r"\s*(\w+)\s*=\s*([\w+-]+)\s*(?::\s*([0-9.]+))?\s*", spec)
         if not m:
             raise DisparityError(
-                f"disparity {spec!r}: expected ATTRIBUTE=GROUP[:STRENGTH], e.g. race=Black:0.6"
+                f"--disparity {spec!r}: expected ATTRIBUTE=GROUP[:STRENGTH], e.g. race=Black:0.6"
             )
         try:
             strength = float(m.group(3)) if m.group(3) else 0.6
         except ValueError:  # "0.6.1" matches the pattern
-            raise DisparityError(f"disparity {spec!r}: strength is not a number") from None
+            raise DisparityError(f"--disparity {spec!r}: the strength is not a number") from None
         return cls(m.group(1), m.group(2), strength)
 
     def applies_to(self, patient: Patient) -> bool:

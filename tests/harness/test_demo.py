@@ -63,5 +63,5 @@ def test_bad_disparity_is_one_line_exit_2_and_writes_nothing(spec, tmp_path, cap
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert err.startswith("error: disparity ") and err.count("\n") == 1, err
+        assert err.startswith("error: --disparity") and err.count("\n") == 1, err
     assert not any(tmp_path.iterdir())
