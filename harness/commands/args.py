@@ -159,6 +159,21 @@ def add_seed(
     _aliases(p, ["--bootstrap-seed"], "--seed", "seed", seed_int)
 
 
+def add_phantom_size_and_seed(p: argparse.ArgumentParser) -> None:
+    """How much phantom data, from which seed (`phantom` and `demo`); `--seed` was its old
+    spelling, kept as a deprecated alias (`--seed` means the bootstrap seed elsewhere)."""
+    p.add_argument(
+        "--n-per-pair", type=positive_int, default=20, help="phantom items per task/dataset pair"
+    )
+    p.add_argument(
+        "--phantom-seed",
+        type=seed_int,
+        default=0,
+        help="seed of the phantom data (default %(default)s)",
+    )
+    _aliases(p, ["--seed"], "--phantom-seed", "phantom_seed", seed_int)
+
+
 def add_bootstrap(p: argparse.ArgumentParser, default: int = BOOTSTRAP_SAMPLES) -> None:
     p.add_argument(
         "--bootstrap-samples",

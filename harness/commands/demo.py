@@ -32,22 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="use the random-weight smoke model instead of the trained demo model",
     )
-    p.add_argument(
-        "--n-per-pair", type=common.positive_int, default=20, help="phantom items per task/dataset"
-    )
-    p.add_argument(
-        "--phantom-seed",
-        type=common.seed_int,
-        default=0,
-        help="seed of the phantom data (default %(default)s)",
-    )
-    p.add_argument(
-        "--seed",
-        action=common.DeprecatedAlias,
-        new="--phantom-seed",
-        dest="phantom_seed",
-        type=common.seed_int,
-    )
+    common.add_phantom_size_and_seed(p)
     p.add_argument(
         "--max-gen-toks",
         type=common.positive_int,

@@ -18,22 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", "-o", required=True, help="output folder")
     p.add_argument("--out", action=common.DeprecatedAlias, new="--output", dest="output")
-    p.add_argument(
-        "--n-per-pair", type=common.positive_int, default=20, help="items per task/dataset pair"
-    )
-    p.add_argument(
-        "--phantom-seed",
-        type=common.seed_int,
-        default=0,
-        help="seed of the synthetic data (default %(default)s)",
-    )
-    p.add_argument(
-        "--seed",
-        action=common.DeprecatedAlias,
-        new="--phantom-seed",
-        dest="phantom_seed",
-        type=common.seed_int,
-    )
+    common.add_phantom_size_and_seed(p)
     p.add_argument(
         "--image-size", type=common.positive_int, default=128, help="square image side in pixels"
     )
